@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from bridge.midifile import TimedNote, write_midi
@@ -46,10 +47,11 @@ def bach_chorale() -> list[Track]:
     return tracks
 
 
-def melody(steps: list[tuple[int, float]], *, start: float = 0.0, velocity: int = 84,
+def melody(steps: Sequence[tuple[int, float]], *, start: float = 0.0, velocity: int = 84,
            channel: int = 0, legato: float = 0.9) -> list[TimedNote]:
     """``(pitch, beats)`` pairs laid end to end; pitch 0 is a rest."""
-    notes, t = [], start
+    notes: list[TimedNote] = []
+    t = start
     for pitch, beats in steps:
         if pitch:
             notes.append(TimedNote(t, pitch, beats * legato, velocity, channel))
@@ -82,7 +84,8 @@ def canon_chords() -> list[Track]:
     """D A Bm F#m G D G A, two beats each, root in the bass."""
     chords = [(50, (62, 66, 69)), (45, (61, 64, 69)), (47, (62, 66, 71)), (42, (61, 66, 69)),
               (43, (62, 67, 71)), (38, (62, 66, 69)), (43, (62, 67, 71)), (45, (61, 64, 69))]
-    upper, bass = [], []
+    upper: list[TimedNote] = []
+    bass: list[TimedNote] = []
     for i, (root, triad) in enumerate(chords):
         bass.append(TimedNote(2.0 * i, root, 1.9, 70, 1))
         upper.extend(TimedNote(2.0 * i, p, 1.9, 64, 0) for p in triad)
