@@ -1,0 +1,52 @@
+"""The sizes of one benchmark run (``python -m benchmarks`` flags), shared by every section."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Options"]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Options:
+    """Sizes and places for one run; :meth:`quick` gives the CI smoke sizes."""
+
+    out_dir: Path = REPO / "benchmarks"
+    model: Path = REPO / "models" / "default.onnx"
+    reference_model: Path = REPO / "models" / "reference-seed.onnx"
+    quick: bool = False
+    events: int = 300  # generated events per inference timing
+    keras_events: int = 30  # Keras model.predict is slow: fewer repeats
+    seed_events: int = 64  # events in the priming seed
+    window: int = 100  # the reference method's window
+    answers: int = 200  # answers per JACK period and per kind (phrase end / trigger)
+    notes: int = 2000  # minimum answer notes for the timing-error figure, per period
+    periods: tuple[int, ...] = (64, 256)
+    launches: int = 7  # bridge start-ups
+    train_seconds: float = 90.0  # time budget per architecture
+    corpus_pieces: int | None = None  # None: every chorale
+    quality_pieces: int | None = None  # None: every held-out piece
+    temperatures: tuple[float, ...] = (0.8, 1.0, 1.2)
+    seed_bars: int = 4
+    answer_bars: int = 4
+    sections: tuple[str, ...] = field(default=(
+        "inference", "latency", "startup", "training", "corpus", "quality"))
+    rng_seed: int = 1234
+
+    @classmethod
+    def quick_sizes(cls, **overrides: object) -> Options:
+        """The smoke run: every section, tiny sizes (well under two minutes)."""
+        sizes: dict[str, object] = dict(
+            quick=True, events=40, keras_events=5, answers=6, notes=20, launches=2,
+            train_seconds=4.0, corpus_pieces=12, quality_pieces=3, temperatures=(1.0,),
+            seed_bars=2, answer_bars=2,
+        )
+        sizes.update(overrides)
+        return cls(**sizes)  # type: ignore[arg-type]
+
+    def replace(self, **changes: object) -> Options:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
