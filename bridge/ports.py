@@ -1,0 +1,326 @@
+"""MIDI backends and ports: which system MIDI API to use, and opening Antiphon's two ports.
+
+Backend choice (:func:`choose_backend`), first match wins:
+
+1. ``--backend NAME`` (``alsa``, ``jack``, ``coremidi``, ``winmm``; ``auto`` means "not given");
+2. mido's ``MIDO_BACKEND`` environment variable, e.g. ``mido.backends.rtmidi/UNIX_JACK``;
+3. automatic: CoreMIDI on macOS, Windows MM on Windows; on Linux ALSA when its sequencer works,
+   else JACK when a JACK server is reachable (``JACK_DEFAULT_SERVER`` names it).
+
+Ports are python-rtmidi objects (mido only encodes and decodes the messages).  By default the
+bridge creates virtual ports "Antiphon In" / "Antiphon Out" that a DAW connects to; ``--in`` /
+``--out`` open existing ports instead (on Windows, which has no virtual ports, two loopMIDI
+ports).  Every RtMidi port is its own client on ALSA and JACK; each gets a distinct client name
+("<client> In" / "<client> Out") so JACK does not rename them.
+
+Everything that fails raises :class:`PortError` with one line saying why and what to do.  The C
+libraries underneath (ALSA, libjack) print their own diagnostics to file descriptor 2 while a port
+is probed or opened; those are silenced for that moment, so the user sees only that one line.
+Called from the main thread at start-up only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import rtmidi
+
+from bridge.errors import PortError
+
+__all__ = [
+    "BACKEND_NAMES",
+    "Backend",
+    "OpenedPort",
+    "PortList",
+    "choose_backend",
+    "find_port",
+    "list_ports",
+    "open_input",
+    "open_output",
+]
+
+DEFAULT_IN = "Antiphon In"
+DEFAULT_OUT = "Antiphon Out"
+DEFAULT_CLIENT = "Antiphon"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One system MIDI API as python-rtmidi knows it."""
+
+    name: str  # "alsa" | "jack" | "coremidi" | "winmm"
+    api: int  # rtmidi.API_* constant
+    mido_name: str  # mido's spelling, for MIDO_BACKEND
+    virtual_ports: bool  # can this API create virtual ports?
+
+    def __str__(self) -> str:
+        return self.name
+
+
+_BACKENDS = {
+    "alsa": Backend("alsa", rtmidi.API_LINUX_ALSA, "LINUX_ALSA", True),
+    "jack": Backend("jack", rtmidi.API_UNIX_JACK, "UNIX_JACK", True),
+    "coremidi": Backend("coremidi", rtmidi.API_MACOSX_CORE, "MACOSX_CORE", True),
+    "winmm": Backend("winmm", rtmidi.API_WINDOWS_MM, "WINDOWS_MM", False),
+}
+_BY_MIDO_NAME = {b.mido_name.lower(): b for b in _BACKENDS.values()}
+BACKEND_NAMES = ("auto", *_BACKENDS)
+"""The values ``--backend`` accepts."""
+
+_NO_BACKEND = (
+    "no MIDI backend: start JACK (e.g. `jackd -d dummy &`, and set JACK_DEFAULT_SERVER if it "
+    "has a name) or enable ALSA's sequencer (`sudo modprobe snd-seq`), then try again"
+)
+
+
+def _lookup(name: str, source: str) -> Backend:
+    key = name.strip().lower()
+    backend = _BACKENDS.get(key) or _BY_MIDO_NAME.get(key)
+    if backend is None:
+        raise PortError(
+            f"unknown MIDI backend {name!r} from {source}; choose one of "
+            f"{', '.join(BACKEND_NAMES)}"
+        )
+    if backend.api not in rtmidi.get_compiled_api():
+        raise PortError(
+            f"this python-rtmidi was built without {backend.name} support ({source}); "
+            f"install one that has it or choose another --backend"
+        )
+    return backend
+
+
+def _from_mido_env(value: str) -> Backend | None:
+    module, _, api = value.partition("/")
+    if module.strip() != "mido.backends.rtmidi":
+        raise PortError(
+            f"MIDO_BACKEND={value!r} is not python-rtmidi; Antiphon needs it "
+            "(unset MIDO_BACKEND or use e.g. mido.backends.rtmidi/UNIX_JACK)"
+        )
+    return _lookup(api, f"MIDO_BACKEND={value}") if api.strip() else None
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for a moment (C libraries' diagnostics)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded interpreter): nothing to silence
+        yield
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+        finally:
+            os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _works(backend: Backend) -> bool:
+    """Can an RtMidi client be created on ``backend`` right now (server/sequencer reachable)?"""
+    if backend.api not in rtmidi.get_compiled_api():
+        return False
+    if backend.name == "alsa" and not os.path.exists("/dev/snd/seq"):
+        return False
+    with _quiet_stderr():
+        try:
+            probe = rtmidi.MidiOut(rtapi=backend.api, name="antiphon-probe")
+        except rtmidi.RtMidiError:
+            return False
+        probe.delete()
+    return True
+
+
+def choose_backend(
+    requested: str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    platform: str | None = None,
+) -> Backend:
+    """The backend to use: ``requested`` (``--backend``), else MIDO_BACKEND, else automatic.
+
+    PortError with what to do when nothing works.  ``environ``/``platform`` default to the
+    process's own (tests pass others).
+    """
+    env = os.environ if environ is None else environ
+    plat = sys.platform if platform is None else platform
+    if requested and requested.strip().lower() != "auto":
+        return _lookup(requested, "--backend")
+    mido_backend = env.get("MIDO_BACKEND", "").strip()
+    if mido_backend:
+        chosen = _from_mido_env(mido_backend)
+        if chosen is not None:
+            return chosen
+    if plat == "darwin":
+        return _lookup("coremidi", "macOS")
+    if plat.startswith("win"):
+        return _lookup("winmm", "Windows")
+    for name in ("alsa", "jack"):
+        if _works(_BACKENDS[name]):
+            return _BACKENDS[name]
+    raise PortError(_NO_BACKEND)
+
+
+@dataclass(frozen=True)
+class PortList:
+    """Ports on a backend: ``inputs`` can be read (``--in``), ``outputs`` written (``--out``)."""
+
+    backend: Backend
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+def _client(kind: Literal["in", "out"], backend: Backend, client_name: str) -> rtmidi.MidiIn:
+    cls = rtmidi.MidiIn if kind == "in" else rtmidi.MidiOut
+    try:
+        with _quiet_stderr():
+            return cls(rtapi=backend.api, name=client_name)
+    except rtmidi.RtMidiError as err:
+        raise PortError(_unreachable(backend, err)) from None
+
+
+def _unreachable(backend: Backend, err: Exception) -> str:
+    if backend.name == "jack":
+        server = os.environ.get("JACK_DEFAULT_SERVER", "default")
+        return (
+            f"cannot reach the JACK server {server!r} ({err}); start it "
+            f"(`jackd -n {server} -d dummy &`) or choose another --backend"
+        )
+    if backend.name == "alsa":
+        return (
+            f"ALSA's MIDI sequencer is not available ({err}); `sudo modprobe snd-seq`, "
+            "or start JACK and use --backend jack"
+        )
+    return f"the {backend.name} MIDI backend failed ({err}); choose another --backend"
+
+
+def list_ports(backend: Backend) -> PortList:
+    """Names of the ports other programs offer on ``backend``. PortError if it is unreachable."""
+    lists = []
+    for kind in ("in", "out"):
+        rt = _client(kind, backend, f"{DEFAULT_CLIENT} list")
+        try:
+            lists.append(tuple(rt.get_ports()))
+        finally:
+            rt.delete()
+    return PortList(backend, lists[0], lists[1])
+
+
+def find_port(names: tuple[str, ...] | list[str], wanted: str, kind: str) -> int:
+    """Index of the port ``wanted`` among ``names``: exact, then case-blind, then prefix, then part.
+
+    ALSA appends client:port numbers ("loopMIDI Port 20:0"), so a unique prefix or substring is
+    enough.  PortError if nothing or more than one port matches at the first level that matches.
+    """
+    folded = wanted.casefold()
+    tests = (
+        lambda n: n == wanted,
+        lambda n: n.casefold() == folded,
+        lambda n: n.casefold().startswith(folded),
+        lambda n: folded in n.casefold(),
+    )
+    for test in tests:
+        hits = [i for i, n in enumerate(names) if test(n)]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            options = ", ".join(repr(names[i]) for i in hits)
+            raise PortError(f"MIDI {kind} port {wanted!r} is ambiguous: {options}; be more exact")
+    visible = ", ".join(repr(n) for n in names) or "none"
+    raise PortError(
+        f"no MIDI {kind} port named {wanted!r} (visible: {visible}); see `antiphon ports`"
+    )
+
+
+@dataclass
+class OpenedPort:
+    """An open RtMidi port and the name users see for it. ``close()`` is idempotent."""
+
+    rt: rtmidi.MidiIn | rtmidi.MidiOut
+    name: str
+    virtual: bool
+    backend: Backend
+
+    def close(self) -> None:
+        """Close the port and free the RtMidi client (main thread, after its users stopped)."""
+        if self.rt.is_deleted:
+            return
+        with contextlib.suppress(rtmidi.RtMidiError):
+            self.rt.close_port()
+        self.rt.delete()
+
+
+def _open(
+    kind: Literal["in", "out"],
+    backend: Backend,
+    name: str,
+    client_name: str,
+    existing: str | None,
+) -> OpenedPort:
+    if existing is None and not backend.virtual_ports:
+        raise PortError(
+            f"{backend.name} cannot create virtual MIDI ports: create two loopMIDI ports "
+            f"(e.g. '{DEFAULT_IN}' and '{DEFAULT_OUT}') and pass --in NAME --out NAME"
+        )
+    if existing is None and not name.strip():
+        raise PortError(f"the virtual MIDI {kind}put port needs a name")
+    suffix = "In" if kind == "in" else "Out"
+    rt = _client(kind, backend, f"{client_name} {suffix}")
+    try:
+        with _quiet_stderr():
+            if existing is None:
+                rt.open_virtual_port(name)
+                shown = name
+            else:
+                names = rt.get_ports()
+                index = find_port(names, existing, f"{kind}put")
+                rt.open_port(index, name)
+                shown = names[index]
+    except PortError:
+        rt.delete()
+        raise
+    except rtmidi.RtMidiError as err:
+        rt.delete()
+        target = f"virtual port {name!r}" if existing is None else f"port {existing!r}"
+        raise PortError(
+            f"cannot open MIDI {kind}put {target} on {backend.name} ({err}); "
+            "check the name or choose another --backend"
+        ) from None
+    return OpenedPort(rt, shown, existing is None, backend)
+
+
+def open_input(
+    backend: Backend,
+    *,
+    name: str = DEFAULT_IN,
+    client_name: str = DEFAULT_CLIENT,
+    existing: str | None = None,
+) -> OpenedPort:
+    """Open the MIDI input: a virtual port ``name``, or the existing source port ``existing``.
+
+    System-exclusive and active-sensing messages are filtered by RtMidi; MIDI clock is kept (it
+    drives the tempo).  No callback is set here: :class:`bridge.midi_in.MidiInput` registers it.
+    """
+    port = _open("in", backend, name, client_name, existing)
+    port.rt.ignore_types(sysex=True, timing=False, active_sense=True)
+    return port
+
+
+def open_output(
+    backend: Backend,
+    *,
+    name: str = DEFAULT_OUT,
+    client_name: str = DEFAULT_CLIENT,
+    existing: str | None = None,
+) -> OpenedPort:
+    """Open the MIDI output: a virtual port ``name``, or the existing destination ``existing``."""
+    return _open("out", backend, name, client_name, existing)
