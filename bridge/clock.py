@@ -1,0 +1,216 @@
+"""Tempo and beat grid: a set BPM, or the DAW's MIDI clock when it sends one.
+
+The grid is a line ``beat = beat0 + (t - t0) * bpm / 60`` re-anchored whenever the tempo changes,
+so beats stay continuous.  MIDI clock (0xF8, 24 per quarter note) replaces the set tempo while it
+runs: the tempo is the least-squares slope over the last ticks (robust to per-tick jitter), the
+grid phase follows the tick count, Start (0xFA) puts the next tick on beat 0, Song Position
+Pointer moves it, Continue resumes from there, Stop freezes the position while ticks keep the
+tempo.  Without ticks for :data:`CLOCK_TIMEOUT_S` the clock counts as gone and the last tempo
+stays.  Bars start on beat 0 of the grid.
+
+Threads: :meth:`TempoTracker.on_message` is called by the engine control thread, :meth:`set_bpm`
+by the control or OSC thread, the conversions by the scheduler and generation worker — all
+under one lock.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+import mido
+
+__all__ = [
+    "CLOCK_TIMEOUT_S",
+    "PPQN",
+    "Clock",
+    "TempoTracker",
+    "resolve_start",
+]
+
+Clock = Callable[[], float]
+"""Monotonic seconds; ``time.monotonic`` in the bridge, a fake in tests."""
+
+PPQN = 24
+"""MIDI clock ticks per quarter note."""
+
+CLOCK_TIMEOUT_S = 0.5
+"""No tick for this long: the external clock is considered stopped."""
+
+MIN_BPM, MAX_BPM = 10.0, 400.0
+_WINDOW = 48  # ticks in the tempo fit (two beats)
+_UNITS = ("now", "beat", "bar")
+_TRANSPORT = ("start", "stop", "continue", "songpos")
+
+
+class TempoTracker:
+    """The shared tempo map: ``beat_at(t)`` / ``time_at_beat(beat)`` and boundaries."""
+
+    def __init__(self, bpm: float = 120.0, clock: Clock = time.monotonic,
+                 beats_per_bar: int = 4) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._bpm = _check_bpm(bpm)
+        self._beats_per_bar = _check_bar(beats_per_bar)
+        self._t0 = clock()
+        self._beat0 = 0.0
+        self._ticks: deque[tuple[int, float]] = deque(maxlen=_WINDOW)
+        self._tick_count = 0  # ticks since song position 0 (the next tick's index)
+        self._last_tick: float | None = None
+        self._playing = True  # transport; ticks move the grid phase only while playing
+        self._listeners: list[Callable[[], None]] = []
+        self.ticks_received = 0
+
+    # ----- reading ----------------------------------------------------------------------------
+    @property
+    def bpm(self) -> float:
+        with self._lock:
+            return self._bpm
+
+    @property
+    def beats_per_bar(self) -> int:
+        with self._lock:
+            return self._beats_per_bar
+
+    @property
+    def clock_running(self) -> bool:
+        """True while MIDI clock ticks arrive (the last one less than CLOCK_TIMEOUT_S ago)."""
+        with self._lock:
+            return self._clock_running(self._clock())
+
+    def _clock_running(self, now: float) -> bool:
+        return self._last_tick is not None and now - self._last_tick < CLOCK_TIMEOUT_S
+
+    def beat_at(self, t: float) -> float:
+        with self._lock:
+            return self._beat0 + (t - self._t0) * self._bpm / 60.0
+
+    def time_at_beat(self, beat: float) -> float:
+        with self._lock:
+            return self._t0 + (beat - self._beat0) * 60.0 / self._bpm
+
+    def seconds_per_beat(self) -> float:
+        with self._lock:
+            return 60.0 / self._bpm
+
+    def next_boundary(self, t: float, unit: str) -> float:
+        """The time of the next ``"beat"`` or ``"bar"`` at or after ``t`` (``"now"``: ``t``)."""
+        if unit not in _UNITS:
+            raise ValueError(f"unit must be one of {_UNITS}, got {unit!r}")
+        if unit == "now":
+            return t
+        with self._lock:
+            beat = self._beat0 + (t - self._t0) * self._bpm / 60.0
+            step = 1 if unit == "beat" else self._beats_per_bar
+            target = math.ceil(beat / step - 1e-9) * step
+            return self._t0 + (target - self._beat0) * 60.0 / self._bpm
+
+    # ----- setting ----------------------------------------------------------------------------
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Called (outside the lock) after a jump in the map: set_bpm, Start, SPP, Continue."""
+        self._listeners.append(callback)
+
+    def set_bpm(self, bpm: float) -> None:
+        """Set the tempo, keeping the current beat; an external clock overrides it again."""
+        bpm = _check_bpm(bpm)
+        with self._lock:
+            self._reanchor(self._clock())
+            self._bpm = bpm
+        self._notify()
+
+    def set_beats_per_bar(self, beats: int) -> None:
+        with self._lock:
+            self._beats_per_bar = _check_bar(beats)
+
+    def on_message(self, msg: mido.Message, t: float) -> bool:
+        """Feed a clock / transport message received at ``t``; False if it is not one."""
+        kind = msg.type
+        if kind == "clock":
+            with self._lock:
+                self._tick(t)
+            return True
+        if kind not in _TRANSPORT:
+            return False
+        with self._lock:
+            self._reanchor(t)
+            if kind == "start":  # the next tick is beat 0
+                self._tick_count, self._playing = 0, True
+                self._beat0, self._t0 = 0.0, t
+            elif kind == "stop":
+                self._playing = False
+            elif kind == "continue":
+                self._playing = True
+            else:  # Song Position Pointer: sixteenth notes, 6 ticks each
+                self._tick_count = int(msg.pos) * (PPQN // 4)
+                self._beat0, self._t0 = self._tick_count / PPQN, t
+        self._notify()
+        return True
+
+    # ----- internals (lock held) --------------------------------------------------------------
+    def _reanchor(self, t: float) -> None:
+        self._beat0 = self._beat0 + (t - self._t0) * self._bpm / 60.0
+        self._t0 = t
+
+    def _tick(self, t: float) -> None:
+        self.ticks_received += 1
+        if self._last_tick is not None and (
+            t - self._last_tick > CLOCK_TIMEOUT_S or t < self._last_tick
+        ):
+            self._ticks.clear()  # the clock paused: don't fit across the gap
+        self._last_tick = t
+        self._ticks.append((self.ticks_received, t))
+        slope = _fit_slope(self._ticks)
+        if slope is not None:
+            self._bpm = min(MAX_BPM, max(MIN_BPM, 60.0 / (slope * PPQN)))
+        if not self._playing:
+            self._reanchor(t)
+            return
+        # The grid phase follows the song position: this tick sits on beat index / 24, at its
+        # time on the fitted tick line (so one late tick does not jerk the grid).
+        index = self._tick_count
+        self._tick_count += 1
+        fitted = t
+        if slope is not None:
+            n = len(self._ticks)
+            mean_x = sum(x for x, _ in self._ticks) / n
+            mean_t = sum(u for _, u in self._ticks) / n
+            fitted = mean_t + (self.ticks_received - mean_x) * slope
+        self._beat0, self._t0 = index / PPQN, fitted
+
+
+def _fit_slope(ticks: deque[tuple[int, float]]) -> float | None:
+    """Least-squares seconds per tick over the window (None until 3 ticks or if degenerate)."""
+    n = len(ticks)
+    if n < 3:
+        return None
+    mean_x = sum(x for x, _ in ticks) / n
+    mean_t = sum(t for _, t in ticks) / n
+    sxx = sum((x - mean_x) ** 2 for x, _ in ticks)
+    slope = sum((x - mean_x) * (t - mean_t) for x, t in ticks) / sxx
+    return slope if slope > 0 else None
+
+
+def resolve_start(start: str, tempo: TempoTracker) -> str:
+    """``"auto"`` → ``"beat"`` while a MIDI clock runs, else ``"now"``; other values unchanged."""
+    if start == "auto":
+        return "beat" if tempo.clock_running else "now"
+    if start not in _UNITS:
+        raise ValueError(f"start must be auto, now, beat or bar, got {start!r}")
+    return start
+
+
+def _check_bpm(bpm: float) -> float:
+    if isinstance(bpm, bool) or not isinstance(bpm, (int, float)) or not math.isfinite(bpm):
+        raise ValueError(f"bpm must be a finite number, got {bpm!r}")
+    if not MIN_BPM <= bpm <= MAX_BPM:
+        raise ValueError(f"bpm must be {MIN_BPM:g}..{MAX_BPM:g}, got {bpm}")
+    return float(bpm)
+
+
+def _check_bar(beats: int) -> int:
+    if isinstance(beats, bool) or not isinstance(beats, int) or not 1 <= beats <= 64:
+        raise ValueError(f"beats_per_bar must be an int 1..64, got {beats!r}")
+    return beats

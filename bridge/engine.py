@@ -1,0 +1,420 @@
+"""The engine: input queue → control thread → generation worker → scheduler → MIDI/OSC out.
+
+The MIDI callback (``bridge.midi_in``) puts ``(t, message)`` into :attr:`Engine.input_queue`; the
+control thread drains it: MIDI clock and transport go to the :class:`~bridge.clock.TempoTracker`,
+the trigger CC / note and CC bindings act on the settings, everything else goes to the
+:class:`~bridge.phrase.PhraseCapture` (and straight out when ``passthrough`` is on).  It decides
+when to answer — after ``silence_beats`` of silence (mode ``call``), on :meth:`Engine.trigger`
+or the trigger CC/note (``call`` and ``trigger``), never (``listen``) — and interrupts a playing
+answer as soon as the musician plays.  An answer is an :class:`~bridge.generate.AnswerJob` for
+the generation worker, which streams notes into the :class:`~bridge.schedule.Scheduler`.
+
+:class:`Engine` also implements the ``Controller`` protocol the OSC thread calls.  One log line per
+answer: seed events, answer events, milliseconds from the phrase end to the first note out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from queue import Empty, Full, Queue
+from typing import Any, Protocol, cast
+
+import mido
+
+from bridge.clock import Clock, TempoTracker, resolve_start
+from bridge.config import Settings, SettingsBox, cc_to_value
+from bridge.errors import ConfigError
+from bridge.generate import AnswerGenerator, AnswerJob, AnswerReport, SamplingParams, answer_rng
+from bridge.model import LstmModel, load_model, resolve_model
+from bridge.phrase import PhraseCapture, quantize_seed
+from bridge.schedule import (
+    AnswerEvents,
+    MidiSink,
+    Playback,
+    Scheduler,
+    Wait,
+    condition_wait,
+)
+from bridge.tokens import Note
+
+__all__ = ["Controller", "Engine"]
+
+log = logging.getLogger(__name__)
+
+_WAKE = cast(mido.Message, object())  # queue sentinel: re-check commands and deadlines
+
+
+class Controller(Protocol):
+    """What OSC and MIDI CC bindings may do (``bridge.osc.Controller`` is the same shape)."""
+
+    def update_settings(self, **changes: Any) -> Settings: ...
+    def trigger(self) -> None: ...
+    def stop_answer(self) -> None: ...
+    def panic(self) -> None: ...
+    def swap_model(self, name: str) -> str: ...
+    def status(self) -> dict[str, object]: ...
+
+
+@dataclass
+class _Record:
+    """One answer's bookkeeping until its log line is written."""
+
+    phrase_end: float
+    report: AnswerReport | None = None
+    playback: Playback | None = None
+
+
+class Engine:
+    """Runs the bridge's threads around one model; see the module docstring.
+
+    ``clock`` and ``wait`` are injected (tests use a fake clock); ``model_dirs`` are the only
+    places :meth:`swap_model` may load from.
+    """
+
+    def __init__(
+        self,
+        model: LstmModel,
+        settings: SettingsBox,
+        sink: MidiSink,
+        events: AnswerEvents,
+        *,
+        clock: Clock = time.monotonic,
+        wait: Wait = condition_wait,
+        model_dirs: Iterable[str | Path] = (),
+        input_queue_size: int = 4096,
+        lookahead_beats: float = 4.0,
+    ) -> None:
+        self._model = model
+        self._settings = settings
+        self._clock = clock
+        self.model_dirs = [Path(d) for d in model_dirs]
+        first = settings.get()
+        self.tempo = TempoTracker(first.bpm, clock, first.beats_per_bar)
+        self.scheduler = Scheduler(sink, self.tempo, events, clock, wait=wait,
+                                   on_answer_end=self._on_played)
+        self.generator = AnswerGenerator(self.scheduler, self.tempo, clock=clock, wait=wait,
+                                         lookahead_beats=lookahead_beats,
+                                         on_report=self._on_generated)
+        self.capture = PhraseCapture(first.chord_window_ms / 1000.0, first.in_channel)
+        self.input_queue: Queue[tuple[float, mido.Message]] = Queue(maxsize=input_queue_size)
+        self._applied = first
+        self._commands: deque[Callable[[], None]] = deque()
+        self._lock = threading.Lock()  # model, answer ids, records, counters
+        self._ids = itertools.count(1)
+        self._next_id = 1
+        self._answers_started = 0
+        self._records: dict[int, _Record] = {}
+        self._last_seed: tuple[Note, ...] = ()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = False
+        self.counters = {
+            "messages": 0, "dropped": 0, "bad_messages": 0, "answers": 0, "interrupts": 0,
+            "generation_errors": 0, "triggers_ignored": 0, "cc_changes": 0,
+        }
+        self.last_latency_ms: float | None = None
+
+    # ----- lifecycle (main thread) ----------------------------------------------------------------
+    def start(self) -> None:
+        """Start the scheduler, the generation worker and the control thread."""
+        if self._started:
+            return
+        self._started = True
+        self.scheduler.start()
+        self.generator.start()
+        self._thread = threading.Thread(target=self._run, name="antiphon-control", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop every thread (joined) and send the note-off of everything still sounding."""
+        self._stop.set()
+        self.wake()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.generator.stop(timeout)
+        self.scheduler.stop(timeout)
+
+    def __enter__(self) -> Engine:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def feed(self, msg: mido.Message, t: float | None = None) -> bool:
+        """Queue one input message (any thread, never blocks); False and counted if full."""
+        try:
+            self.input_queue.put_nowait((self._clock() if t is None else t, msg))
+            return True
+        except Full:
+            self.counters["dropped"] += 1
+            return False
+
+    def wake(self) -> None:
+        """Make the control thread re-check deadlines and commands now (any thread)."""
+        with contextlib.suppress(Full):  # a full queue wakes it anyway
+            self.input_queue.put_nowait((math.nan, _WAKE))
+        self.scheduler.wake()
+        self.generator.wake()
+
+    @property
+    def model(self) -> LstmModel:
+        return self._model
+
+    # ----- Controller (OSC thread, control thread) ------------------------------------------------
+    def update_settings(self, **changes: Any) -> Settings:
+        """Validate and apply ``changes`` (ConfigError: nothing changes)."""
+        old = self._settings.get()
+        new = self._settings.update(**changes)
+        if new.bpm != old.bpm:
+            self.tempo.set_bpm(new.bpm)
+        if new.beats_per_bar != old.beats_per_bar:
+            self.tempo.set_beats_per_bar(new.beats_per_bar)
+        self.wake()
+        return new
+
+    def trigger(self) -> None:
+        """Answer now (the phrase so far, or the last one again); ignored in ``listen`` mode."""
+        t = self._clock()
+        self._post(lambda: self._trigger(t))
+
+    def stop_answer(self) -> None:
+        """Silence the answer that plays and stop generating it."""
+        self._interrupt()
+
+    def panic(self) -> None:
+        """Stop the answer, end every note, All Notes Off on all channels."""
+        with self._lock:
+            before = self._next_id
+        self.generator.cancel()
+        self.scheduler.panic(before=before)
+
+    def swap_model(self, name: str) -> str:
+        """Load model ``name`` from the model directories and use it from the next answer on.
+
+        The answer that plays is stopped (its notes get note-offs).  ModelError if the name is not
+        allowed, not found or not a valid model; the old model then stays.
+        """
+        model = load_model(resolve_model(name, self.model_dirs))
+        with self._lock:
+            self._model = model
+        self._interrupt()
+        log.info("model swapped to %s", model.name)
+        return model.name
+
+    def status(self) -> dict[str, object]:
+        """Every setting plus the live state (tempo, clock, model, answering, counters)."""
+        data: dict[str, object] = dict(self._settings.get().to_dict())
+        data.update(self.stats())
+        return data
+
+    def stats(self) -> dict[str, object]:
+        """Counters and live state (any thread)."""
+        return {
+            "model": self._model.name,
+            "tempo_bpm": round(self.tempo.bpm, 2),
+            "clock_running": self.tempo.clock_running,
+            "answering": bool(self.scheduler.active_answers) or self.generator.busy,
+            "sounding": len(self.scheduler.sounding()),
+            "last_latency_ms": (None if self.last_latency_ms is None
+                                else round(self.last_latency_ms, 2)),
+            "queue": self.input_queue.qsize(),
+            "late_notes": self.scheduler.late_notes,
+            **self.counters,
+        }
+
+    # ----- control thread -------------------------------------------------------------------------
+    def _post(self, command: Callable[[], None]) -> None:
+        self._commands.append(command)
+        self.wake()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                t, msg = self.input_queue.get(timeout=self._timeout())
+            except Empty:
+                msg = None
+            try:
+                while self._commands:
+                    self._commands.popleft()()
+                if msg is not None and msg is not _WAKE:
+                    self.counters["messages"] += 1
+                    self._handle(msg, t)
+                if self.input_queue.empty():  # judge silence only once the input is drained
+                    self._check_phrase_end()
+            except Exception:  # one bad message or command must not stop the bridge
+                self.counters["bad_messages"] += 1
+                log.exception("control thread: could not handle %s", msg)
+
+    def _silence_s(self, settings: Settings) -> float:
+        return settings.silence_beats * self.tempo.seconds_per_beat()
+
+    def _timeout(self) -> float | None:
+        """Seconds until the phrase could end (None: nothing to wait for but input)."""
+        settings = self._settings.get()
+        capture = self.capture
+        if settings.mode == "trigger" or not capture.has_notes or capture.is_playing:
+            return None
+        if capture.last_activity is None:
+            return None
+        deadline = capture.last_activity + self._silence_s(settings)
+        return max(0.0, deadline - self._clock())
+
+    def _refresh(self, settings: Settings) -> None:
+        if settings is not self._applied:
+            self.capture.configure(settings.chord_window_ms / 1000.0, settings.in_channel)
+            self._applied = settings
+
+    def _handle(self, msg: mido.Message, t: float) -> None:
+        if self.tempo.on_message(msg, t):
+            return
+        settings = self._settings.get()
+        self._refresh(settings)
+        if not self.capture.accepts(msg):
+            return
+        if self._control(msg, t, settings):
+            return
+        if (settings.mode != "call" and msg.type == "note_on" and msg.velocity > 0
+                and self.capture.ended(t, self._silence_s(settings))):
+            self.capture.clear()  # a new phrase after a silence replaces the old one
+        played = self.capture.feed(msg, t)
+        if played:
+            self._interrupt()
+        if settings.passthrough and hasattr(msg, "channel"):
+            self.scheduler.passthrough(msg)
+
+    def _control(self, msg: mido.Message, t: float, settings: Settings) -> bool:
+        """Trigger note / CC and CC bindings; True if ``msg`` was consumed."""
+        if settings.trigger_note is not None and msg.type in ("note_on", "note_off") \
+                and msg.note == settings.trigger_note:
+            if msg.type == "note_on" and msg.velocity > 0:
+                self._trigger(t)
+            return True
+        if msg.type != "control_change":
+            return False
+        if settings.trigger_cc is not None and msg.control == settings.trigger_cc:
+            if msg.value >= 64:
+                self._trigger(t)
+            return True
+        target = settings.cc_targets().get(msg.control)
+        if target is None:
+            return False
+        try:
+            self.update_settings(**{target: cc_to_value(target, msg.value)})
+            self.counters["cc_changes"] += 1
+        except ConfigError as exc:
+            self.counters["bad_messages"] += 1
+            log.warning("CC %d → %s refused: %s", msg.control, target, exc)
+        return True
+
+    def _check_phrase_end(self) -> None:
+        settings = self._settings.get()
+        now = self._clock()
+        silence = self._silence_s(settings)
+        if settings.mode == "trigger" or not self.capture.ended(now, silence):
+            return
+        assert self.capture.last_activity is not None
+        phrase_end = self.capture.last_activity + silence
+        notes = self.capture.take(now)
+        if settings.mode == "listen":
+            return
+        self._answer(quantize_seed(notes, self._model.scheme, self.tempo), phrase_end)
+
+    def _trigger(self, t: float) -> None:
+        if self._settings.get().mode == "listen":
+            self.counters["triggers_ignored"] += 1
+            log.info("trigger ignored: mode is listen")
+            return
+        seed = list(self._last_seed)
+        if self.capture.has_notes:
+            seed = quantize_seed(self.capture.take(t), self._model.scheme, self.tempo)
+        self._answer(seed, t)
+
+    def _answer(self, seed: list[Note], phrase_end: float) -> None:
+        settings = self._settings.get()
+        self._interrupt()
+        with self._lock:
+            answer_id = next(self._ids)
+            self._next_id = answer_id + 1
+            number = self._answers_started
+            self._answers_started += 1
+            self._records[answer_id] = _Record(phrase_end)
+            model = self._model
+        self._last_seed = tuple(seed)
+        self.counters["answers"] += 1
+        self.generator.submit(AnswerJob(
+            answer_id=answer_id,
+            model=model,
+            seed=tuple(seed),
+            length=settings.length,
+            length_unit=settings.length_unit,
+            beats_per_bar=settings.beats_per_bar,
+            params=SamplingParams(settings.temperature, settings.top_k, settings.top_p),
+            rng=answer_rng(settings.seed, number),
+            start=resolve_start(settings.start, self.tempo),
+            channel=settings.out_channel,
+        ))
+
+    def _interrupt(self) -> None:
+        """Stop every answer being generated or played (any thread)."""
+        with self._lock:
+            before = self._next_id
+        busy = self.generator.busy or bool(self.scheduler.active_answers)
+        self.generator.cancel()
+        self.scheduler.cancel_all(before=before)
+        if busy:
+            self.counters["interrupts"] += 1
+
+    # ----- reports (generation worker, scheduler thread) ------------------------------------------
+    def _on_generated(self, report: AnswerReport) -> None:
+        if report.error is not None:
+            self.counters["generation_errors"] += 1
+        with self._lock:
+            record = self._records.get(report.answer_id)
+            if record is None:
+                return
+            record.report = report
+        self._maybe_log(report.answer_id)
+
+    def _on_played(self, playback: Playback) -> None:
+        with self._lock:
+            record = self._records.get(playback.answer_id)
+            if record is None:
+                return
+            record.playback = playback
+            if playback.first_note_at is not None:
+                self.last_latency_ms = (playback.first_note_at - record.phrase_end) * 1e3
+        self._maybe_log(playback.answer_id)
+
+    def _maybe_log(self, answer_id: int) -> None:
+        with self._lock:
+            record = self._records.get(answer_id)
+            if record is None or record.report is None:
+                return
+            report, playback = record.report, record.playback
+            if playback is None and report.notes > 0 and report.error is None:
+                return  # still playing; the scheduler reports when it ends
+            del self._records[answer_id]
+        latency = "no note out"
+        if playback is not None and playback.first_note_at is not None:
+            latency = f"{(playback.first_note_at - record.phrase_end) * 1e3:.1f} ms"
+        how = ""
+        if report.error is not None:
+            how = f", failed: {report.error}"
+        elif report.cancelled or (playback is not None and playback.cancelled):
+            how = ", interrupted"
+        log.info(
+            "answer %d: seed %d events, answer %d events (%d notes), phrase end → first note %s "
+            "(prime %.1f ms, generation %.1f ms)%s",
+            answer_id, report.seed_events, report.answer_events, report.notes, latency,
+            report.prime_ms, report.generate_ms, how,
+        )

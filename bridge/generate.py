@@ -1,0 +1,384 @@
+"""Continue a phrase: prime the LSTM with the seed once, then sample one event at a time.
+
+:class:`EventStream` is the core (any thread, one user at a time): the seed's tokens go through the
+model in ONE call, then each token is sampled under the grammar mask and fed back, and
+:class:`~bridge.tokens.Decoder` turns tokens into events.  :func:`answer_events` cuts the stream
+to a length in events, beats or bars.  :func:`continue_notes` runs it synchronously (offline
+``antiphon continue``); :class:`AnswerGenerator` runs it on the generation worker thread and hands
+notes to the :class:`~bridge.schedule.Scheduler` as soon as they exist, staying at most
+``lookahead_beats`` ahead of the playhead, cancellable per answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bridge.clock import Clock, TempoTracker
+from bridge.model import LstmModel
+from bridge.sampling import sample
+from bridge.schedule import PlannedNote, Scheduler, Wait, condition_wait
+from bridge.tokens import Event, Note, TokenScheme
+
+__all__ = [
+    "LENGTH_UNITS",
+    "MAX_SEED_EVENTS",
+    "AnswerGenerator",
+    "AnswerJob",
+    "AnswerReport",
+    "EventStream",
+    "SamplingParams",
+    "answer_events",
+    "answer_rng",
+    "continue_notes",
+    "seed_tokens",
+]
+
+log = logging.getLogger(__name__)
+
+LENGTH_UNITS = ("events", "beats", "bars")
+MAX_SEED_EVENTS = 64
+"""A longer phrase primes with its last 64 events."""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Temperature > 0, top_k ≥ 0 (0 = off), top_p in (0, 1]; checked when built."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+def answer_rng(seed: int | None, answer_number: int = 0) -> np.random.Generator:
+    """The sampling rng: fresh entropy without a seed; with one, a pure function of
+    ``(seed, answer_number)`` so a session replays exactly and successive answers differ."""
+    if seed is None:
+        return np.random.default_rng()
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, answer_number])
+
+
+def seed_tokens(scheme: TokenScheme, seed: Sequence[Note],
+                max_events: int = MAX_SEED_EVENTS) -> tuple[list[int], int]:
+    """BOS + the tokens of the seed's last ``max_events`` events; also returns the event count.
+
+    When events are dropped the first one kept starts the phrase (shift 0).
+    """
+    events = scheme.events_from_notes(seed)
+    if len(events) > max_events:
+        events = events[-max_events:]
+        first = events[0]
+        events[0] = Event(0, first.pitches, first.duration, first.velocity_bucket)
+    tokens = [scheme.bos]
+    for event in events:
+        tokens.extend(scheme.event_tokens(event))
+    return tokens, len(events)
+
+
+class EventStream:
+    """Primes ``model`` with ``seed`` (one call) and then yields sampled events one by one."""
+
+    def __init__(self, model: LstmModel, seed: Sequence[Note], params: SamplingParams,
+                 rng: np.random.Generator, *, max_seed_events: int = MAX_SEED_EVENTS) -> None:
+        from bridge.tokens import Decoder
+
+        self.model = model
+        self.scheme = model.scheme
+        self.params = params
+        self.rng = rng
+        tokens, self.seed_events = seed_tokens(self.scheme, seed, max_seed_events)
+        self._decoder = Decoder(self.scheme)
+        for token in tokens:
+            self._decoder.feed(token)
+        started = time.perf_counter()
+        logits, self._state = model.run(tokens, model.initial_state())
+        self.prime_seconds = time.perf_counter() - started
+        self._logits = logits[-1]
+        self.tokens_sampled = 0
+        self.step_seconds = 0.0
+
+    def next_event(self) -> Event:
+        """Sample tokens until one event is complete (2 tokens for a rest, 4 for notes)."""
+        while True:
+            token = sample(
+                self._logits,
+                self.scheme.allowed(self._decoder.last),
+                temperature=self.params.temperature,
+                top_k=self.params.top_k,
+                top_p=self.params.top_p,
+                rng=self.rng,
+            )
+            event = self._decoder.feed(token)
+            started = time.perf_counter()
+            logits, self._state = self.model.run([token], self._state)
+            self.step_seconds += time.perf_counter() - started
+            self._logits = logits[-1]
+            self.tokens_sampled += 1
+            if event is not None:
+                return event
+
+
+def answer_events(stream: EventStream, length: int, unit: str = "events", *,
+                  beats_per_bar: int = 4) -> Iterator[tuple[int, Event]]:
+    """``(position, event)`` for each note event of the answer, ``position`` in grid steps from
+    the seed's last onset.  Leading rests are skipped (their time still counts in ``position``).
+
+    ``events``: stops after ``length`` note events; ``beats`` / ``bars``: stops before the first
+    event starting ``length`` beats / bars after the first note.  A model that only rests is cut
+    off after a bounded number of events.
+    """
+    if unit not in LENGTH_UNITS:
+        raise ValueError(f"length unit must be one of {LENGTH_UNITS}, got {unit!r}")
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        raise ValueError(f"length must be an int >= 1, got {length!r}")
+    steps_per_beat = stream.scheme.steps_per_beat
+    limit_steps = length * steps_per_beat * (beats_per_bar if unit == "bars" else 1)
+    budget = 4 * length + 64 if unit == "events" else 4 * limit_steps + 64
+    position, first, notes = 0, None, 0
+    for _ in range(budget):
+        event = stream.next_event()
+        position += event.shift
+        if event.is_rest:
+            continue
+        if first is None:
+            first = position
+        if unit != "events" and position - first >= limit_steps:
+            return
+        yield position, event
+        notes += 1
+        if unit == "events" and notes >= length:
+            return
+
+
+def continue_notes(
+    model: LstmModel,
+    phrase: Sequence[Note],
+    /,
+    *,
+    length: int = 32,
+    length_unit: str = "events",
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+    beats_per_bar: int = 4,
+) -> list[Note]:
+    """Continue ``phrase`` (the seed notes, positional) synchronously, for offline use.
+
+    Returns grid notes whose onsets count from the phrase's last onset, so the first sits at the
+    shift the model chose; add the phrase's last onset to place them after it.  ``seed=N`` makes
+    the result reproducible.
+    """
+    stream = EventStream(model, phrase, SamplingParams(temperature, top_k, top_p),
+                         answer_rng(seed))
+    scheme = model.scheme
+    notes: set[Note] = set()
+    for position, event in answer_events(stream, length, length_unit,
+                                         beats_per_bar=beats_per_bar):
+        velocity = scheme.bucket_velocity(event.velocity_bucket)
+        for pitch in event.pitches:
+            notes.add(Note(position, pitch, event.duration, velocity))
+    return sorted(notes)
+
+
+# ----- the generation worker ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class AnswerJob:
+    """Everything one live answer needs, snapshotted when the engine asks for it."""
+
+    answer_id: int
+    model: LstmModel
+    seed: tuple[Note, ...]
+    length: int = 32
+    length_unit: str = "events"
+    beats_per_bar: int = 4
+    params: SamplingParams = SamplingParams()
+    rng: np.random.Generator = field(default_factory=np.random.default_rng, compare=False)
+    start: str = "now"  # now | beat | bar (resolved, not "auto")
+    channel: int = 1  # 1..16
+
+
+@dataclass
+class AnswerReport:
+    """How generating one answer went (given to ``on_report`` by the worker thread)."""
+
+    answer_id: int
+    seed_events: int = 0
+    answer_events: int = 0
+    notes: int = 0
+    prime_ms: float = 0.0
+    generate_ms: float = 0.0
+    cancelled: bool = False
+    error: str | None = None
+
+
+class AnswerGenerator:
+    """The generation worker thread: runs one :class:`AnswerJob` at a time into the scheduler.
+
+    ``submit`` replaces (cancels) the job in progress; ``cancel`` stops it.  The first note is
+    anchored on the next ``job.start`` boundary after it exists; later notes are generated while
+    they are at most ``lookahead_beats`` ahead of the playhead.
+    """
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        tempo: TempoTracker,
+        *,
+        clock: Clock = time.monotonic,
+        wait: Wait = condition_wait,
+        lookahead_beats: float = 4.0,
+        on_report: Callable[[AnswerReport], None] | None = None,
+    ) -> None:
+        self._scheduler = scheduler
+        self._tempo = tempo
+        self._clock = clock
+        self._wait = wait
+        self.lookahead_beats = lookahead_beats
+        self._on_report = on_report
+        self._cond = threading.Condition()
+        self._pending: AnswerJob | None = None
+        self._current: AnswerJob | None = None
+        self._cancelled: set[int] = set()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.errors = 0
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="antiphon-generate",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._pending = None
+            if self._current is not None:
+                self._cancelled.add(self._current.answer_id)
+            self._cond.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def submit(self, job: AnswerJob) -> None:
+        """Generate ``job`` next, cancelling whatever is in progress or waiting."""
+        with self._cond:
+            self._cancel_locked()
+            self._pending = job
+            self._cond.notify_all()
+
+    def cancel(self) -> None:
+        """Stop generating the current answer and forget the waiting one."""
+        with self._cond:
+            self._cancel_locked()
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def busy(self) -> bool:
+        with self._cond:
+            return self._pending is not None or self._current is not None
+
+    def _cancel_locked(self) -> None:
+        if self._pending is not None:
+            self._cancelled.add(self._pending.answer_id)
+            self._pending = None
+        if self._current is not None:
+            self._cancelled.add(self._current.answer_id)
+
+    def _is_cancelled(self, job: AnswerJob) -> bool:
+        return self._stopping or job.answer_id in self._cancelled
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._stopping:
+                    self._wait(self._cond, None)
+                if self._stopping:
+                    return
+                job, self._pending = self._pending, None
+                assert job is not None
+                self._current = job
+            report = AnswerReport(job.answer_id)
+            try:
+                self._generate(job, report)
+            except Exception as exc:  # a model failure must not kill the worker
+                self.errors += 1
+                report.error = f"{type(exc).__name__}: {exc}"
+                log.exception("answer %d: generation failed", job.answer_id)
+                self._scheduler.cancel_answer(job.answer_id)
+            finally:
+                with self._cond:
+                    report.cancelled = report.cancelled or job.answer_id in self._cancelled
+                    self._cancelled.discard(job.answer_id)
+                    self._current = None
+            if self._on_report is not None:
+                try:
+                    self._on_report(report)
+                except Exception:
+                    log.exception("on_report failed")
+
+    def _generate(self, job: AnswerJob, report: AnswerReport) -> None:
+        started = time.perf_counter()
+        stream = EventStream(job.model, job.seed, job.params, job.rng)
+        report.seed_events = stream.seed_events
+        report.prime_ms = stream.prime_seconds * 1e3
+        scheme = job.model.scheme
+        steps_per_beat = scheme.steps_per_beat
+        first: int | None = None
+        opened = False
+        try:
+            for position, event in answer_events(stream, job.length, job.length_unit,
+                                                 beats_per_bar=job.beats_per_bar):
+                if self._is_cancelled(job):
+                    report.cancelled = True
+                    return
+                if first is None:
+                    first = position
+                    when = self._tempo.next_boundary(self._clock(), job.start)
+                    if not self._scheduler.open_answer(job.answer_id, self._tempo.beat_at(when),
+                                                       job.channel):
+                        report.cancelled = True
+                        return
+                    opened = True
+                beat = (position - first) / steps_per_beat
+                velocity = scheme.bucket_velocity(event.velocity_bucket)
+                notes = [PlannedNote(beat, p, velocity, event.duration / steps_per_beat)
+                         for p in event.pitches]
+                report.answer_events += 1
+                report.notes += len(notes)
+                if not self._scheduler.add_notes(job.answer_id, notes):
+                    report.cancelled = True  # cancelled by the engine (interrupt, panic)
+                    return
+                self._wait_for_playhead(job, beat)
+        finally:
+            report.generate_ms = (time.perf_counter() - started) * 1e3
+            if opened:
+                self._scheduler.close_answer(job.answer_id)
+
+    def _wait_for_playhead(self, job: AnswerJob, beat: float) -> None:
+        """Block while ``beat`` is more than ``lookahead_beats`` ahead of the playhead."""
+        with self._cond:
+            while not self._is_cancelled(job):
+                playhead = self._scheduler.playhead(job.answer_id)
+                if playhead is None or beat - playhead <= self.lookahead_beats:
+                    return
+                ahead = beat - playhead - self.lookahead_beats
+                self._wait(self._cond, ahead * self._tempo.seconds_per_beat())

@@ -1,0 +1,181 @@
+"""Capture what the musician plays into a phrase, and quantize it into the model's seed.
+
+:class:`PhraseCapture` turns timestamped MIDI into :class:`CapturedNote` s: a note-on with
+velocity 0 is a note-off; while the sustain pedal (CC64 ≥ 64) is down, released notes keep
+sounding until the pedal lifts; a note starting within ``chord_window_s`` of the previous onset
+joins its chord (same onset); an optional input channel filter drops everything else.  It also
+knows when the musician last did something, so the engine can end a phrase after a silence.
+
+Threads: only the engine control thread calls it (no lock).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import mido
+
+from bridge.clock import TempoTracker
+from bridge.tokens import Note, TokenScheme
+
+__all__ = ["CapturedNote", "PhraseCapture", "quantize_seed"]
+
+MAX_NOTES = 1024
+"""Notes kept per phrase; older ones are dropped (a seed uses only the last events anyway)."""
+
+
+@dataclass(frozen=True)
+class CapturedNote:
+    """A played note in seconds (engine clock)."""
+
+    pitch: int
+    onset_s: float
+    duration_s: float
+    velocity: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.pitch <= 127:
+            raise ValueError(f"pitch must be 0..127, got {self.pitch}")
+        if not 1 <= self.velocity <= 127:
+            raise ValueError(f"velocity must be 1..127, got {self.velocity}")
+        if not (math.isfinite(self.onset_s) and math.isfinite(self.duration_s)):
+            raise ValueError("onset_s and duration_s must be finite")
+        if self.duration_s < 0:
+            raise ValueError(f"duration_s must be >= 0, got {self.duration_s}")
+
+
+class PhraseCapture:
+    """Collects notes from note/sustain messages; ``channel`` is 1..16 or None for all."""
+
+    def __init__(self, chord_window_s: float = 0.03, channel: int | None = None) -> None:
+        self.chord_window_s = 0.0
+        self.channel: int | None = None
+        self.configure(chord_window_s, channel)
+        self.last_activity: float | None = None
+        self._notes: deque[CapturedNote] = deque(maxlen=MAX_NOTES)
+        self._held: dict[tuple[int, int], tuple[float, int]] = {}  # (ch, pitch) → onset, velocity
+        self._sustained: dict[tuple[int, int], tuple[float, int]] = {}
+        self._pedal: set[int] = set()  # channels with the pedal down
+        self._chord_onset: float | None = None
+
+    def configure(self, chord_window_s: float, channel: int | None) -> None:
+        if not (math.isfinite(chord_window_s) and chord_window_s >= 0):
+            raise ValueError(f"chord_window_s must be >= 0, got {chord_window_s}")
+        if channel is not None and not 1 <= channel <= 16:
+            raise ValueError(f"channel must be 1..16 or None, got {channel}")
+        self.chord_window_s = float(chord_window_s)
+        self.channel = channel
+
+    @property
+    def is_playing(self) -> bool:
+        """True while a key is down or a pedalled note still sounds."""
+        return bool(self._held or self._sustained)
+
+    @property
+    def has_notes(self) -> bool:
+        return bool(self._notes or self._held or self._sustained)
+
+    def accepts(self, msg: mido.Message) -> bool:
+        """Whether ``msg`` is on the input channel (channel messages only)."""
+        return self.channel is None or getattr(msg, "channel", self.channel - 1) == self.channel - 1
+
+    def feed(self, msg: mido.Message, t: float) -> bool:
+        """Take one message at time ``t``; True if it was a note-on (the musician plays)."""
+        if not self.accepts(msg):
+            return False
+        kind = msg.type
+        if kind == "note_on" and msg.velocity > 0:
+            self._note_on(msg.channel, msg.note, msg.velocity, t)
+            return True
+        if kind in ("note_off", "note_on"):
+            self._note_off(msg.channel, msg.note, t)
+        elif kind == "control_change" and msg.control == 64:
+            self._pedal_change(msg.channel, msg.value >= 64, t)
+        return False
+
+    def ended(self, t: float, silence_s: float) -> bool:
+        """A phrase was played and nothing has sounded for ``silence_s`` at time ``t``."""
+        return (
+            bool(self._notes)
+            and not self.is_playing
+            and self.last_activity is not None
+            and t - self.last_activity >= silence_s
+        )
+
+    def take(self, t: float) -> list[CapturedNote]:
+        """The phrase so far, sorted by onset; notes still sounding are cut at ``t``.  Clears."""
+        for onset, velocity, pitch in [
+            (on, vel, key[1]) for key, (on, vel) in (*self._held.items(), *self._sustained.items())
+        ]:
+            self._add(pitch, onset, t, velocity)
+        notes = sorted(self._notes, key=lambda n: (n.onset_s, n.pitch))
+        self.clear()
+        return notes
+
+    def clear(self) -> None:
+        """Forget the phrase (pedal state is kept: it is still down or up)."""
+        self._notes.clear()
+        self._held.clear()
+        self._sustained.clear()
+        self._chord_onset = None
+
+    # ----- internals ---------------------------------------------------------------------------
+    def _note_on(self, channel: int, pitch: int, velocity: int, t: float) -> None:
+        self.last_activity = t
+        key = (channel, pitch)
+        for table in (self._held, self._sustained):
+            if key in table:  # re-struck while still sounding: end the old one here
+                onset, vel = table.pop(key)
+                self._add(pitch, onset, t, vel)
+        onset = t
+        if self._chord_onset is not None and 0 <= t - self._chord_onset <= self.chord_window_s:
+            onset = self._chord_onset
+        else:
+            self._chord_onset = t
+        self._held[key] = (onset, velocity)
+
+    def _note_off(self, channel: int, pitch: int, t: float) -> None:
+        key = (channel, pitch)
+        if key not in self._held:
+            return
+        self.last_activity = t
+        onset, velocity = self._held.pop(key)
+        if channel in self._pedal:
+            self._sustained[key] = (onset, velocity)
+        else:
+            self._add(pitch, onset, t, velocity)
+
+    def _pedal_change(self, channel: int, down: bool, t: float) -> None:
+        if down:
+            self._pedal.add(channel)
+            return
+        self._pedal.discard(channel)
+        for key in [k for k in self._sustained if k[0] == channel]:
+            onset, velocity = self._sustained.pop(key)
+            self._add(key[1], onset, t, velocity)
+            self.last_activity = t
+
+    def _add(self, pitch: int, onset: float, end: float, velocity: int) -> None:
+        self._notes.append(CapturedNote(pitch, onset, max(0.0, end - onset), velocity))
+
+
+def quantize_seed(
+    notes: list[CapturedNote], scheme: TokenScheme, tempo: TempoTracker
+) -> list[Note]:
+    """Snap captured notes to the model grid at the tempo map's beats.
+
+    Onsets are quantized on the absolute beat grid (so syncopation survives) and shifted so the
+    first note's grid step is 0; durations are measured in beats through the tempo map.
+    """
+    if not notes:
+        return []
+    timed = []
+    for n in notes:
+        onset = tempo.beat_at(n.onset_s)
+        duration = tempo.beat_at(n.onset_s + n.duration_s) - onset
+        timed.append((onset, n.pitch, duration, n.velocity))
+    first = min(onset for onset, *_ in timed)
+    origin = round(first * scheme.steps_per_beat) / scheme.steps_per_beat
+    return scheme.quantize(timed, origin=origin)

@@ -1,0 +1,369 @@
+"""Play answers in time: the scheduler thread sends note-ons and note-offs when they are due.
+
+Notes arrive in BEATS relative to their answer's anchor beat; each is converted to seconds
+through the :class:`~bridge.clock.TempoTracker` only when it comes due, so an answer follows
+tempo changes while it plays.  Every note that goes out is tracked until its note-off, which is
+sent on time or — on cancel (interrupt, stop, model swap, generation error), panic or exit — at
+once.  The same answer is reported to :class:`AnswerEvents` (OSC out): ``answer_begin`` when it
+opens, ``answer_plan`` for each batch of notes before they play, ``note`` as each note starts and
+``answer_end`` after its last note-off or when it is cancelled.
+
+Threads: the scheduler thread runs :meth:`Scheduler._run`; the generation worker opens, extends
+and closes answers; the control / OSC threads cancel, pass through and panic.  One Condition
+guards everything and wakes the thread (no polling); ``wait`` is injected so tests run on a fake
+clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+import mido
+
+from bridge.clock import Clock, TempoTracker
+
+__all__ = [
+    "AnswerEvents",
+    "MidiSink",
+    "PlannedNote",
+    "Playback",
+    "Scheduler",
+    "Wait",
+    "condition_wait",
+]
+
+log = logging.getLogger(__name__)
+
+Wait = Callable[[threading.Condition, "float | None"], object]
+"""Blocks on a held Condition for at most ``timeout`` seconds (None: until notified)."""
+
+
+def condition_wait(cond: threading.Condition, timeout: float | None) -> object:
+    """The real ``wait``: ``cond.wait(timeout)``."""
+    return cond.wait(timeout)
+
+
+class MidiSink(Protocol):
+    """Where MIDI goes (``bridge.midi_out.MidiOutput`` or a test fake); must not raise."""
+
+    def send(self, msg: mido.Message) -> None: ...
+
+
+class AnswerEvents(Protocol):
+    """OSC out (``bridge.osc.OscEvents``) or ``NullEvents``; must not raise."""
+
+    def note(self, pitch: int, velocity: int, duration_beats: float) -> None: ...
+    def answer_begin(self, answer_id: int) -> None: ...
+    def answer_end(self, answer_id: int) -> None: ...
+    def answer_plan(self, answer_id: int, notes: list[PlannedNote]) -> None: ...
+
+
+class PlannedNote(NamedTuple):
+    """A note of an answer: ``beat`` after the answer's anchor, ``duration`` in beats."""
+
+    beat: float
+    pitch: int
+    velocity: int
+    duration: float
+
+
+@dataclass
+class Playback:
+    """What happened to one answer (given to ``on_answer_end``)."""
+
+    answer_id: int
+    first_note_at: float | None = None
+    notes_played: int = 0
+    cancelled: bool = False
+    late_notes: int = 0
+
+
+@dataclass
+class _Answer:
+    anchor: float
+    channel: int  # 0..15
+    playback: Playback
+    closed: bool = False
+    pending: int = 0  # heap entries not yet handled
+
+
+_OFF, _ON = 0, 1  # at the same beat, note-offs go first
+_PASSTHROUGH = -1
+_LATE_S = 0.05
+
+
+class Scheduler:
+    """Sends the notes of open answers at their beats; see the module docstring."""
+
+    def __init__(
+        self,
+        sink: MidiSink,
+        tempo: TempoTracker,
+        events: AnswerEvents,
+        clock: Clock = time.monotonic,
+        *,
+        wait: Wait = condition_wait,
+        on_answer_end: Callable[[Playback], None] | None = None,
+        max_wait_s: float = 0.25,
+    ) -> None:
+        self._sink = sink
+        self._tempo = tempo
+        self._events = events
+        self._clock = clock
+        self._wait = wait
+        self._on_answer_end = on_answer_end
+        self._max_wait = max_wait_s
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, int, int, int, int, float]] = []
+        self._answers: dict[int, _Answer] = {}
+        self._owner: dict[tuple[int, int], tuple[int, int]] = {}  # (ch, pitch) → (answer, uid)
+        self._uids = itertools.count(1)
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._floor = 0  # answers with a lower id may no longer open
+        self.sent = 0
+        self.late_notes = 0
+        tempo.add_listener(self.wake)
+
+    # ----- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="antiphon-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the thread and send the note-off of every note still sounding."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        with self._cond:
+            self._cancel_locked(list(self._answers))
+            self._release_passthrough_locked()
+
+    def wake(self) -> None:
+        """Re-check due times now (after a tempo jump, or a fake clock moved)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    # ----- answers (generation worker) ------------------------------------------------------------
+    def open_answer(self, answer_id: int, anchor_beat: float, channel: int) -> bool:
+        """Open answer ``answer_id``: note beats count from ``anchor_beat``; channel 1..16.
+
+        False (nothing opened) if the id was cancelled beforehand (see :meth:`cancel_all`),
+        is already open, or the scheduler is stopping.
+        """
+        if not 1 <= channel <= 16:
+            raise ValueError(f"channel must be 1..16, got {channel}")
+        with self._cond:
+            if self._stopping or answer_id in self._answers or answer_id < self._floor:
+                return False
+            self._answers[answer_id] = _Answer(anchor_beat, channel - 1, Playback(answer_id))
+        self._emit("answer_begin", answer_id)
+        return True
+
+    def add_notes(self, answer_id: int, notes: Iterable[PlannedNote]) -> bool:
+        """Queue notes of an open answer; False (nothing queued) if it was cancelled or ended."""
+        batch = list(notes)
+        with self._cond:
+            answer = self._answers.get(answer_id)
+            if answer is None or answer.closed:
+                return False
+            for note in batch:
+                uid = next(self._uids)
+                beat = answer.anchor + note.beat
+                heapq.heappush(self._heap, (beat, _ON, next(self._seq), answer_id, uid,
+                                            note.pitch * 128 + note.velocity, note.duration))
+                heapq.heappush(self._heap, (beat + max(note.duration, 1e-3), _OFF,
+                                            next(self._seq), answer_id, uid, note.pitch, 0.0))
+                answer.pending += 2
+            self._cond.notify_all()
+        if batch:
+            self._emit("answer_plan", answer_id, batch)
+        return True
+
+    def close_answer(self, answer_id: int) -> None:
+        """No more notes for this answer; it ends after its last note-off."""
+        with self._cond:
+            answer = self._answers.get(answer_id)
+            if answer is not None:
+                answer.closed = True
+                self._finish_if_done_locked(answer_id)
+                self._cond.notify_all()
+
+    def cancel_answer(self, answer_id: int) -> bool:
+        """Drop what is still to come and silence what sounds; False if it was not open."""
+        with self._cond:
+            found = answer_id in self._answers
+            self._cancel_locked([answer_id])
+            return found
+
+    def cancel_all(self, before: int | None = None) -> None:
+        """Cancel every open answer (interrupt, model swap); with ``before``, also refuse to
+        open any answer whose id is lower (ones still being generated)."""
+        with self._cond:
+            if before is not None:
+                self._floor = max(self._floor, before)
+            self._cancel_locked(list(self._answers))
+
+    def playhead(self, answer_id: int) -> float | None:
+        """Beats since the answer's anchor now (negative before it starts); None if not open."""
+        with self._cond:
+            answer = self._answers.get(answer_id)
+            if answer is None:
+                return None
+            return self._tempo.beat_at(self._clock()) - answer.anchor
+
+    @property
+    def active_answers(self) -> list[int]:
+        with self._cond:
+            return list(self._answers)
+
+    def sounding(self) -> list[tuple[int, int]]:
+        """(channel 0..15, pitch) of every note Antiphon holds on, answers and passthrough."""
+        with self._cond:
+            return sorted(self._owner)
+
+    # ----- immediate output (control / OSC threads) ---------------------------------------------
+    def passthrough(self, msg: mido.Message) -> None:
+        """Send an input message straight out, tracking its notes so they get note-offs too."""
+        with self._cond:
+            if self._stopping:
+                return
+            if msg.type in ("note_on", "note_off"):
+                key = (msg.channel, msg.note)
+                owner = self._owner.get(key)
+                if msg.type == "note_on" and msg.velocity > 0:
+                    if owner is not None and owner[0] != _PASSTHROUGH:
+                        self._note_off_locked(key)  # an answer note on this key: hand it over
+                    self._owner[key] = (_PASSTHROUGH, 0)
+                elif owner is None or owner[0] != _PASSTHROUGH:
+                    return  # an answer owns this key (or nothing sounds): not ours to end
+                else:
+                    del self._owner[key]
+            self._send(msg)
+
+    def panic(self, before: int | None = None) -> None:
+        """Cancel every answer (``before`` as in :meth:`cancel_all`), end every note Antiphon
+        holds, then All Notes Off (CC 123) on all 16 channels."""
+        with self._cond:
+            if before is not None:
+                self._floor = max(self._floor, before)
+            self._cancel_locked(list(self._answers))
+            self._release_passthrough_locked()
+            for channel in range(16):
+                self._send(mido.Message("control_change", channel=channel, control=123, value=0))
+
+    # ----- the thread ---------------------------------------------------------------------------
+    def pump(self) -> float | None:
+        """Send everything due now; returns when the next entry is due (None: nothing queued)."""
+        with self._cond:
+            return self._pump_locked()
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._stopping:
+                try:
+                    due = self._pump_locked()
+                except Exception:  # never let one bad entry stop the music thread
+                    log.exception("scheduler error")
+                    due = None
+                timeout = None if due is None else min(self._max_wait, due - self._clock())
+                if timeout is not None and timeout <= 0:
+                    continue
+                self._wait(self._cond, timeout)
+
+    def _pump_locked(self) -> float | None:
+        now = self._clock()
+        while self._heap:
+            beat, kind, _, answer_id, uid, value, duration = self._heap[0]
+            due = self._tempo.time_at_beat(beat)
+            if due > now + 1e-6:
+                return due
+            heapq.heappop(self._heap)
+            answer = self._answers.get(answer_id)
+            if answer is None:
+                continue
+            answer.pending -= 1
+            key = (answer.channel, value // 128 if kind == _ON else value)
+            if kind == _ON:
+                self._note_on_locked(answer, uid, key, value % 128, duration, now - due)
+            elif self._owner.get(key) == (answer_id, uid):
+                self._note_off_locked(key)
+            self._finish_if_done_locked(answer_id)
+        return None
+
+    def _note_on_locked(self, answer: _Answer, uid: int, key: tuple[int, int], velocity: int,
+                        duration: float, lateness: float) -> None:
+        if key in self._owner:
+            self._note_off_locked(key)  # retrigger: end the older note on this key first
+        self._send(mido.Message("note_on", channel=key[0], note=key[1], velocity=velocity))
+        self._owner[key] = (answer.playback.answer_id, uid)
+        playback = answer.playback
+        if playback.first_note_at is None:
+            playback.first_note_at = self._clock()
+        playback.notes_played += 1
+        if lateness > _LATE_S:
+            playback.late_notes += 1
+            self.late_notes += 1
+        self._emit("note", key[1], velocity, duration)
+
+    def _note_off_locked(self, key: tuple[int, int]) -> None:
+        self._owner.pop(key, None)
+        self._send(mido.Message("note_off", channel=key[0], note=key[1], velocity=0))
+
+    def _cancel_locked(self, answer_ids: list[int]) -> None:
+        for answer_id in answer_ids:
+            answer = self._answers.get(answer_id)
+            if answer is None:
+                continue
+            for key, owner in list(self._owner.items()):
+                if owner[0] == answer_id:
+                    self._note_off_locked(key)
+            answer.playback.cancelled = True
+            answer.pending = 0
+            answer.closed = True
+            self._finish_if_done_locked(answer_id)
+        if answer_ids:
+            self._heap = [e for e in self._heap if e[3] in self._answers]
+            heapq.heapify(self._heap)
+
+    def _release_passthrough_locked(self) -> None:
+        for key, owner in list(self._owner.items()):
+            if owner[0] == _PASSTHROUGH:
+                self._note_off_locked(key)
+
+    def _finish_if_done_locked(self, answer_id: int) -> None:
+        answer = self._answers.get(answer_id)
+        if answer is None or not answer.closed or answer.pending > 0:
+            return
+        del self._answers[answer_id]
+        self._emit("answer_end", answer_id)
+        if self._on_answer_end is not None:
+            try:
+                self._on_answer_end(answer.playback)
+            except Exception:
+                log.exception("on_answer_end callback failed")
+
+    def _send(self, msg: mido.Message) -> None:
+        try:
+            self._sink.send(msg)
+            self.sent += 1
+        except Exception:  # the sink should not raise; if it does, keep playing
+            log.exception("MIDI send failed: %s", msg)
+
+    def _emit(self, name: str, *args: object) -> None:
+        try:
+            getattr(self._events, name)(*args)
+        except Exception:
+            log.exception("answer event %s failed", name)
