@@ -73,7 +73,7 @@ class MidiInput:
         return {"received": self.received, "dropped": self.dropped, "malformed": self.malformed}
 
     def close(self) -> None:
-        """Stop delivering messages (main thread). Idempotent; logs the counters once."""
+        """Stop delivering messages (main thread). Idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -81,7 +81,7 @@ class MidiInput:
             self._port.cancel_callback()
         except Exception as err:  # a port already torn down: nothing left to cancel
             log.debug("cancel_callback failed: %s", err)
-        log.info(
+        log.debug(
             "MIDI in: %d messages, %d dropped (queue full), %d malformed",
             self.received, self.dropped, self.malformed,
         )

@@ -1,0 +1,531 @@
+"""The ``antiphon`` command: ``bridge`` (the realtime partner), ``ports``, ``model-info``, plug-ins.
+
+Plug-in subcommands register themselves with ``register(subparsers)`` (which adds a parser and
+``set_defaults(func=run)`` with ``run(args) -> int``): ``bridge.continuation`` (``continue``) is
+imported guarded, and every entry point in the ``antiphon.commands`` group (``training`` adds
+``train`` and ``evaluate``).  They are only looked up when the command line asks for something
+that is not built in, so ``antiphon bridge`` starts without scanning installed packages.
+
+Start-up imports only argparse and :mod:`bridge.config` here; onnxruntime, python-rtmidi and
+python-osc load inside the command that needs them.  Errors are one line on stderr and an exit
+status — 2 for bad arguments or settings, 1 for models, ports and files — never a traceback
+(``--log-level debug`` logs one for unexpected errors).
+
+``antiphon bridge`` runs in the main thread: it opens the ports, starts the engine's threads and
+the OSC server, registers the MIDI callback last, prints the ready line and waits for SIGINT or
+SIGTERM; then it unregisters the callback, stops the OSC server and the engine (note-offs for
+everything sounding), closes the ports and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from bridge.config import LENGTH_UNITS, MODES, STARTS, Settings, parse_cc_binding
+from bridge.errors import AntiphonError, ConfigError
+
+if TYPE_CHECKING:
+    from bridge.model import LstmModel
+
+__all__ = ["BUILTIN_COMMANDS", "build_parser", "main"]
+
+PROG = "antiphon"
+BUILTIN_COMMANDS = ("bridge", "ports", "model-info")
+ENTRY_POINT_GROUP = "antiphon.commands"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+log = logging.getLogger("antiphon")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (and exit 2), not the whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+# ---- argument types ------------------------------------------------------------------------------
+
+
+def _channel_or_all(text: str) -> int | None:
+    if text.strip().lower() in ("all", "omni", "0"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 1..16 or 'all', got {text!r}") from None
+
+
+def _optional_int(text: str) -> int | None:
+    if text.strip().lower() in ("none", "off"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number or 'off', got {text!r}"
+        ) from None
+
+
+def _port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a UDP port number, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"UDP port must be 0..65535, got {port}")
+    return port
+
+
+# ---- parsers -------------------------------------------------------------------------------------
+
+
+def _add_bridge(subparsers: Any) -> None:
+    d = Settings()
+    p = subparsers.add_parser(
+        "bridge",
+        help="run the call-and-response partner on virtual MIDI ports (Ctrl-C stops it)",
+        description=(
+            "Open the MIDI ports, listen for a phrase, answer it with the model in tempo, and "
+            "take OSC control messages. Connect your DAW's MIDI out to the input port and the "
+            "output port to an instrument track. Ctrl-C (SIGINT) or SIGTERM ends every "
+            "sounding note, closes the ports and exits 0. `python -m bridge` is the same."
+        ),
+    )
+    p.set_defaults(func=_run_bridge)
+
+    g = p.add_argument_group("model")
+    g.add_argument("--model", metavar="FILE|NAME",
+                   help="model file, or the name of a model in the model directories "
+                        "(default: the shipped models/default.onnx)")
+    g.add_argument("--model-dir", metavar="DIR", action="append", default=[], type=Path,
+                   help="a directory OSC /antiphon/model may load models from; repeatable "
+                        "(always searched too: the --model file's directory and the shipped "
+                        "models/)")
+
+    g = p.add_argument_group("MIDI ports")
+    g.add_argument("--backend", default=None, metavar="NAME",
+                   help="MIDI system: auto, alsa, jack, coremidi or winmm (default: "
+                        "$MIDO_BACKEND if set, else auto — ALSA on Linux when it works, JACK "
+                        "when only a JACK server runs, CoreMIDI on macOS)")
+    g.add_argument("--in", dest="in_port", metavar="NAME",
+                   help="listen to this existing MIDI port instead of creating a virtual one "
+                        "(a unique part of its name is enough; see `antiphon ports`; on "
+                        "Windows use a loopMIDI port)")
+    g.add_argument("--out", dest="out_port", metavar="NAME",
+                   help="play into this existing MIDI port instead of creating a virtual one")
+    g.add_argument("--in-name", default="Antiphon In", metavar="NAME",
+                   help="name of the virtual input port (default %(default)r)")
+    g.add_argument("--out-name", default="Antiphon Out", metavar="NAME",
+                   help="name of the virtual output port (default %(default)r)")
+    g.add_argument("--client-name", default="Antiphon", metavar="NAME",
+                   help="MIDI client name; the ports' clients are 'NAME In' and 'NAME Out' "
+                        "(default %(default)r)")
+    g.add_argument("--in-channel", type=_channel_or_all, default=d.in_channel, metavar="N",
+                   help="only listen to MIDI channel N (1..16; default: all)")
+    g.add_argument("--out-channel", "--channel", type=int, default=d.out_channel, metavar="N",
+                   help="MIDI channel the answer plays on, 1..16 (default %(default)s)")
+    g.add_argument("--passthrough", action="store_true",
+                   help="also send what you play straight to the output port")
+
+    g = p.add_argument_group("tempo and timing")
+    g.add_argument("--bpm", type=float, default=d.bpm,
+                   help="tempo while no MIDI clock arrives, 20..300 (default %(default)g); "
+                        "incoming MIDI clock overrides it")
+    g.add_argument("--beats-per-bar", type=int, default=d.beats_per_bar, metavar="N",
+                   help="beats in a bar, for --start bar and --unit bars (default %(default)s)")
+    g.add_argument("--start", choices=STARTS, default=d.start,
+                   help="when the answer starts: now, on the next beat or bar; auto = now "
+                        "without MIDI clock, beat while a clock runs (default %(default)s)")
+
+    g = p.add_argument_group("when to answer")
+    g.add_argument("--mode", choices=MODES, default=d.mode,
+                   help="call: answer after a silence; trigger: only on OSC /antiphon/trigger, "
+                        "--trigger-cc or --trigger-note; listen: never (default %(default)s)")
+    g.add_argument("--silence", type=float, default=d.silence_beats, metavar="BEATS",
+                   help="silence that ends a phrase, 0.25..16 beats (default %(default)g)")
+    g.add_argument("--chord-window", type=float, default=d.chord_window_ms, metavar="MS",
+                   help="notes starting within MS milliseconds form one chord, 0..200 "
+                        "(default %(default)g)")
+    g.add_argument("--trigger-cc", type=_optional_int, default=d.trigger_cc, metavar="CC",
+                   help="a MIDI CC (value >= 64) that triggers an answer (default: none)")
+    g.add_argument("--trigger-note", type=_optional_int, default=d.trigger_note, metavar="NOTE",
+                   help="a MIDI note that triggers an answer and is not part of the phrase "
+                        "(default: none)")
+
+    g = p.add_argument_group("the answer")
+    g.add_argument("--length", type=int, default=d.length, metavar="N",
+                   help="answer length, counted in --unit, 1..512 (default %(default)s)")
+    g.add_argument("--unit", "--length-unit", dest="length_unit", choices=LENGTH_UNITS,
+                   default=d.length_unit, help="what --length counts (default %(default)s)")
+    g.add_argument("--temperature", type=float, default=d.temperature,
+                   help="sampling temperature 0.05..5: lower is safer, higher wilder "
+                        "(default %(default)g)")
+    g.add_argument("--top-k", type=int, default=d.top_k, metavar="K",
+                   help="sample among the K likeliest tokens only, 0..1000, 0 = off "
+                        "(default %(default)s)")
+    g.add_argument("--top-p", type=float, default=d.top_p, metavar="P",
+                   help="nucleus sampling: the smallest set of tokens with probability P, "
+                        "(0, 1] (default %(default)g)")
+    g.add_argument("--seed", type=int, default=d.seed, metavar="N",
+                   help="random seed: the same phrase then gets the same answers "
+                        "(default: random)")
+    g.add_argument("--cc", action="append", default=[], metavar="SETTING=CC",
+                   help="let a MIDI CC drive a setting, e.g. --cc temperature=21; repeatable; "
+                        "settings: length, temperature, top_k, top_p, bpm, silence_beats, "
+                        "chord_window_ms (CC 0..127 spans the setting's range)")
+
+    g = p.add_argument_group("OSC")
+    g.add_argument("--osc-host", default="127.0.0.1", metavar="HOST",
+                   help="address the OSC control server listens on (default %(default)s; "
+                        "0.0.0.0 opens it to the network)")
+    g.add_argument("--osc-port", type=_port_number, default=9000, metavar="PORT",
+                   help="UDP port for OSC control (/antiphon/...), 0 = any free port, shown "
+                        "in the ready line (default %(default)s)")
+    g.add_argument("--no-osc", action="store_true", help="do not listen for OSC at all")
+    g.add_argument("--osc-out", metavar="HOST:PORT",
+                   help="send the answer as OSC events (/antiphon/note, /antiphon/answer/...) "
+                        "to HOST:PORT (default: none)")
+    _add_log_level(p)
+
+
+def _add_log_level(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                        help="how much to log on stderr (default %(default)s)")
+
+
+def _add_ports(subparsers: Any) -> None:
+    p = subparsers.add_parser("ports", help="list the MIDI ports Antiphon can see",
+                              description="List the MIDI ports on the chosen backend: inputs "
+                                          "for --in, outputs for --out.")
+    p.add_argument("--backend", default=None, metavar="NAME",
+                   help="auto, alsa, jack, coremidi or winmm (default: as `antiphon bridge`)")
+    p.set_defaults(func=_run_ports)
+
+
+def _add_model_info(subparsers: Any) -> None:
+    p = subparsers.add_parser("model-info", help="print a model file's metadata",
+                              description="Validate a model file and print its metadata: "
+                                          "format, token scheme, layers, training provenance.")
+    p.add_argument("model", metavar="FILE|NAME", help="a model file, or a name in models/")
+    p.add_argument("--json", action="store_true", help="print the raw metadata as JSON")
+    p.set_defaults(func=_run_model_info)
+
+
+def _plugins(wanted: str | None) -> list[tuple[str, Callable[[Any], None] | Exception]]:
+    """``register`` functions of the plug-in commands (or the error loading each)."""
+    found: list[tuple[str, Callable[[Any], None] | Exception]] = []
+    try:
+        from bridge import continuation
+    except ImportError as err:
+        found.append(("continue", err))
+    else:
+        found.append(("continue", continuation.register))
+    if wanted == "continue":
+        return found
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            found.append((ep.name, ep.load()))
+        except Exception as err:  # a broken or half-installed plug-in must not break the CLI
+            found.append((ep.name, err))
+    return found
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``antiphon`` parser; plug-ins are loaded unless ``command`` is a built-in one."""
+    parser = _Parser(prog=PROG, description=(
+        "Antiphon: a call-and-response jamming partner. Play a phrase into its MIDI input; it "
+        "answers on its MIDI output, in tempo, steerable over OSC."))
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_bridge(subparsers)
+    _add_ports(subparsers)
+    _add_model_info(subparsers)
+    if command in BUILTIN_COMMANDS:
+        return parser
+    unavailable: dict[str, str] = {}
+    for name, register in _plugins(command):
+        if isinstance(register, Exception):
+            unavailable[name] = f"{type(register).__name__}: {register}"
+            continue
+        try:
+            register(subparsers)
+        except Exception as err:  # argparse conflict or a bug in the plug-in
+            unavailable[name] = f"{type(err).__name__}: {err}"
+    parser.set_defaults(unavailable=unavailable)
+    return parser
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+# ---- commands ------------------------------------------------------------------------------------
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname).1s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    bindings: dict[str, int] = {}
+    for text in args.cc:
+        name, cc = parse_cc_binding(text)
+        if name in bindings:
+            raise ConfigError(f"--cc binds {name} twice ({bindings[name]} and {cc})")
+        bindings[name] = cc
+    return Settings(
+        length=args.length, length_unit=args.length_unit, temperature=args.temperature,
+        top_k=args.top_k, top_p=args.top_p, bpm=args.bpm, mode=args.mode,
+        in_channel=args.in_channel, out_channel=args.out_channel, silence_beats=args.silence,
+        start=args.start, beats_per_bar=args.beats_per_bar, seed=args.seed,
+        passthrough=args.passthrough, chord_window_ms=args.chord_window,
+        trigger_cc=args.trigger_cc, trigger_note=args.trigger_note, cc_bindings=bindings,
+    )
+
+
+def _model_dirs(extra: Sequence[Path], model_file: Path | None) -> list[Path]:
+    from bridge.model import default_model_dirs
+
+    dirs = [*extra]
+    if model_file is not None:
+        dirs.append(model_file.parent)
+    dirs += default_model_dirs()
+    unique: list[Path] = []
+    for d in dirs:
+        if d not in unique:
+            unique.append(d)
+    return unique
+
+
+def _model_path(value: str | None, dirs: Sequence[Path]) -> Path:
+    """``--model``: a file path as given, else a name in the model directories."""
+    from bridge.errors import ModelError
+    from bridge.model import default_model_path, resolve_model
+
+    if value is None:
+        return default_model_path()
+    path = Path(value).expanduser()
+    if path.is_file() or os.sep in value or "/" in value:
+        return path
+    try:
+        return resolve_model(value, dirs)
+    except ModelError:
+        return path  # load_model says "model file not found: …"
+
+
+def _load_model(value: str | None, extra_dirs: Sequence[Path] = ()) -> tuple[LstmModel, list[Path]]:
+    from bridge.model import load_model
+
+    dirs = _model_dirs(extra_dirs, None)
+    model = load_model(_model_path(value, dirs))
+    return model, _model_dirs(extra_dirs, model.path)
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM set an Event instead of raising; a second one exits at once (main thread)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.received: str | None = None
+        self._saved: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.event.is_set():
+            sys.stderr.write("antiphon: second signal, exiting without cleanup\n")
+            os._exit(130)
+        self.received = signal.Signals(signum).name
+        self.event.set()
+
+    def __enter__(self) -> _StopSignals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+
+
+def _run_bridge(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    settings = _settings(args)
+    osc_out = None
+    if args.osc_out:
+        from bridge.osc import parse_host_port
+
+        osc_out = parse_host_port(args.osc_out)
+    _setup_logging(args.log_level)
+
+    with _StopSignals() as stop:
+        from bridge.config import SettingsBox
+        from bridge.engine import Engine
+        from bridge.midi_in import MidiInput
+        from bridge.midi_out import MidiOutput
+        from bridge.osc import NullEvents, OscControl, OscEvents
+        from bridge.ports import choose_backend, open_input, open_output
+
+        model, dirs = _load_model(args.model, args.model_dir)
+        log.info("model %s (%s), model directories: %s", model.name, model.path,
+                 ", ".join(str(d) for d in dirs))
+        backend = choose_backend(args.backend)
+        with contextlib.ExitStack() as stack:
+            out_port = open_output(backend, name=args.out_name, client_name=args.client_name,
+                                   existing=args.out_port)
+            stack.callback(out_port.close)
+            in_port = open_input(backend, name=args.in_name, client_name=args.client_name,
+                                 existing=args.in_port)
+            stack.callback(in_port.close)
+            sink = MidiOutput(out_port.rt)
+            stack.callback(sink.close)
+            events = OscEvents(*osc_out) if osc_out else NullEvents()
+            stack.callback(events.close)
+            engine = Engine(model, SettingsBox(settings), sink, events, model_dirs=dirs)
+            engine.start()
+            stack.callback(engine.stop)
+            osc_text = "OSC off"
+            if not args.no_osc:
+                osc = OscControl(args.osc_host, args.osc_port, engine)
+                osc.start()
+                stack.callback(osc.stop)
+                host, port = osc.address
+                osc_text = f"OSC {host}:{port}"
+            midi_in = MidiInput(in_port.rt, engine.input_queue)  # the callback: last
+            stack.callback(midi_in.close)
+
+            extra = f", OSC events to {osc_out[0]}:{osc_out[1]}" if osc_out else ""
+            print(f'antiphon: ready — in "{in_port.name}", out "{out_port.name}", {osc_text}, '
+                  f"model {model.name}, backend {backend}{extra}", flush=True)
+            log.info("ready in %.0f ms", (time.monotonic() - started) * 1e3)
+            while not stop.event.wait(0.25):
+                pass
+            log.info("%s: stopping", stop.received)
+        stats = engine.stats()
+        log.info(
+            "stopped: %s answers, MIDI in %s, MIDI out %s",
+            stats.get("answers"), midi_in.stats(), sink.stats(),
+        )
+    return 0
+
+
+def _run_ports(args: argparse.Namespace) -> int:
+    from bridge.ports import choose_backend, list_ports
+
+    backend = choose_backend(args.backend)
+    found = list_ports(backend)
+    print(f"backend: {backend}")
+    print("inputs (for --in):")
+    for name in found.inputs:
+        print(f"  {name}")
+    if not found.inputs:
+        print("  (none)")
+    print("outputs (for --out):")
+    for name in found.outputs:
+        print(f"  {name}")
+    if not found.outputs:
+        print("  (none)")
+    return 0
+
+
+def _run_model_info(args: argparse.Namespace) -> int:
+    import json
+
+    model, _ = _load_model(args.model)
+    if args.json:
+        print(json.dumps(model.metadata, indent=2, sort_keys=True))
+        return 0
+    scheme = model.scheme
+    rows = [
+        ("file", str(model.path)),
+        ("name", model.name),
+        ("format", f"{model.metadata.get('antiphon.format')} "
+                   f"v{model.metadata.get('antiphon.format_version')}"),
+        ("layers", " x ".join(str(u) for u in model.layers) + " LSTM units"),
+        ("vocabulary", f"{model.vocab_size} tokens"),
+        ("grid", f"{scheme.steps_per_beat} steps per beat, shifts up to {scheme.max_shift}, "
+                 f"durations up to {scheme.max_duration} steps"),
+        ("velocity", f"{scheme.velocity_buckets} buckets"),
+        ("chords", f"{len(scheme.chords)} in the vocabulary"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    training = model.training
+    if training:
+        print("training:")
+        for line in json.dumps(training, indent=2, sort_keys=True).splitlines()[1:-1]:
+            print(line)
+    known = {"antiphon.format", "antiphon.format_version", "antiphon.token_scheme",
+             "antiphon.layers", "antiphon.training"}
+    for key in sorted(set(model.metadata) - known):
+        print(f"{key}: {model.metadata[key]}")
+    return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("antiphon")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+# ---- main ----------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``antiphon ARGV``; returns the exit status (the console script exits with it)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command_of(argv)
+    parser = build_parser(command)
+    unavailable: dict[str, str] = parser.get_default("unavailable") or {}
+    if command in unavailable:  # a plug-in that is installed but cannot load
+        return _fail(f"{command} is not available: {unavailable[command]}", 1)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error already printed as one line
+        return int(exit_.code or 0) if isinstance(exit_.code, (int, type(None))) else 2
+    if args.version:
+        print(f"{PROG} {_version()}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ConfigError as err:
+        return _fail(str(err), 2)
+    except AntiphonError as err:
+        return _fail(str(err), 1)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # a bug: still one line, the traceback only when debugging
+        logging.getLogger("antiphon").debug("unexpected error", exc_info=True)
+        return _fail(f"unexpected {type(err).__name__}: {err} (--log-level debug shows where)", 1)
+
+
+def _fail(message: str, status: int) -> int:
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    return status
