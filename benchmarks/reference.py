@@ -97,3 +97,15 @@ class WindowNet:
         if scores.min() < 0 or not np.isclose(scores.sum(), 1.0, atol=1e-3):  # logits
             scores = np.exp(scores - scores.max())
         return scores / scores.sum()
+
+
+def start_and_report() -> None:
+    """The reference method's start-up, for ``benchmarks.startup`` to time in a subprocess:
+    import TensorFlow, build the window net, predict once, print ``ready <VmRSS KiB>``."""
+    import os
+
+    from benchmarks.machine import rss_kib
+
+    model = keras_seed_net()
+    model.predict(np.zeros((1, 100, REFERENCE_VOCAB), dtype=np.float32), verbose=0)
+    print(f"ready {rss_kib(os.getpid()) or 0}", flush=True)

@@ -1,0 +1,277 @@
+"""Section 2 — bridge latency and answer timing, through real ports on a dummy JACK server.
+
+For each JACK period a fresh server (``antiphon-bench``) runs, ``antiphon bridge`` starts against
+it with virtual ports, and :class:`examples.jack_peer.JackPeer` — a separate JACK client — plays
+short phrases into "Antiphon In" and records "Antiphon Out", every event stamped in JACK frame
+time.  Rounds alternate between a played phrase (latency from its last note-off) and an OSC
+``/antiphon/trigger`` (latency from the moment it is sent).  Answer timing compares each received
+note-on with its intended time from the ``/antiphon/answer/plan`` OSC events (beats after the
+answer's anchor, converted at the fixed tempo), relative to the answer's first note.  Main thread
+only (the peer and the OSC link have their own threads).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.bridgeproc import BridgeProcess, OscLink, free_udp_port
+from benchmarks.jackserver import SAMPLE_RATE, SERVER_NAME, jack_server
+from benchmarks.options import REPO, Options
+from benchmarks.report import Section, Table
+from benchmarks.stats import Summary, fmt, summarize
+
+__all__ = ["BPM", "PHRASE", "Round", "match_plan", "run"]
+
+BPM = 300.0  # fastest tempo the bridge accepts: fast rounds
+SILENCE_BEATS = 0.25  # shortest phrase-ending silence the bridge accepts
+ANSWER_EVENTS = 3  # short answers
+PHRASE = [(0.0, 60, 0.25, 90), (0.25, 64, 0.25, 90), (0.5, 67, 0.5, 90)]
+"""(onset_beats, pitch, duration_beats, velocity): a short arpeggio, 0.25 s at 300 bpm."""
+
+
+def _peer_module() -> Any:
+    examples = str(REPO / "examples")
+    if examples not in sys.path:
+        sys.path.insert(0, examples)
+    import jack_peer
+
+    return jack_peer
+
+
+@dataclass
+class Round:
+    """One answer: how it was asked for, when (JACK seconds), what came back and was planned."""
+
+    kind: str  # "phrase" | "trigger"
+    asked_at: float
+    first_note: float | None = None
+    note_ons: list[tuple[float, int]] = field(default_factory=list)  # (JACK s, pitch)
+    plan: list[tuple[float, int]] = field(default_factory=list)  # (beat, pitch)
+    ended: bool = False
+
+
+def match_plan(note_ons: list[tuple[float, int]], plan: list[tuple[float, int]],
+               seconds_per_beat: float) -> list[float]:
+    """Timing errors (received − intended, seconds) of every note after the answer's first.
+
+    Each received note-on is matched, in order, to the earliest unmatched planned note of the same
+    pitch; intended times count from the first planned note, anchored where it was received.
+    Notes that were planned but never heard (an interrupted answer) are left out.
+    """
+    if not note_ons or not plan:
+        return []
+    planned = sorted(plan)
+    used = [False] * len(planned)
+    matched: list[tuple[float, float]] = []  # (received s, planned beat)
+    for t, pitch in sorted(note_ons):
+        for i, (beat, p) in enumerate(planned):
+            if not used[i] and p == pitch:
+                used[i] = True
+                matched.append((t, beat))
+                break
+    if len(matched) < 2:
+        return []
+    matched.sort(key=lambda m: m[1])
+    t0, b0 = matched[0]
+    return [(t - t0) - (b - b0) * seconds_per_beat for t, b in matched[1:]]
+
+
+def run(options: Options, context: dict[str, object]) -> Section:
+    section = Section(2, "Bridge latency through JACK")
+    per_period: dict[int, dict[str, Any]] = {}
+    for period in options.periods:
+        with jack_server(period) as env:
+            per_period[period] = _measure(period, env, options)
+    spb = 60.0 / BPM
+    silence_ms = SILENCE_BEATS * spb * 1e3
+    section.method = (
+        f"A dummy JACK server `{SERVER_NAME}` at {SAMPLE_RATE} Hz, restarted for each period; "
+        f"`antiphon bridge` ({options.model.name}, {BPM:g} bpm, answers of {ANSWER_EVENTS} "
+        f"events, phrase-ending silence {SILENCE_BEATS:g} beat = {silence_ms:.0f} ms, start "
+        "now) with its virtual ports; `examples/jack_peer.py` as an external JACK client plays "
+        "and records, stamping every event in JACK frame time. Rounds alternate: a 3-note "
+        "phrase (latency from its last note-off), then `/antiphon/trigger` over OSC (latency "
+        "from the send). The JACK period is the floor: RtMidi writes output at the start of the "
+        "next period. Timing error = received − intended note-on, intended from "
+        "`/antiphon/answer/plan` beats at the fixed tempo, relative to the answer's first note."
+    )
+    table = Table(["JACK period", "period ms (floor)", "figure", "n", "p50 ms", "p99 ms",
+                   "max ms"], caption="**Latency and timing**")
+    for period, result in per_period.items():
+        floor = period / SAMPLE_RATE * 1e3
+        rows: list[tuple[str, Summary]] = [
+            ("phrase end (last note-off) → first answer note", result["phrase"]),
+            (f"  same, minus the {silence_ms:.0f} ms silence setting", result["phrase_net"]),
+            ("/antiphon/trigger sent → first answer note", result["trigger"]),
+            ("answer timing error (received − intended)", result["timing"]),
+            ("  |timing error|", result["timing_abs"]),
+        ]
+        for label, s in rows:
+            table.rows.append([str(period), fmt(floor), label, str(s.n), fmt(s.p50 * 1e3),
+                               fmt(s.p99 * 1e3), fmt(s.max * 1e3)])
+        section.data[f"period_{period}"] = {k: v for k, v in result.items() if k != "raw"}
+    section.tables.append(table)
+    counts = Table(["JACK period", "rounds", "answers heard", "missed", "notes timed",
+                    "bridge RSS while answering (MiB)"], caption="**Rounds**")
+    for period, result in per_period.items():
+        counts.rows.append([str(period), str(result["rounds"]), str(result["heard"]),
+                            str(result["missed"]), str(result["timing"].n),
+                            fmt(result["rss_kib"] / 1024 if result["rss_kib"] else None)])
+    section.tables.append(counts)
+    section.figures.append(_plot(options.out_dir, per_period))
+    rss = [r["rss_kib"] for r in per_period.values() if r["rss_kib"]]
+    if rss:
+        context["bridge_rss_kib"] = max(rss)
+    for period, result in per_period.items():
+        floor = period / SAMPLE_RATE * 1e3
+        section.headline.append((
+            f"trigger → first note, period {period}, p50 / p99 ms",
+            f"{fmt(result['trigger'].p50 * 1e3)} / {fmt(result['trigger'].p99 * 1e3)}",
+            f"JACK period {fmt(floor)} ms (floor)",
+            f"{fmt(result['trigger'].p50 * 1e3 / floor)}× the floor (p50)",
+        ))
+        section.headline.append((
+            f"answer timing error, period {period}, p50 / p99 ms",
+            f"{fmt(result['timing'].p50 * 1e3)} / {fmt(result['timing'].p99 * 1e3)}",
+            f"JACK period {fmt(floor)} ms", f"{result['timing'].n} notes",
+        ))
+    return section
+
+
+def _bridge_args(options: Options, osc_port: int, events_port: int) -> list[str]:
+    return [
+        "--model", str(options.model), "--backend", "jack", "--bpm", f"{BPM:g}",
+        "--length", str(ANSWER_EVENTS), "--length-unit", "events",
+        "--silence", f"{SILENCE_BEATS:g}", "--start", "now", "--seed", "7",
+        "--osc-port", str(osc_port), "--osc-out", f"127.0.0.1:{events_port}",
+    ]
+
+
+def _measure(period: int, env: dict[str, str], options: Options) -> dict[str, Any]:
+    jack_peer = _peer_module()
+    osc_port = free_udp_port()
+    link = OscLink(osc_port)
+    bridge = BridgeProcess(_bridge_args(options, osc_port, link.port), env)
+    peer = None
+    rounds: list[Round] = []
+    rss: list[int] = []
+    try:
+        bridge.wait_ready()
+        peer = jack_peer.JackPeer(f"antiphon-bench-peer-{period}", server=SERVER_NAME)
+        peer.connect_out("Antiphon In")
+        peer.connect_in("Antiphon Out")
+        phrase = jack_peer.phrase_messages(PHRASE, BPM)
+        warmup = 2 if options.quick else 6
+        total = 2 * options.answers + warmup
+        while True:
+            kind = "phrase" if len(rounds) % 2 == 0 else "trigger"
+            rounds.append(_round(kind, peer, link, phrase))
+            if len(rounds) % 10 == 0:
+                value = bridge.rss_kib()
+                if value:
+                    rss.append(value)
+            timed = sum(len(r.note_ons) for r in rounds[warmup:])
+            if len(rounds) >= total and timed >= options.notes:
+                break
+            if len(rounds) >= 4 * total:  # the answers are too short to reach --notes
+                break
+    finally:
+        if peer is not None:
+            peer.close()
+        bridge.stop()
+        link.close()
+    measured = rounds[warmup:] if len(rounds) > warmup else rounds
+    spb = 60.0 / BPM
+    phrase_lat = [r.first_note - r.asked_at for r in measured
+                  if r.kind == "phrase" and r.first_note is not None]
+    trigger_lat = [r.first_note - r.asked_at for r in measured
+                   if r.kind == "trigger" and r.first_note is not None]
+    errors: list[float] = []
+    for r in measured:
+        errors += match_plan(r.note_ons, r.plan, spb)
+    return {
+        "phrase": summarize(phrase_lat),
+        "phrase_net": summarize(np.asarray(phrase_lat) - SILENCE_BEATS * spb),
+        "trigger": summarize(trigger_lat),
+        "timing": summarize(errors),
+        "timing_abs": summarize(np.abs(errors)),
+        "rounds": len(measured),
+        "heard": sum(r.first_note is not None for r in measured),
+        "missed": sum(r.first_note is None for r in measured),
+        "rss_kib": max(rss) if rss else bridge.rss_kib("VmHWM"),
+        "raw": {"phrase": phrase_lat, "trigger": trigger_lat, "timing": errors},
+    }
+
+
+def _round(kind: str, peer: Any, link: OscLink, phrase: list[Any], *,
+           timeout: float = 5.0) -> Round:
+    """Ask for one answer and wait until it has ended (``/antiphon/answer/end``) or timed out."""
+    peer.clear()
+    link.take()
+    if kind == "phrase":
+        asked = peer.play(phrase, delay=0.01)
+    else:
+        asked = peer.now()
+        link.send("/antiphon/trigger")
+    result = Round(kind, asked)
+    answer_id: int | None = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.005)
+        for _, address, args in link.take():
+            if address == "/antiphon/answer/begin" and args:
+                answer_id = int(args[0])
+                result.plan.clear()
+            elif address == "/antiphon/answer/plan" and args and int(args[0]) == answer_id:
+                values = args[1:]
+                result.plan += [(float(values[i]), int(values[i + 1]))
+                                for i in range(0, len(values) - 3, 4)]
+            elif address == "/antiphon/answer/end" and args and int(args[0]) == answer_id:
+                result.ended = True
+        if result.ended:
+            break
+    for t, msg in peer.received(since=asked):
+        if msg.type == "note_on" and msg.velocity > 0:
+            result.note_ons.append((t, msg.note))
+    if result.note_ons:
+        result.first_note = min(t for t, _ in result.note_ons)
+    return result
+
+
+def _plot(out_dir: Path, per_period: dict[int, dict[str, Any]]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    data, labels = [], []
+    for period, result in per_period.items():
+        for key, name in (("phrase", "phrase end"), ("trigger", "trigger")):
+            data.append(np.asarray(result["raw"][key]) * 1e3)
+            labels.append(f"{name}\nperiod {period}")
+    left.boxplot(data, whis=(1, 99), showfliers=True)
+    left.set_xticks(range(1, len(labels) + 1), labels, fontsize=8)
+    for period in per_period:
+        left.axhline(period / SAMPLE_RATE * 1e3, ls=":", color="gray")
+    left.set_ylabel("ms to first answer note (whiskers p1–p99)")
+    left.set_title("Latency")
+    for period, result in per_period.items():
+        errors = np.asarray(result["raw"]["timing"]) * 1e3
+        if errors.size:
+            right.hist(errors, bins=60, histtype="step", label=f"period {period}")
+    right.set_xlabel("note-on received − intended (ms)")
+    right.set_ylabel("notes")
+    right.set_title("Answer timing error")
+    right.legend()
+    fig.tight_layout()
+    name = "latency.png"
+    fig.savefig(out_dir / name, dpi=110)
+    plt.close(fig)
+    return name

@@ -1,0 +1,103 @@
+"""Unit tests of the benchmark helpers that compute figures (statistics, music features, plan
+matching) on hand-made inputs, so a wrong formula fails here rather than in RESULTS.md."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from benchmarks import musicstats as ms
+from benchmarks.latency import match_plan
+from benchmarks.report import Section, Table
+from benchmarks.stats import fmt, ratio, summarize
+from bridge.tokens import Note
+
+
+def test_summarize_percentiles_and_empty() -> None:
+    s = summarize(list(range(1, 101)))
+    assert s.n == 100 and s.p50 == pytest.approx(50.5) and s.p99 == pytest.approx(99.01)
+    assert s.max == 100
+    empty = summarize([float("nan")])
+    assert empty.n == 0 and math.isnan(empty.p50)
+    assert fmt(empty.p50) == "n/a"
+
+
+def test_ratio_and_fmt() -> None:
+    assert ratio(10, 4) == 2.5
+    assert math.isnan(ratio(1, 0)) and math.isnan(ratio(float("nan"), 1))
+    assert fmt(0.0001234) == "0.000123" and fmt(12.345) == "12.3" and fmt(12345.6) == "12,346"
+
+
+def _scale(pitches: list[int], step: int = 2) -> list[Note]:
+    return [Note(i * step, p, step) for i, p in enumerate(pitches)]
+
+
+C_MAJOR = [60, 62, 64, 65, 67, 69, 71, 72]
+
+
+def test_key_estimate_and_consistency() -> None:
+    seed = [*_scale(C_MAJOR * 2), Note(40, 60, 8), Note(40, 64, 8), Note(40, 67, 8)]
+    key = ms.estimate_key(seed)
+    assert key is not None and ms.KEY_NAMES[key] == "C major"
+    assert ms.key_consistency(_scale([60, 62, 64]), key) == 1.0
+    assert ms.key_consistency(_scale([61, 63, 60, 62]), key) == 0.5
+    a_minor = [*_scale([57, 59, 60, 62, 64, 65, 68, 69] * 2), Note(40, 57, 8), Note(40, 64, 8)]
+    assert ms.KEY_NAMES[ms.estimate_key(a_minor) or 0] == "A minor"
+    assert ms.estimate_key([]) is None and math.isnan(ms.key_consistency([], 0))
+
+
+def test_pitch_class_distance() -> None:
+    c = _scale([60, 64, 67])
+    assert ms.pitch_class_distance(c, _scale([72, 76, 79])) == 0.0  # octaves do not matter
+    assert ms.pitch_class_distance(c, _scale([61, 63, 66])) == 1.0
+    assert ms.pitch_class_distance(c, _scale([60, 64, 66])) == pytest.approx(1 / 3)
+    assert math.isnan(ms.pitch_class_distance(c, []))
+
+
+def test_histogram_overlap_ioi_durations() -> None:
+    assert ms.histogram_overlap([1, 2, 2], [1, 2, 2]) == pytest.approx(1.0)
+    assert ms.histogram_overlap([1, 1], [2, 2]) == 0.0
+    assert ms.histogram_overlap([1, 2], [2, 3]) == pytest.approx(0.5)
+    assert ms.histogram_overlap([40, 50], [60]) == pytest.approx(1.0)  # long values share a bin
+    notes = [Note(0, 60, 2), Note(0, 64, 4), Note(2, 62, 2), Note(6, 60, 1)]
+    assert ms.ioi_values(notes) == [2, 4]
+    assert ms.duration_values(notes) == [2, 4, 2, 1]
+
+
+def test_polyphony_range_and_degeneracy() -> None:
+    chord = [Note(0, 60, 2), Note(0, 64, 2), Note(0, 67, 2)]
+    assert ms.polyphony(chord) == 3.0
+    assert ms.polyphony(_scale([60, 62])) == 1.0
+    assert ms.pitch_range(chord) == 7.0
+    stuck = _scale([64] * 6 + [65, 67])
+    assert ms.is_degenerate(stuck)
+    assert not ms.is_degenerate(_scale(C_MAJOR))
+    assert ms.is_degenerate(_scale([60, 62]))  # too short to be an answer
+
+
+def test_match_plan_relative_to_first_note() -> None:
+    spb = 0.2
+    plan = [(0.0, 60), (0.5, 62), (0.5, 67), (1.0, 64)]
+    received = [(10.0, 60), (10.102, 62), (10.101, 67), (10.2, 64)]
+    errors = match_plan(received, plan, spb)
+    assert sorted(errors) == pytest.approx([0.0, 0.001, 0.002])
+    assert match_plan(received[:1], plan, spb) == []  # nothing to compare with
+    assert match_plan([(5.0, 60), (5.21, 64)], plan, spb) == pytest.approx([0.01])  # cut short
+
+
+def test_table_and_section_markdown() -> None:
+    table = Table(["a", "b"], [["1", "2"]], caption="cap")
+    assert table.markdown().splitlines() == ["cap", "", "| a | b |", "|---|---|", "| 1 | 2 |"]
+    with pytest.raises(ValueError):
+        Table(["a"], [["1", "2"]]).markdown()
+    text = Section(3, "Title", error="Boom").markdown()
+    assert text.startswith("## 3. Title") and "Not measured in this run:** Boom" in text
+
+
+def test_reference_window_encodings() -> None:
+    from benchmarks.reference import WindowNet
+
+    onehot = WindowNet.onehot(5)(np.array([0, 4, 2]))
+    assert onehot.shape == (1, 3, 5) and onehot.sum() == 3 and onehot[0, 1, 4] == 1
