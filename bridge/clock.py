@@ -149,6 +149,10 @@ class TempoTracker:
         self._notify()
         return True
 
+    def _notify(self) -> None:
+        for callback in list(self._listeners):
+            callback()
+
     # ----- internals (lock held) --------------------------------------------------------------
     def _reanchor(self, t: float) -> None:
         self._beat0 = self._beat0 + (t - self._t0) * self._bpm / 60.0

@@ -247,8 +247,10 @@ class Engine:
                 while self._commands:
                     self._commands.popleft()()
                 if msg is not None and msg is not _WAKE:
-                    self.counters["messages"] += 1
-                    self._handle(msg, t)
+                    try:
+                        self._handle(msg, t)
+                    finally:
+                        self.counters["messages"] += 1
                 if self.input_queue.empty():  # judge silence only once the input is drained
                     self._check_phrase_end()
             except Exception:  # one bad message or command must not stop the bridge

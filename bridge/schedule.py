@@ -224,6 +224,13 @@ class Scheduler:
                 return None
             return self._tempo.beat_at(self._clock()) - answer.anchor
 
+    def next_due(self) -> float | None:
+        """When the next queued entry is due (seconds, at the current tempo); None if idle."""
+        with self._cond:
+            if not self._heap:
+                return None
+            return self._tempo.time_at_beat(self._heap[0][0])
+
     @property
     def active_answers(self) -> list[int]:
         with self._cond:

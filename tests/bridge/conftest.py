@@ -107,6 +107,12 @@ def build_tiny_model(
 
 
 @pytest.fixture(scope="session")
+def model_builder() -> Callable[..., Path]:
+    """:func:`build_tiny_model`, for tests that need a variant (other metadata, sizes)."""
+    return build_tiny_model
+
+
+@pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random two-layer model (``tiny.onnx``) in its own model directory."""
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny.onnx")
@@ -239,6 +245,12 @@ class RecordingEvents:
 @pytest.fixture
 def events() -> RecordingEvents:
     return RecordingEvents()
+
+
+@pytest.fixture(scope="session")
+def until() -> Callable[..., bool]:
+    """:func:`wait_until` (tests import nothing from conftest)."""
+    return wait_until
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:

@@ -1,0 +1,129 @@
+"""TempoTracker: set tempo, MIDI clock ticks, transport, boundaries — on a fake clock."""
+
+from __future__ import annotations
+
+import mido
+import numpy as np
+import pytest
+
+from bridge.clock import CLOCK_TIMEOUT_S, PPQN, TempoTracker, resolve_start
+
+TICK = mido.Message("clock")
+
+
+def feed_ticks(tempo: TempoTracker, clock, bpm: float, n: int,
+               jitter: float = 0.0, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    period = 60.0 / (bpm * PPQN)
+    base = clock()
+    for i in range(1, n + 1):
+        clock.set(base + i * period)
+        noise = float(rng.uniform(-jitter, jitter)) if jitter else 0.0
+        tempo.on_message(TICK, clock() + noise)
+
+
+def test_set_bpm_keeps_the_beat_continuous(fake_clock) -> None:
+    tempo = TempoTracker(120, fake_clock)
+    t0 = fake_clock()
+    assert tempo.beat_at(t0 + 1.0) == pytest.approx(2.0)
+    fake_clock.advance(1.0)
+    tempo.set_bpm(60)
+    assert tempo.beat_at(fake_clock()) == pytest.approx(2.0)
+    assert tempo.beat_at(fake_clock() + 1.0) == pytest.approx(3.0)
+    assert tempo.time_at_beat(tempo.beat_at(t0 + 5.3)) == pytest.approx(t0 + 5.3)
+
+
+def test_24_ticks_at_100_bpm_give_100_bpm(fake_clock) -> None:
+    tempo = TempoTracker(120, fake_clock)
+    feed_ticks(tempo, fake_clock, 100, 24)
+    assert tempo.bpm == pytest.approx(100, abs=0.5)
+    assert tempo.clock_running
+
+
+def test_tempo_estimate_is_robust_to_jitter(fake_clock) -> None:
+    tempo = TempoTracker(120, fake_clock)
+    feed_ticks(tempo, fake_clock, 100, 96, jitter=0.002)  # ±2 ms per tick (a tick is 25 ms)
+    assert tempo.bpm == pytest.approx(100, abs=0.5)
+
+
+def test_clock_tempo_change_is_followed(fake_clock) -> None:
+    tempo = TempoTracker(120, fake_clock)
+    feed_ticks(tempo, fake_clock, 100, 48)
+    feed_ticks(tempo, fake_clock, 140, 72)
+    assert tempo.bpm == pytest.approx(140, abs=0.5)
+
+
+def test_clock_stops_counting_after_a_timeout(fake_clock) -> None:
+    tempo = TempoTracker(120, fake_clock)
+    assert not tempo.clock_running
+    feed_ticks(tempo, fake_clock, 90, 30)
+    assert tempo.clock_running
+    fake_clock.advance(CLOCK_TIMEOUT_S + 0.01)
+    assert not tempo.clock_running
+    assert tempo.bpm == pytest.approx(90, abs=0.5)  # the last tempo stays
+
+
+def test_start_puts_the_next_tick_on_beat_zero(fake_clock) -> None:
+    tempo = TempoTracker(100, fake_clock)
+    fake_clock.advance(3.3)
+    tempo.on_message(mido.Message("start"), fake_clock())
+    feed_ticks(tempo, fake_clock, 100, 1)
+    assert tempo.beat_at(fake_clock()) == pytest.approx(0.0, abs=1e-9)
+    feed_ticks(tempo, fake_clock, 100, 48)  # two beats later
+    assert tempo.beat_at(fake_clock()) == pytest.approx(2.0, abs=1e-6)
+
+
+def test_song_position_pointer_moves_the_grid(fake_clock) -> None:
+    tempo = TempoTracker(100, fake_clock)
+    tempo.on_message(mido.Message("stop"), fake_clock())
+    tempo.on_message(mido.Message("songpos", pos=32), fake_clock())  # 32 sixteenths = bar 3
+    tempo.on_message(mido.Message("continue"), fake_clock())
+    feed_ticks(tempo, fake_clock, 100, 1)
+    assert tempo.beat_at(fake_clock()) == pytest.approx(8.0, abs=1e-9)
+    feed_ticks(tempo, fake_clock, 100, 12)
+    assert tempo.beat_at(fake_clock()) == pytest.approx(8.5, abs=1e-6)
+
+
+def test_stop_freezes_position_but_ticks_keep_the_tempo(fake_clock) -> None:
+    tempo = TempoTracker(120, fake_clock)
+    tempo.on_message(mido.Message("start"), fake_clock())
+    feed_ticks(tempo, fake_clock, 100, 24)  # ticks 0..23
+    tempo.on_message(mido.Message("stop"), fake_clock())
+    feed_ticks(tempo, fake_clock, 80, 72)
+    assert tempo.bpm == pytest.approx(80, abs=0.5)
+    tempo.on_message(mido.Message("continue"), fake_clock())
+    feed_ticks(tempo, fake_clock, 80, 1)
+    assert tempo.beat_at(fake_clock()) == pytest.approx(1.0, abs=1e-6)  # tick 24 = beat 1
+
+
+def test_non_clock_messages_are_not_taken(fake_clock) -> None:
+    tempo = TempoTracker(120, fake_clock)
+    assert not tempo.on_message(mido.Message("note_on", note=60), fake_clock())
+
+
+def test_next_boundary(fake_clock) -> None:
+    tempo = TempoTracker(120, fake_clock, beats_per_bar=4)  # beat 0 at the fake start
+    t0 = fake_clock()
+    t = t0 + 0.6  # beat 1.2
+    assert tempo.next_boundary(t, "now") == t
+    assert tempo.next_boundary(t, "beat") == pytest.approx(t0 + 1.0)  # beat 2
+    assert tempo.next_boundary(t, "bar") == pytest.approx(t0 + 2.0)  # beat 4
+    assert tempo.next_boundary(t0 + 1.0, "beat") == pytest.approx(t0 + 1.0)  # on the beat
+    tempo.set_beats_per_bar(3)
+    assert tempo.next_boundary(t, "bar") == pytest.approx(t0 + 1.5)
+    with pytest.raises(ValueError):
+        tempo.next_boundary(t, "later")
+
+
+def test_start_default_depends_on_the_clock(fake_clock) -> None:
+    tempo = TempoTracker(120, fake_clock)
+    assert resolve_start("auto", tempo) == "now"
+    assert resolve_start("bar", tempo) == "bar"
+    feed_ticks(tempo, fake_clock, 120, 5)
+    assert resolve_start("auto", tempo) == "beat"
+
+
+@pytest.mark.parametrize("bpm", [0, -5, float("nan"), float("inf"), True, "120"])
+def test_bad_bpm_is_refused(fake_clock, bpm: object) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        TempoTracker(bpm, fake_clock)  # type: ignore[arg-type]
