@@ -33,6 +33,7 @@ import rtmidi
 from bridge.errors import PortError
 
 __all__ = [
+    "BACKENDS",
     "BACKEND_NAMES",
     "Backend",
     "OpenedPort",
@@ -62,14 +63,15 @@ class Backend:
         return self.name
 
 
-_BACKENDS = {
+BACKENDS: Mapping[str, Backend] = {
     "alsa": Backend("alsa", rtmidi.API_LINUX_ALSA, "LINUX_ALSA", True),
     "jack": Backend("jack", rtmidi.API_UNIX_JACK, "UNIX_JACK", True),
     "coremidi": Backend("coremidi", rtmidi.API_MACOSX_CORE, "MACOSX_CORE", True),
     "winmm": Backend("winmm", rtmidi.API_WINDOWS_MM, "WINDOWS_MM", False),
 }
-_BY_MIDO_NAME = {b.mido_name.lower(): b for b in _BACKENDS.values()}
-BACKEND_NAMES = ("auto", *_BACKENDS)
+"""Every backend Antiphon knows, by ``--backend`` name (compiled into python-rtmidi or not)."""
+_BY_MIDO_NAME = {b.mido_name.lower(): b for b in BACKENDS.values()}
+BACKEND_NAMES = ("auto", *BACKENDS)
 """The values ``--backend`` accepts."""
 
 _NO_BACKEND = (
@@ -80,7 +82,7 @@ _NO_BACKEND = (
 
 def _lookup(name: str, source: str) -> Backend:
     key = name.strip().lower()
-    backend = _BACKENDS.get(key) or _BY_MIDO_NAME.get(key)
+    backend = BACKENDS.get(key) or _BY_MIDO_NAME.get(key)
     if backend is None:
         raise PortError(
             f"unknown MIDI backend {name!r} from {source}; choose one of "
@@ -165,8 +167,8 @@ def choose_backend(
     if plat.startswith("win"):
         return _lookup("winmm", "Windows")
     for name in ("alsa", "jack"):
-        if _works(_BACKENDS[name]):
-            return _BACKENDS[name]
+        if _works(BACKENDS[name]):
+            return BACKENDS[name]
     raise PortError(_NO_BACKEND)
 
 
