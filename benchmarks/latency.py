@@ -58,28 +58,29 @@ class Round:
 
 def match_plan(note_ons: list[tuple[float, int]], plan: list[tuple[float, int]],
                seconds_per_beat: float) -> list[float]:
-    """Timing errors (received − intended, seconds) of every note after the answer's first.
+    """Timing errors (received − intended, seconds) of an answer's received note-ons.
 
     Each received note-on is matched, in order, to the earliest unmatched planned note of the same
-    pitch; intended times count from the first planned note, anchored where it was received.
-    Notes that were planned but never heard (an interrupted answer) are left out.
+    pitch.  The answer's grid is anchored at the median of ``received − planned`` over its matched
+    notes (the bridge's own anchor time is not visible from outside), so a single late note shows
+    as one late note rather than shifting all the others.  Notes planned but never heard (an
+    interrupted answer) are left out; fewer than two matches give no figure.
     """
     if not note_ons or not plan:
         return []
     planned = sorted(plan)
     used = [False] * len(planned)
-    matched: list[tuple[float, float]] = []  # (received s, planned beat)
+    offsets: list[float] = []
     for t, pitch in sorted(note_ons):
         for i, (beat, p) in enumerate(planned):
             if not used[i] and p == pitch:
                 used[i] = True
-                matched.append((t, beat))
+                offsets.append(t - beat * seconds_per_beat)
                 break
-    if len(matched) < 2:
+    if len(offsets) < 2:
         return []
-    matched.sort(key=lambda m: m[1])
-    t0, b0 = matched[0]
-    return [(t - t0) - (b - b0) * seconds_per_beat for t, b in matched[1:]]
+    anchor = float(np.median(offsets))
+    return [o - anchor for o in offsets]
 
 
 def run(options: Options, context: dict[str, object]) -> Section:
@@ -99,7 +100,8 @@ def run(options: Options, context: dict[str, object]) -> Section:
         "phrase (latency from its last note-off), then `/antiphon/trigger` over OSC (latency "
         "from the send). The JACK period is the floor: RtMidi writes output at the start of the "
         "next period. Timing error = received − intended note-on, intended from "
-        "`/antiphon/answer/plan` beats at the fixed tempo, relative to the answer's first note."
+        "`/antiphon/answer/plan` beats at the fixed tempo on a grid anchored at the answer's "
+        "median offset (the bridge's internal anchor time is not visible from outside)."
     )
     table = Table(["JACK period", "period ms (floor)", "figure", "n", "p50 ms", "p99 ms",
                    "max ms"], caption="**Latency and timing**")
@@ -115,7 +117,7 @@ def run(options: Options, context: dict[str, object]) -> Section:
         for label, s in rows:
             table.rows.append([str(period), fmt(floor), label, str(s.n), fmt(s.p50 * 1e3),
                                fmt(s.p99 * 1e3), fmt(s.max * 1e3)])
-        section.data[f"period_{period}"] = {k: v for k, v in result.items() if k != "raw"}
+        section.data[f"period_{period}"] = result
     section.tables.append(table)
     counts = Table(["JACK period", "rounds", "answers heard", "missed", "notes timed",
                     "bridge RSS while answering (MiB)"], caption="**Rounds**")

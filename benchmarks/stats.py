@@ -51,7 +51,7 @@ def fmt(value: float | int | None, digits: int = 3) -> str:
     value = float(value)
     if not np.isfinite(value):
         return "n/a"
-    if value == 0:
+    if abs(value) < 1e-9:  # float noise around zero
         return "0"
     magnitude = abs(value)
     if magnitude >= 10 ** digits:

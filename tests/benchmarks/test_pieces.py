@@ -77,14 +77,16 @@ def test_polyphony_range_and_degeneracy() -> None:
     assert ms.is_degenerate(_scale([60, 62]))  # too short to be an answer
 
 
-def test_match_plan_relative_to_first_note() -> None:
+def test_match_plan_on_the_answers_own_grid() -> None:
     spb = 0.2
     plan = [(0.0, 60), (0.5, 62), (0.5, 67), (1.0, 64)]
     received = [(10.0, 60), (10.102, 62), (10.101, 67), (10.2, 64)]
     errors = match_plan(received, plan, spb)
-    assert sorted(errors) == pytest.approx([0.0, 0.001, 0.002])
+    assert sorted(errors) == pytest.approx([-0.0005, -0.0005, 0.0005, 0.0015])  # median 10.0005
+    late_first = [(10.7, 60), (10.1, 62), (10.1, 67), (10.2, 64)]
+    assert sorted(match_plan(late_first, plan, spb)) == pytest.approx([0, 0, 0, 0.7])
     assert match_plan(received[:1], plan, spb) == []  # nothing to compare with
-    assert match_plan([(5.0, 60), (5.21, 64)], plan, spb) == pytest.approx([0.01])  # cut short
+    assert match_plan([(5.0, 60), (5.21, 64)], plan, spb) == pytest.approx([-0.005, 0.005])
 
 
 def test_table_and_section_markdown() -> None:
