@@ -283,7 +283,6 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname).1s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
-        force=True,
     )
 
 
@@ -386,8 +385,6 @@ def _run_bridge(args: argparse.Namespace) -> int:
         from bridge.ports import choose_backend, open_input, open_output
 
         model, dirs = _load_model(args.model, args.model_dir)
-        log.info("model %s (%s), model directories: %s", model.name, model.path,
-                 ", ".join(str(d) for d in dirs))
         backend = choose_backend(args.backend)
         with contextlib.ExitStack() as stack:
             out_port = open_output(backend, name=args.out_name, client_name=args.client_name,
@@ -416,7 +413,9 @@ def _run_bridge(args: argparse.Namespace) -> int:
             extra = f", OSC events to {osc_out[0]}:{osc_out[1]}" if osc_out else ""
             print(f'antiphon: ready — in "{in_port.name}", out "{out_port.name}", {osc_text}, '
                   f"model {model.name}, backend {backend}{extra}", flush=True)
-            log.info("ready in %.0f ms", (time.monotonic() - started) * 1e3)
+            log.info("ready in %.0f ms; model %s (%s); model directories: %s",
+                     (time.monotonic() - started) * 1e3, model.name, model.path,
+                     ", ".join(str(d) for d in dirs))
             while not stop.event.wait(0.25):
                 pass
             log.info("%s: stopping", stop.received)
