@@ -53,6 +53,13 @@ log = logging.getLogger(__name__)
 _WAKE = cast(mido.Message, object())  # queue sentinel: re-check commands and deadlines
 
 
+class _Flush:
+    """Queue marker: set once everything queued before it has been handled."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
 class Controller(Protocol):
     """What OSC and MIDI CC bindings may do (``bridge.osc.Controller`` is the same shape)."""
 
@@ -166,6 +173,16 @@ class Engine:
         self.scheduler.wake()
         self.generator.wake()
 
+    def flush(self, timeout: float = 2.0) -> bool:
+        """Wait until the control thread has handled everything queued so far, including the
+        phrase-end check that follows (tests step a fake clock with it).  False on timeout."""
+        marker = _Flush()
+        try:
+            self.input_queue.put((math.nan, cast(mido.Message, marker)), timeout=timeout)
+        except Full:
+            return False
+        return marker.done.wait(timeout)
+
     @property
     def model(self) -> LstmModel:
         return self._model
@@ -246,7 +263,12 @@ class Engine:
             try:
                 while self._commands:
                     self._commands.popleft()()
-                if msg is not None and msg is not _WAKE:
+                if isinstance(msg, _Flush):
+                    try:
+                        self._check_phrase_end()
+                    finally:
+                        msg.done.set()
+                elif msg is not None and msg is not _WAKE:
                     try:
                         self._handle(msg, t)
                     finally:

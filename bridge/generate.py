@@ -255,6 +255,7 @@ class AnswerGenerator:
         self._current: AnswerJob | None = None
         self._cancelled: set[int] = set()
         self._stopping = False
+        self._waiting = False
         self._thread: threading.Thread | None = None
         self.errors = 0
 
@@ -293,8 +294,15 @@ class AnswerGenerator:
 
     @property
     def busy(self) -> bool:
+        """An answer is waiting or being generated."""
         with self._cond:
             return self._pending is not None or self._current is not None
+
+    @property
+    def waiting(self) -> bool:
+        """The current answer is far enough ahead of the playhead: the worker sleeps."""
+        with self._cond:
+            return self._waiting and self._pending is None
 
     def _cancel_locked(self) -> None:
         if self._pending is not None:
@@ -381,4 +389,8 @@ class AnswerGenerator:
                 if playhead is None or beat - playhead <= self.lookahead_beats:
                     return
                 ahead = beat - playhead - self.lookahead_beats
-                self._wait(self._cond, ahead * self._tempo.seconds_per_beat())
+                self._waiting = True
+                try:
+                    self._wait(self._cond, ahead * self._tempo.seconds_per_beat())
+                finally:
+                    self._waiting = False

@@ -1,0 +1,29 @@
+"""The realtime bridge must never pull in TensorFlow, Keras or music21 (slow, heavy, offline)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HEAVY = ("tensorflow", "keras", "music21", "tf2onnx", "onnx")
+
+
+def test_bridge_imports_and_loads_a_model_without_heavy_packages(tiny_model_path: Path) -> None:
+    code = f"""
+import json, sys
+import bridge, bridge.engine, bridge.model, bridge.generate, bridge.schedule, bridge.phrase
+import bridge.clock, bridge.sampling
+model = bridge.model.load_model({str(tiny_model_path)!r})
+notes = bridge.generate.continue_notes(model, [], length=4, seed=1)
+print(json.dumps({{"heavy": sorted(m for m in sys.modules
+                                   if m.split(".")[0] in {HEAVY!r}),
+                  "notes": len(notes)}}))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["heavy"] == []
+    assert report["notes"] > 0
