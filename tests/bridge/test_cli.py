@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,12 +168,16 @@ def test_plugins_register_and_a_broken_one_does_not_break_the_cli(
 ) -> None:
     ran: list[argparse.Namespace] = []
 
-    def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    def register(subparsers: Any) -> None:
         p = subparsers.add_parser("hello", help="a test plug-in")
         p.add_argument("--name", default="world")
-        p.set_defaults(func=lambda args: ran.append(args) or 0)
+        def run(args: argparse.Namespace) -> int:
+            ran.append(args)
+            return 0
 
-    def clashing(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+        p.set_defaults(func=run)
+
+    def clashing(subparsers: Any) -> None:
         subparsers.add_parser("hello")  # argparse refuses a duplicate
 
     monkeypatch.setattr(cli, "_plugins", lambda wanted: [
@@ -192,7 +197,7 @@ def test_plugins_register_and_a_broken_one_does_not_break_the_cli(
 
 def test_a_plugin_error_is_one_line(monkeypatch: pytest.MonkeyPatch,
                                     capsys: pytest.CaptureFixture[str]) -> None:
-    def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    def register(subparsers: Any) -> None:
         def run(args: argparse.Namespace) -> int:
             raise RuntimeError("kaput")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +17,11 @@ from bridge.config import (
     parse_cc_binding,
 )
 from bridge.errors import ConfigError
+
+
+def make(**fields: Any) -> Settings:
+    """Settings built from untyped values (the tests pass wrong kinds on purpose)."""
+    return Settings(**fields)
 
 
 def test_defaults_match_the_documented_values() -> None:
@@ -47,10 +53,10 @@ def test_defaults_match_the_documented_values() -> None:
 )
 def test_range_edges(name: str, good: list[object], bad: list[object]) -> None:
     for value in good:
-        assert getattr(Settings(**{name: value}), name) == value
+        assert getattr(make(**{name: value}), name) == value
     for value in bad:
         with pytest.raises(ConfigError) as err:
-            Settings(**{name: value})
+            make(**{name: value})
         assert name in str(err.value)
         assert str(value) in str(err.value) or repr(value) in str(err.value)
 
@@ -61,7 +67,7 @@ def test_range_edges(name: str, good: list[object], bad: list[object]) -> None:
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 def test_non_finite_numbers_are_rejected(name: str, value: float) -> None:
     with pytest.raises(ConfigError, match=name):
-        Settings(**{name: value})
+        make(**{name: value})
 
 
 @pytest.mark.parametrize(
@@ -85,11 +91,11 @@ def test_non_finite_numbers_are_rejected(name: str, value: float) -> None:
 )
 def test_wrong_kinds_raise_config_error(name: str, value: object) -> None:
     with pytest.raises(ConfigError, match=name):
-        Settings(**{name: value})
+        make(**{name: value})
 
 
 def test_ints_become_floats_and_numpy_scalars_are_accepted() -> None:
-    s = Settings(temperature=2, bpm=np.float32(90.5), length=np.int64(7))
+    s = make(temperature=2, bpm=np.float32(90.5), length=np.int64(7))
     assert isinstance(s.temperature, float) and s.temperature == 2.0
     assert isinstance(s.bpm, float) and s.bpm == 90.5
     assert type(s.length) is int and s.length == 7
