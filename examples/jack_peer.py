@@ -88,7 +88,7 @@ class JackPeer:
 
     >>> with JackPeer("demo-peer") as peer:                            # doctest: +SKIP
     ...     peer.connect_out("Antiphon In"); peer.connect_in("Antiphon Out")
-    ...     end = peer.play(phrase_messages(notes, 120))
+    ...     start, end = peer.play(phrase_messages(notes, 120))
     ...     answer = peer.wait_quiet(after=end, quiet=2.0, timeout=30)
     """
 
@@ -124,17 +124,21 @@ class JackPeer:
         """Current JACK time in seconds (the clock every timestamp here uses)."""
         return self.client.frame_time / self.rate
 
-    def play(self, messages: Sequence[tuple[float, mido.Message]], *, delay: float = 0.1) -> float:
-        """Schedule ``(seconds, message)`` from ``delay`` seconds from now; returns the JACK time
-        (seconds) of the last message.  Messages must be sorted by time."""
-        if not messages:
-            return self.now()
+    def play(self, messages: Sequence[tuple[float, mido.Message]], *,
+             delay: float = 0.1) -> tuple[float, float]:
+        """Schedule ``(seconds, message)`` with time 0 at ``delay`` seconds from now.
+
+        Returns the JACK times (seconds) of time 0 and of the last message.  Messages must be
+        sorted by time.
+        """
         base = self.client.frame_time + round(delay * self.rate)
+        if not messages:
+            return base / self.rate, base / self.rate
         frames = [(base + round(t * self.rate), bytes(msg.bytes())) for t, msg in messages]
         if any(b[0] < a[0] for a, b in itertools.pairwise(frames)):
             raise ValueError("messages must be sorted by time")
         self._pending.extend(frames)
-        return frames[-1][0] / self.rate
+        return base / self.rate, frames[-1][0] / self.rate
 
     def send_now(self, msg: mido.Message) -> None:
         """Send one message in the next period (e.g. a panic)."""
