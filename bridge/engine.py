@@ -9,8 +9,9 @@ or the trigger CC/note (``call`` and ``trigger``), never (``listen``) — and in
 answer as soon as the musician plays.  An answer is an :class:`~bridge.generate.AnswerJob` for
 the generation worker, which streams notes into the :class:`~bridge.schedule.Scheduler`.
 
-:class:`Engine` also implements the ``Controller`` protocol the OSC thread calls.  One log line per
-answer: seed events, answer events, milliseconds from the phrase end to the first note out.
+:class:`Engine` also implements ``bridge.osc.Controller``, the protocol the OSC thread calls.
+One log line per answer: seed events, answer events, milliseconds from the phrase end to the
+first note out.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty, Full, Queue
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import mido
 
@@ -34,19 +35,15 @@ from bridge.clock import Clock, TempoTracker, resolve_start
 from bridge.config import Settings, SettingsBox, cc_to_value
 from bridge.errors import ConfigError
 from bridge.generate import AnswerGenerator, AnswerJob, AnswerReport, SamplingParams, answer_rng
+from bridge.midi_out import MidiSink
 from bridge.model import LstmModel, load_model, resolve_model
+from bridge.osc import AnswerEvents
 from bridge.phrase import PhraseCapture, quantize_seed
-from bridge.schedule import (
-    AnswerEvents,
-    MidiSink,
-    Playback,
-    Scheduler,
-    Wait,
-    condition_wait,
-)
+from bridge.sampling import mask_table
+from bridge.schedule import Playback, Scheduler, Wait, condition_wait
 from bridge.tokens import Note
 
-__all__ = ["Controller", "Engine"]
+__all__ = ["Engine"]
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +55,6 @@ class _Flush:
 
     def __init__(self) -> None:
         self.done = threading.Event()
-
-
-class Controller(Protocol):
-    """What OSC and MIDI CC bindings may do (``bridge.osc.Controller`` is the same shape)."""
-
-    def update_settings(self, **changes: Any) -> Settings: ...
-    def trigger(self) -> None: ...
-    def stop_answer(self) -> None: ...
-    def panic(self) -> None: ...
-    def swap_model(self, name: str) -> str: ...
-    def status(self) -> dict[str, object]: ...
 
 
 @dataclass
@@ -101,6 +87,7 @@ class Engine:
         lookahead_beats: float = 4.0,
     ) -> None:
         self._model = model
+        mask_table(model.scheme)  # built now, not in the first answer
         self._settings = settings
         self._clock = clock
         self.model_dirs = [Path(d) for d in model_dirs]
@@ -222,6 +209,7 @@ class Engine:
         allowed, not found or not a valid model; the old model then stays.
         """
         model = load_model(resolve_model(name, self.model_dirs))
+        mask_table(model.scheme)
         with self._lock:
             self._model = model
         self._interrupt()
@@ -438,7 +426,7 @@ class Engine:
             how = ", interrupted"
         log.info(
             "answer %d: seed %d events, answer %d events (%d notes), phrase end → first note %s "
-            "(prime %.1f ms, generation %.1f ms)%s",
+            "(prime %.1f ms, compute %.1f ms)%s",
             answer_id, report.seed_events, report.answer_events, report.notes, latency,
             report.prime_ms, report.generate_ms, how,
         )

@@ -22,7 +22,7 @@ import numpy as np
 
 from bridge.clock import Clock, TempoTracker
 from bridge.model import LstmModel
-from bridge.sampling import sample
+from bridge.sampling import mask_table, sample
 from bridge.schedule import PlannedNote, Scheduler, Wait, condition_wait
 from bridge.tokens import Event, Note, TokenScheme
 
@@ -110,13 +110,15 @@ class EventStream:
         self._logits = logits[-1]
         self.tokens_sampled = 0
         self.step_seconds = 0.0
+        self._masks = mask_table(self.scheme)
 
     def next_event(self) -> Event:
         """Sample tokens until one event is complete (2 tokens for a rest, 4 for notes)."""
         while True:
+            last = self._decoder.last
             token = sample(
                 self._logits,
-                self.scheme.allowed(self._decoder.last),
+                self._masks[last] if last is not None else self.scheme.allowed(None),
                 temperature=self.params.temperature,
                 top_k=self.params.top_k,
                 top_p=self.params.top_p,
@@ -221,7 +223,7 @@ class AnswerReport:
     answer_events: int = 0
     notes: int = 0
     prime_ms: float = 0.0
-    generate_ms: float = 0.0
+    generate_ms: float = 0.0  # priming + sampling + inference, without the lookahead waits
     cancelled: bool = False
     error: str | None = None
 
@@ -256,6 +258,7 @@ class AnswerGenerator:
         self._cancelled: set[int] = set()
         self._stopping = False
         self._waiting = False
+        self._waited = 0.0  # seconds the current job slept for the playhead
         self._thread: threading.Thread | None = None
         self.errors = 0
 
@@ -345,6 +348,7 @@ class AnswerGenerator:
 
     def _generate(self, job: AnswerJob, report: AnswerReport) -> None:
         started = time.perf_counter()
+        self._waited = 0.0
         stream = EventStream(job.model, job.seed, job.params, job.rng)
         report.seed_events = stream.seed_events
         report.prime_ms = stream.prime_seconds * 1e3
@@ -377,7 +381,7 @@ class AnswerGenerator:
                     return
                 self._wait_for_playhead(job, beat)
         finally:
-            report.generate_ms = (time.perf_counter() - started) * 1e3
+            report.generate_ms = (time.perf_counter() - started - self._waited) * 1e3
             if opened:
                 self._scheduler.close_answer(job.answer_id)
 
@@ -390,7 +394,9 @@ class AnswerGenerator:
                     return
                 ahead = beat - playhead - self.lookahead_beats
                 self._waiting = True
+                began = time.perf_counter()
                 try:
                     self._wait(self._cond, ahead * self._tempo.seconds_per_beat())
                 finally:
                     self._waiting = False
+                    self._waited += time.perf_counter() - began

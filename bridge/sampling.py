@@ -7,10 +7,21 @@ Called by the generation worker once per token.  All randomness comes from the n
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["sample"]
+from bridge.tokens import TokenScheme
+
+__all__ = ["mask_table", "sample"]
+
+
+@lru_cache(maxsize=8)
+def mask_table(scheme: TokenScheme) -> tuple[np.ndarray, ...]:
+    """The grammar mask after each token id (``scheme.allowed(token)``), precomputed so the
+    sampling loop looks it up instead of classifying the token every step.  Cached per scheme;
+    the engine builds it when a model is loaded."""
+    return tuple(scheme.allowed(token) for token in range(scheme.vocab_size))
 
 
 def sample(

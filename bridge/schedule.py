@@ -4,9 +4,9 @@ Notes arrive in BEATS relative to their answer's anchor beat; each is converted 
 through the :class:`~bridge.clock.TempoTracker` only when it comes due, so an answer follows
 tempo changes while it plays.  Every note that goes out is tracked until its note-off, which is
 sent on time or — on cancel (interrupt, stop, model swap, generation error), panic or exit — at
-once.  The same answer is reported to :class:`AnswerEvents` (OSC out): ``answer_begin`` when it
-opens, ``answer_plan`` for each batch of notes before they play, ``note`` as each note starts and
-``answer_end`` after its last note-off or when it is cancelled.
+once.  The same answer is reported to ``bridge.osc.AnswerEvents`` (OSC out): ``answer_begin``
+when it opens, ``answer_plan`` for each batch of notes before they play, ``note`` as each note
+starts and ``answer_end`` after its last note-off or when it is cancelled.
 
 Threads: the scheduler thread runs :meth:`Scheduler._run`; the generation worker opens, extends
 and closes answers; the control / OSC threads cancel, pass through and panic.  One Condition
@@ -23,15 +23,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import mido
 
 from bridge.clock import Clock, TempoTracker
+from bridge.midi_out import MidiSink
+from bridge.osc import AnswerEvents
 
 __all__ = [
-    "AnswerEvents",
-    "MidiSink",
     "PlannedNote",
     "Playback",
     "Scheduler",
@@ -48,21 +48,6 @@ Wait = Callable[[threading.Condition, "float | None"], object]
 def condition_wait(cond: threading.Condition, timeout: float | None) -> object:
     """The real ``wait``: ``cond.wait(timeout)``."""
     return cond.wait(timeout)
-
-
-class MidiSink(Protocol):
-    """Where MIDI goes (``bridge.midi_out.MidiOutput`` or a test fake); must not raise."""
-
-    def send(self, msg: mido.Message) -> None: ...
-
-
-class AnswerEvents(Protocol):
-    """OSC out (``bridge.osc.OscEvents``) or ``NullEvents``; must not raise."""
-
-    def note(self, pitch: int, velocity: int, duration_beats: float) -> None: ...
-    def answer_begin(self, answer_id: int) -> None: ...
-    def answer_end(self, answer_id: int) -> None: ...
-    def answer_plan(self, answer_id: int, notes: list[PlannedNote]) -> None: ...
 
 
 class PlannedNote(NamedTuple):
