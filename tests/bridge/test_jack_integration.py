@@ -1,0 +1,374 @@
+"""The real bridge process on the dummy JACK server, with real MIDI and OSC peers.
+
+``antiphon bridge`` runs as a subprocess (its backend chosen automatically: only a JACK server is
+reachable here).  A python-rtmidi JACK client plays a phrase into "Antiphon In", another records
+"Antiphon Out"; python-osc talks to the OSC port.  The model is the random tiny test model with its
+output bias pushed towards short shifts and durations (and away from rests), so answers are quick
+to play; it is still a random model, so tests check structure (counts, note-offs, determinism),
+not musical quality.
+
+Measured numbers (bridge start-up, phrase end → first answer note) are printed with ``-s`` and
+attached as junit properties.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import mido
+import pytest
+import rtmidi
+from pythonosc.osc_message import OscMessage
+from pythonosc.udp_client import SimpleUDPClient
+
+from bridge.ports import find_port
+from bridge.tokens import TokenScheme
+
+pytestmark = pytest.mark.jack
+
+BPM = 90.0
+SPB = 60.0 / BPM
+PHRASE = [(0.0, 60), (0.5, 64), (1.0, 67), (1.5, 72)]  # (beat, pitch), each half a beat long
+START = (
+    "--bpm", str(BPM), "--silence", "0.5", "--osc-port", "0", "--log-level", "info",
+)
+
+StartBridge = Callable[..., Any]
+
+
+# ---- a quick random model -----------------------------------------------------------------------
+
+
+def _bias_towards_short_events(src: Path, dst: Path) -> Path:
+    """Copy of the tiny model whose output bias favours shifts/durations of 1-2 steps, no rests."""
+    import json
+
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(src))
+    meta = {p.key: p.value for p in model.metadata_props}
+    scheme = TokenScheme.from_json(meta["antiphon.token_scheme"])
+    (bias,) = [t for t in model.graph.initializer if t.name == "b_out"]
+    values = numpy_helper.to_array(bias).copy()
+    for steps in range(scheme.max_shift + 1):
+        values[scheme.shift_token(steps)] += 4.0 if steps in (1, 2) else -4.0
+    for steps in range(1, scheme.max_duration + 1):
+        values[scheme.duration_token(steps)] += 4.0 if steps in (1, 2) else -4.0
+    values[scheme.rest] -= 8.0
+    bias.CopyFrom(numpy_helper.from_array(values.astype(np.float32), "b_out"))
+    for prop in model.metadata_props:
+        if prop.key == "antiphon.training":
+            prop.value = json.dumps({"fixture": "random, biased to short events"})
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(dst))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("jack-models")
+    _bias_towards_short_events(tiny_model_path, directory / "quick.onnx")
+    _bias_towards_short_events(tiny_model_path, directory / "quick2.onnx")
+    return directory
+
+
+# ---- MIDI peers ------------------------------------------------------------------------------
+
+
+class Peer:
+    """A python-rtmidi JACK client connected to one of the bridge's ports."""
+
+    def __init__(self, kind: str, client: str, target: str) -> None:
+        self.rt: Any = (rtmidi.MidiOut if kind == "out" else rtmidi.MidiIn)(
+            rtapi=rtmidi.API_UNIX_JACK, name=client
+        )
+        self.messages: list[tuple[float, mido.Message]] = []
+        self._lock = threading.Lock()
+        deadline = time.monotonic() + 10
+        while True:
+            names = self.rt.get_ports()
+            exact = [i for i, n in enumerate(names) if n.endswith(":" + target)]
+            if exact:
+                self.rt.open_port(exact[0] if len(exact) == 1 else find_port(names, target, kind))
+                break
+            assert time.monotonic() < deadline, f"{target!r} never appeared: {names}"
+            time.sleep(0.05)
+        if kind == "in":
+            self.rt.ignore_types(sysex=True, timing=True, active_sense=True)
+            self.rt.set_callback(self._record)
+
+    def _record(self, event: tuple[list[int], float], data: object = None) -> None:
+        t = time.monotonic()
+        with self._lock:
+            self.messages.append((t, mido.Message.from_bytes(event[0])))
+
+    def since(self, t: float) -> list[tuple[float, mido.Message]]:
+        with self._lock:
+            return [(when, m) for when, m in self.messages if when >= t]
+
+    def send(self, msg: mido.Message) -> None:
+        self.rt.send_message(msg.bytes())
+
+    def close(self) -> None:
+        if self.rt.is_deleted:  # deleting twice crashes RtMidi
+            return
+        if hasattr(self.rt, "cancel_callback"):
+            self.rt.cancel_callback()
+        self.rt.close_port()
+        self.rt.delete()
+
+
+@pytest.fixture
+def peers(jack_server: str) -> Iterator[Callable[[], tuple[Peer, Peer]]]:
+    made: list[Peer] = []
+
+    def connect() -> tuple[Peer, Peer]:
+        player = Peer("out", "antiphon-it-player", "Antiphon In")
+        recorder = Peer("in", "antiphon-it-recorder", "Antiphon Out")
+        made.extend([player, recorder])
+        return player, recorder
+
+    yield connect
+    for peer in made:
+        peer.close()
+
+
+def play_phrase(player: Peer) -> float:
+    """Play :data:`PHRASE` in real time; returns the moment the last note-off was sent."""
+    start = time.monotonic()
+    events = []
+    for beat, pitch in PHRASE:
+        events.append((beat * SPB, mido.Message("note_on", note=pitch, velocity=90)))
+        events.append(((beat + 0.45) * SPB, mido.Message("note_off", note=pitch)))
+    for at, msg in sorted(events, key=lambda e: e[0]):
+        delay = start + at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        player.send(msg)
+    return time.monotonic()
+
+
+def unmatched(messages: list[tuple[float, mido.Message]]) -> list[tuple[int, int]]:
+    """(channel, pitch) of note-ons without a later note-off."""
+    open_notes: dict[tuple[int, int], int] = {}
+    for _, msg in messages:
+        if msg.type not in ("note_on", "note_off"):
+            continue
+        key = (msg.channel, msg.note)
+        if msg.type == "note_on" and msg.velocity > 0:
+            open_notes[key] = open_notes.get(key, 0) + 1
+        elif open_notes.get(key):
+            open_notes[key] -= 1
+    return [key for key, n in open_notes.items() for _ in range(n)]
+
+
+def note_ons(messages: list[tuple[float, mido.Message]]) -> list[tuple[float, mido.Message]]:
+    return [(t, m) for t, m in messages if m.type == "note_on" and m.velocity > 0]
+
+
+def wait_answer(recorder: Peer, since: float, *, quiet: float = 0.6,
+                timeout: float = 30) -> list[tuple[float, mido.Message]]:
+    """Everything recorded after ``since`` once an answer came and went quiet, every note off."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = recorder.since(since)
+        if note_ons(got) and not unmatched(got) and time.monotonic() - got[-1][0] >= quiet:
+            return got
+        time.sleep(0.02)
+    got = recorder.since(since)
+    raise AssertionError(f"no complete answer within {timeout} s: {len(note_ons(got))} notes, "
+                         f"unmatched {unmatched(got)}")
+
+
+def answer_of(player: Peer, recorder: Peer) -> tuple[float, list[tuple[float, mido.Message]]]:
+    phrase_end = play_phrase(player)
+    return phrase_end, wait_answer(recorder, phrase_end)
+
+
+def pitches(messages: list[tuple[float, mido.Message]]) -> list[int]:
+    return [m.note for _, m in note_ons(messages)]
+
+
+class Osc:
+    """python-osc client; replies come back to its own socket."""
+
+    def __init__(self, port: int) -> None:
+        self.client = SimpleUDPClient("127.0.0.1", port)
+
+    def send(self, address: str, *args: Any) -> None:
+        self.client.send_message(address, list(args))
+
+    def ask(self, address: str, *args: Any) -> tuple[str, list[Any]]:
+        self.send(address, *args)
+        data = self.client.receive(5.0)
+        assert data, f"no reply to {address}"
+        msg = OscMessage(data)
+        return msg.address, list(msg.params)
+
+    def status(self) -> dict[str, Any]:
+        address, args = self.ask("/antiphon/status")
+        assert address == "/antiphon/status"
+        return dict(zip(args[::2], args[1::2], strict=True))
+
+
+def jack_port_names() -> list[str]:
+    """Every port on the JACK server (jack_lsp)."""
+    out = subprocess.run(["jack_lsp"], capture_output=True, text=True, check=True, timeout=10)
+    return [line for line in out.stdout.splitlines() if line.strip()]
+
+
+# ---- tests ---------------------------------------------------------------------------------------
+
+
+def test_a_phrase_is_answered_on_antiphon_out_with_every_note_off(
+    bridge_process: StartBridge, peers: Callable[[], tuple[Peer, Peer]], model_dir: Path,
+    record_property: Callable[[str, object], None],
+) -> None:
+    events_in = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    events_in.bind(("127.0.0.1", 0))
+    events_in.settimeout(0.5)
+    bridge = bridge_process("--model", str(model_dir / "quick.onnx"), "--seed", "1",
+                            "--length", "8", "--osc-out", f"127.0.0.1:{events_in.getsockname()[1]}",
+                            *START)
+    try:
+        assert '"Antiphon In"' in bridge.ready_line and '"Antiphon Out"' in bridge.ready_line
+        assert "backend jack" in bridge.ready_line  # chosen automatically
+        assert {"Antiphon In:Antiphon In", "Antiphon Out:Antiphon Out"} <= set(jack_port_names())
+        player, recorder = peers()
+        phrase_end, answer = answer_of(player, recorder)
+        ons = note_ons(answer)
+        assert len(ons) >= 8  # 8 note events, each a note or a chord
+        assert unmatched(answer) == []
+        assert {m.channel for _, m in answer if hasattr(m, "channel")} == {0}  # --out-channel 1
+        latency_ms = (ons[0][0] - phrase_end) * 1e3
+        silence_ms = 0.5 * SPB * 1e3
+        print(f"\nbridge start-up {bridge.startup_s * 1e3:.0f} ms; phrase end → first answer "
+              f"note {latency_ms:.0f} ms (silence {silence_ms:.0f} ms + "
+              f"{latency_ms - silence_ms:.0f} ms)")
+        record_property("startup_ms", round(bridge.startup_s * 1e3))
+        record_property("phrase_end_to_first_note_ms", round(latency_ms))
+        assert latency_ms >= silence_ms - 20  # it waited for the silence that ends the phrase
+
+        addresses = []
+        while True:
+            try:
+                addresses.append(OscMessage(events_in.recv(65536)).address)
+            except TimeoutError:
+                break
+        assert addresses[0] in ("/antiphon/answer/plan", "/antiphon/answer/begin")
+        assert "/antiphon/answer/begin" in addresses and addresses[-1] == "/antiphon/answer/end"
+        assert addresses.count("/antiphon/note") == len(ons)
+    finally:
+        events_in.close()
+        status = bridge.stop(signal.SIGINT)
+    log = bridge.log()
+    assert status == 0, log
+    assert "Traceback" not in log
+    assert re.search(r"answer 1: seed 4 events, answer \d+ events .*first note [\d.]+ ms", log), log
+    assert [p for p in jack_port_names() if p.startswith("Antiphon")] == []
+
+
+def test_osc_length_and_temperature_change_the_next_answer(
+    bridge_process: StartBridge, peers: Callable[[], tuple[Peer, Peer]], model_dir: Path,
+) -> None:
+    """Two bridges with the same --seed hear the same phrase twice.  Their first answers agree
+    (so answers are reproducible); before the second, both get /antiphon/length 12 but only the
+    second bridge /antiphon/temperature 0.3 — so the second answers differ by temperature alone."""
+    flags = ("--model", str(model_dir / "quick.onnx"), "--seed", "11", "--length", "3", *START)
+
+    first = bridge_process(*flags)
+    player, recorder = peers()
+    osc = Osc(first.osc_port)
+    _, a0 = answer_of(player, recorder)
+    osc.send("/antiphon/length", 12)
+    assert osc.status()["length"] == 12
+    _, a1 = answer_of(player, recorder)
+    assert first.stop(signal.SIGINT) == 0
+    player.close()
+    recorder.close()
+
+    second = bridge_process(*flags)
+    player, recorder = peers()
+    osc = Osc(second.osc_port)
+    _, b0 = answer_of(player, recorder)
+    osc.send("/antiphon/length", 12)
+    osc.send("/antiphon/temperature", 0.3)
+    status = osc.status()
+    assert (status["length"], status["temperature"]) == (12, pytest.approx(0.3))
+    _, b1 = answer_of(player, recorder)
+    assert second.stop(signal.SIGTERM) == 0
+
+    print(f"\nanswers (note-ons): length 3 → {len(pitches(a0))}, length 12 → {len(pitches(a1))}; "
+          f"length 12 at temperature 0.3 → {len(pitches(b1))}")
+    assert 3 <= len(pitches(a0)) <= 9  # 3 note events of at most a 3-note chord
+    assert len(pitches(a1)) >= 12 and len(pitches(b1)) >= 12  # 12 note events
+    assert pitches(b0) == pitches(a0)  # --seed: the same phrase gets the same answer
+    assert pitches(b1) != pitches(a1)  # only the temperature differs
+
+
+def test_osc_control_over_udp_against_the_real_engine(
+    bridge_process: StartBridge, model_dir: Path, jack_server: str,
+) -> None:
+    bridge = bridge_process("--model", str(model_dir / "quick.onnx"), *START)
+    osc = Osc(bridge.osc_port)
+    status = osc.status()
+    assert status["model"] == "quick" and status["bpm"] == pytest.approx(BPM)
+    assert status["mode"] == "call" and status["in_channel"] == "none"
+    assert osc.ask("/antiphon/temperature", float("nan"))[0] == "/antiphon/error"
+    assert osc.ask("/antiphon/tempo", "fast") == (
+        "/antiphon/error", ["/antiphon/tempo", "expects a number, got str 'fast'"])
+    assert osc.ask("/antiphon/nope")[1] == ["/antiphon/nope", "unknown address"]
+    assert osc.ask("/antiphon/model", "quick2") == ("/antiphon/model", ["quick2"])
+    address, args = osc.ask("/antiphon/model", "../quick")
+    assert address == "/antiphon/error" and "not allowed" in args[1]
+    osc.send("/antiphon/mode", "listen")
+    osc.send("/antiphon/tempo", 100)
+    status = osc.status()
+    assert (status["model"], status["mode"], status["tempo_bpm"]) == ("quick2", "listen", 100)
+    assert status["osc_errors"] == 4
+    assert bridge.stop(signal.SIGINT) == 0
+
+
+def test_sigint_while_answering_ends_every_note_and_closes_the_ports(
+    bridge_process: StartBridge, peers: Callable[[], tuple[Peer, Peer]], model_dir: Path,
+) -> None:
+    bridge = bridge_process("--model", str(model_dir / "quick.onnx"), "--length", "200",
+                            "--seed", "5", *START)
+    player, recorder = peers()
+    phrase_end = play_phrase(player)
+    deadline = time.monotonic() + 20
+    while len(note_ons(recorder.since(phrase_end))) < 3:
+        assert time.monotonic() < deadline, "the answer never started"
+        time.sleep(0.01)
+    assert bridge.stop(signal.SIGINT) == 0, bridge.log()
+    time.sleep(0.2)
+    answer = recorder.since(phrase_end)
+    assert unmatched(answer) == []  # the bridge sent the note-off of every sounding note
+    assert len(note_ons(answer)) < 200  # it really was interrupted
+    assert [p for p in jack_port_names() if p.startswith("Antiphon")] == []
+
+
+def test_a_taken_osc_port_fails_cleanly_and_leaves_no_port(
+    antiphon: Callable[..., Any], model_dir: Path, jack_server: str,
+) -> None:
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", 0))
+    try:
+        result = antiphon("bridge", "--model", str(model_dir / "quick.onnx"), "--osc-port",
+                          str(taken.getsockname()[1]))
+    finally:
+        taken.close()
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--osc-port" in lines[0] and "Traceback" not in result.stderr
+    assert [p for p in jack_port_names() if p.startswith("Antiphon")] == []
