@@ -27,6 +27,7 @@ from bridge.schedule import PlannedNote, Scheduler, Wait, condition_wait
 from bridge.tokens import Event, Note, TokenScheme
 
 __all__ = [
+    "FLUSH_MARGIN_S",
     "LENGTH_UNITS",
     "MAX_SEED_EVENTS",
     "AnswerGenerator",
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 LENGTH_UNITS = ("events", "beats", "bars")
 MAX_SEED_EVENTS = 64
 """A longer phrase primes with its last 64 events."""
+
+FLUSH_MARGIN_S = 0.05
+"""Generated notes due sooner than this go to the scheduler at once, not with the next batch."""
 
 
 @dataclass(frozen=True)
@@ -347,6 +351,9 @@ class AnswerGenerator:
                     log.exception("on_report failed")
 
     def _generate(self, job: AnswerJob, report: AnswerReport) -> None:
+        """Stream one answer into the scheduler.  Notes go over in batches: the first event at
+        once (latency), then whatever was generated before the worker sleeps for the playhead,
+        or sooner if the batch's first note is due within :data:`FLUSH_MARGIN_S`."""
         started = time.perf_counter()
         self._waited = 0.0
         stream = EventStream(job.model, job.seed, job.params, job.rng)
@@ -356,6 +363,15 @@ class AnswerGenerator:
         steps_per_beat = scheme.steps_per_beat
         first: int | None = None
         opened = False
+        batch: list[PlannedNote] = []
+
+        def flush() -> bool:
+            ok = not batch or self._scheduler.add_notes(job.answer_id, batch)
+            batch.clear()
+            if not ok:
+                report.cancelled = True  # cancelled by the engine (interrupt, panic, swap)
+            return ok
+
         try:
             for position, event in answer_events(stream, job.length, job.length_unit,
                                                  beats_per_bar=job.beats_per_bar):
@@ -372,18 +388,32 @@ class AnswerGenerator:
                     opened = True
                 beat = (position - first) / steps_per_beat
                 velocity = scheme.bucket_velocity(event.velocity_bucket)
-                notes = [PlannedNote(beat, p, velocity, event.duration / steps_per_beat)
-                         for p in event.pitches]
+                batch.extend(PlannedNote(beat, p, velocity, event.duration / steps_per_beat)
+                             for p in event.pitches)
                 report.answer_events += 1
-                report.notes += len(notes)
-                if not self._scheduler.add_notes(job.answer_id, notes):
-                    report.cancelled = True  # cancelled by the engine (interrupt, panic)
+                report.notes += len(event.pitches)
+                if ((report.answer_events == 1 or self._due_soon(job, batch[0].beat))
+                        and not flush()):
                     return
-                self._wait_for_playhead(job, beat)
+                if self._beyond_lookahead(job, beat):
+                    if not flush():
+                        return
+                    self._wait_for_playhead(job, beat)
+            if not self._is_cancelled(job):
+                flush()
         finally:
             report.generate_ms = (time.perf_counter() - started - self._waited) * 1e3
             if opened:
                 self._scheduler.close_answer(job.answer_id)
+
+    def _due_soon(self, job: AnswerJob, beat: float) -> bool:
+        playhead = self._scheduler.playhead(job.answer_id)
+        return playhead is None or (
+            (beat - playhead) * self._tempo.seconds_per_beat() < FLUSH_MARGIN_S)
+
+    def _beyond_lookahead(self, job: AnswerJob, beat: float) -> bool:
+        playhead = self._scheduler.playhead(job.answer_id)
+        return playhead is not None and beat - playhead > self.lookahead_beats
 
     def _wait_for_playhead(self, job: AnswerJob, beat: float) -> None:
         """Block while ``beat`` is more than ``lookahead_beats`` ahead of the playhead."""

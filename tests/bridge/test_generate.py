@@ -217,3 +217,27 @@ def test_same_rng_seed_same_worker_answer(rig, tiny_model, sink, events, fake_cl
         plans.append([args[1] for name, args in events.calls
                       if name == "answer_plan" and args[0] == answer_id])
     assert plans[0] == plans[1] and plans[0]
+
+
+def test_plans_come_in_batches_before_their_notes(rig, tiny_model, events, fake_clock,
+                                                  until) -> None:
+    rig.gen.submit(job(tiny_model, length=32, start="now"))
+    for _ in range(1000):  # step the fake clock until the answer has played
+        if rig.reports and not rig.sched.active_answers:
+            break
+        assert until(lambda: not rig.gen.busy or rig.gen.waiting)
+        fake_clock.advance(0.125)
+        assert until(lambda: (d := rig.sched.next_due()) is None or d > fake_clock())
+    assert rig.reports and not rig.reports[0].cancelled
+    plans = [args[1] for name, args in events.calls if name == "answer_plan"]
+    assert 2 <= len(plans) < rig.reports[0].answer_events
+    assert len(plans[0]) == len(set(plans[0])) >= 1
+    assert sum(len(p) for p in plans) == rig.reports[0].notes
+    planned_so_far = 0
+    played = 0
+    for name, args in events.calls:  # every note was announced before it started
+        if name == "answer_plan":
+            planned_so_far += len(args[1])
+        elif name == "note":
+            played += 1
+            assert played <= planned_so_far
