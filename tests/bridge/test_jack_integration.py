@@ -317,13 +317,29 @@ def test_osc_length_and_temperature_change_the_next_answer(
 
 
 def test_osc_control_over_udp_against_the_real_engine(
-    bridge_process: StartBridge, model_dir: Path, jack_server: str,
+    bridge_process: StartBridge, peers: Callable[[], tuple[Peer, Peer]], model_dir: Path,
+    antiphon: Callable[..., Any],
 ) -> None:
-    bridge = bridge_process("--model", str(model_dir / "quick.onnx"), *START)
+    bridge = bridge_process("--model", str(model_dir / "quick.onnx"), "--cc", "temperature=21",
+                            *START)
     osc = Osc(bridge.osc_port)
     status = osc.status()
     assert status["model"] == "quick" and status["bpm"] == pytest.approx(BPM)
     assert status["mode"] == "call" and status["in_channel"] == "none"
+    assert status["cc_bindings"] == "temperature=21"
+
+    listed = antiphon("ports")
+    assert listed.returncode == 0
+    assert "backend: jack" in listed.stdout
+    assert "  Antiphon Out:Antiphon Out" in listed.stdout.split("outputs")[0]  # readable: --in
+    assert "  Antiphon In:Antiphon In" in listed.stdout.split("outputs")[1]  # writable: --out
+
+    player, _ = peers()
+    player.send(mido.Message("control_change", control=21, value=127))  # the bound CC
+    deadline = time.monotonic() + 5
+    while osc.status()["temperature"] != pytest.approx(5.0):
+        assert time.monotonic() < deadline, "CC 21 did not set the temperature"
+        time.sleep(0.05)
     assert osc.ask("/antiphon/temperature", float("nan"))[0] == "/antiphon/error"
     assert osc.ask("/antiphon/tempo", "fast") == (
         "/antiphon/error", ["/antiphon/tempo", "expects a number, got str 'fast'"])
@@ -372,3 +388,45 @@ def test_a_taken_osc_port_fails_cleanly_and_leaves_no_port(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--osc-port" in lines[0] and "Traceback" not in result.stderr
     assert [p for p in jack_port_names() if p.startswith("Antiphon")] == []
+
+
+def test_existing_ports_instead_of_virtual_ones(
+    bridge_process: StartBridge, model_dir: Path, jack_server: str,
+) -> None:
+    """The Windows/loopMIDI way: --in/--out name ports that exist (here two virtual ports of a
+    stand-in "loopMIDI" client); the bridge connects its own client ports to them."""
+    loop_in = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name="loopMIDI A")
+    loop_in.open_virtual_port("loop A")  # the DAW plays into this; the bridge reads it
+    loop_out = rtmidi.MidiIn(rtapi=rtmidi.API_UNIX_JACK, name="loopMIDI B")
+    heard: list[tuple[float, mido.Message]] = []
+    loop_out.set_callback(lambda e, d=None: heard.append((time.monotonic(),
+                                                           mido.Message.from_bytes(e[0]))))
+    loop_out.open_virtual_port("loop B")  # the bridge plays into this
+    try:
+        bridge = bridge_process("--model", str(model_dir / "quick.onnx"), "--in", "loop A",
+                                "--out", "loop B", "--length", "4", "--seed", "2", *START)
+        assert '"loopMIDI A:loop A"' in bridge.ready_line
+        assert '"loopMIDI B:loop B"' in bridge.ready_line
+        connections = subprocess.run(["jack_lsp", "-c"], capture_output=True, text=True,
+                                     check=True, timeout=10).stdout
+        assert "loopMIDI A:loop A\n   Antiphon In:Antiphon In" in connections
+        assert "loopMIDI B:loop B\n   Antiphon Out:Antiphon Out" in connections
+
+        class Wrapped(Peer):
+            def __init__(self) -> None:
+                self.rt = loop_in
+
+        phrase_end = play_phrase(Wrapped())
+        deadline = time.monotonic() + 30
+        while True:
+            answer = [(t, m) for t, m in heard if t >= phrase_end]
+            if len(note_ons(answer)) >= 4 and not unmatched(answer):
+                break
+            assert time.monotonic() < deadline, f"no answer on loop B: {answer}"
+            time.sleep(0.02)
+        assert bridge.stop(signal.SIGINT) == 0
+    finally:
+        loop_out.cancel_callback()
+        for port in (loop_in, loop_out):
+            port.close_port()
+            port.delete()
