@@ -105,9 +105,10 @@ class EventStream:
         self.params = params
         self.rng = rng
         tokens, self.seed_events = seed_tokens(self.scheme, seed, max_seed_events)
+        # The seed ends on an event boundary, where the grammar state is the same as right after
+        # BOS (a SHIFT comes next), so the decoder needs only that, not the whole seed.
         self._decoder = Decoder(self.scheme)
-        for token in tokens:
-            self._decoder.feed(token)
+        self._decoder.feed(self.scheme.bos)
         started = time.perf_counter()
         logits, self._state = model.run(tokens, model.initial_state())
         self.prime_seconds = time.perf_counter() - started
