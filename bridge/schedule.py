@@ -19,6 +19,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -158,8 +159,17 @@ class Scheduler:
         return True
 
     def add_notes(self, answer_id: int, notes: Iterable[PlannedNote]) -> bool:
-        """Queue notes of an open answer; False (nothing queued) if it was cancelled or ended."""
+        """Queue notes of an open answer; False (nothing queued) if it was cancelled or ended.
+
+        ValueError (nothing queued) for a pitch outside 0..127, a velocity outside 1..127 or a
+        negative or non-finite beat or duration.
+        """
         batch = list(notes)
+        for note in batch:
+            if not (0 <= note.pitch <= 127 and 1 <= note.velocity <= 127
+                    and math.isfinite(note.beat) and math.isfinite(note.duration)
+                    and note.beat >= 0 and note.duration >= 0):
+                raise ValueError(f"not a playable note: {note}")
         with self._cond:
             answer = self._answers.get(answer_id)
             if answer is None or answer.closed:

@@ -191,3 +191,13 @@ def test_failing_sink_does_not_stop_the_scheduler(tempo, events, fake_clock) -> 
     sched.close_answer(1)
     run_to(sched, fake_clock, fake_clock() + 2)
     assert sched.active_answers == []
+
+
+@pytest.mark.parametrize("note", [PlannedNote(0.0, 128, 100, 1.0), PlannedNote(0.0, 60, 0, 1.0),
+                                  PlannedNote(-1.0, 60, 100, 1.0),
+                                  PlannedNote(0.0, 60, 100, float("nan"))])
+def test_unplayable_notes_are_refused(sched, note) -> None:
+    sched.open_answer(1, 0.0, 1)
+    with pytest.raises(ValueError):
+        sched.add_notes(1, [PlannedNote(0.0, 60, 100, 1.0), note])
+    assert sched.next_due() is None
