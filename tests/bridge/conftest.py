@@ -10,12 +10,16 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mido
 import numpy as np
 import pytest
 
 from bridge.tokens import TokenScheme
+
+if TYPE_CHECKING:
+    from bridge.model import LstmModel
 
 TINY_SCHEME = TokenScheme(
     steps_per_beat=4, max_shift=16, max_duration=16, velocity_buckets=4,
@@ -119,7 +123,7 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tiny_model_path: Path):  # type: ignore[no-untyped-def]
+def tiny_model(tiny_model_path: Path) -> LstmModel:
     from bridge.model import load_model
 
     return load_model(tiny_model_path)

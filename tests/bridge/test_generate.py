@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -154,7 +155,8 @@ def rig(fake_clock, sink, events):
 
 
 def job(model, answer_id: int = 1, **kwargs) -> AnswerJob:
-    values = {"length": 24, "rng": answer_rng(9, answer_id), "seed": tuple(SEED)}
+    values: dict[str, Any] = {"length": 24, "rng": answer_rng(9, answer_id),
+                              "seed": tuple(SEED)}
     values.update(kwargs)
     return AnswerJob(answer_id=answer_id, model=model, **values)
 

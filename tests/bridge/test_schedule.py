@@ -6,7 +6,7 @@ import mido
 import pytest
 
 from bridge.clock import TempoTracker
-from bridge.schedule import PlannedNote, Scheduler
+from bridge.schedule import PlannedNote, Playback, Scheduler
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def test_events_report_the_answer(sched, events, fake_clock) -> None:
 
 
 def test_end_callback_reports_playback(sink, tempo, events, fake_clock) -> None:
-    ended = []
+    ended: list[Playback] = []
     sched = Scheduler(sink, tempo, events, fake_clock, on_answer_end=ended.append)
     t0 = fake_clock()
     sched.open_answer(1, tempo.beat_at(t0 + 0.2), 1)
