@@ -357,6 +357,8 @@ class _StopSignals:
         self.event.set()
 
     def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # only the main thread may install handlers (main() called from a thread)
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._saved[sig] = signal.signal(sig, self._handle)
         return self
@@ -386,6 +388,8 @@ def _run_bridge(args: argparse.Namespace) -> int:
 
         model, dirs = _load_model(args.model, args.model_dir)
         backend = choose_backend(args.backend)
+        if stop.event.is_set():  # interrupted while loading: nothing opened yet
+            return 0
         with contextlib.ExitStack() as stack:
             out_port = open_output(backend, name=args.out_name, client_name=args.client_name,
                                    existing=args.out_port)

@@ -193,3 +193,29 @@ def test_unreachable_jack_server_is_one_quiet_line(
     with pytest.raises(PortError, match="cannot reach the JACK server 'antiphon-nobody-runs-this'"):
         open_output(jack)
     assert capfd.readouterr().err == ""
+
+
+def test_stale_jack_socket_is_not_a_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    server = f"antiphon-stale-{os.getpid()}"
+    path = f"/dev/shm/jack_{server}_{os.getuid()}_0"
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm on this system")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.close()  # the file stays, nobody listens: what a crashed jackd leaves behind
+    try:
+        monkeypatch.setenv("JACK_DEFAULT_SERVER", server)
+        assert ports._jack_socket_answers() is False
+    finally:
+        os.unlink(path)
+
+
+@pytest.mark.jack
+def test_jack_socket_fast_path_sees_the_running_server(
+    jack_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert ports._jack_socket_answers() is True
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "antiphon-nobody-runs-this")
+    assert ports._jack_socket_answers() is False
