@@ -334,10 +334,15 @@ def _model_path(value: str | None, dirs: Sequence[Path]) -> Path:
 
 
 def _load_model(value: str | None, extra_dirs: Sequence[Path] = ()) -> tuple[LstmModel, list[Path]]:
+    from bridge.errors import ModelError
     from bridge.model import load_model
 
     dirs = _model_dirs(extra_dirs, None)
-    model = load_model(_model_path(value, dirs))
+    path = _model_path(value, dirs)
+    if value is None and not path.is_file():
+        raise ModelError(f"the shipped model {path} is missing; pass --model FILE "
+                         "(or train one: antiphon train)")
+    model = load_model(path)
     return model, _model_dirs(extra_dirs, model.path)
 
 

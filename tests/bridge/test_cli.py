@@ -230,3 +230,15 @@ def test_model_may_be_a_name_in_a_model_dir(tiny_model_path: Path) -> None:
     assert cli._model_path("tiny", dirs) == tiny_model_path
     assert cli._model_path(str(tiny_model_path), []) == tiny_model_path
     assert cli._model_path("absent", dirs) == Path("absent")  # load_model then reports it
+
+
+def test_a_missing_shipped_model_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import bridge.model
+
+    monkeypatch.setattr(bridge.model, "default_model_path", lambda: tmp_path / "default.onnx")
+    assert cli.main(["bridge", "--no-osc"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "shipped model" in err and "--model FILE" in err
