@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 LENGTH_UNITS = ("events", "beats", "bars")
-"""What ``length`` counts: generated events (notes, chords or rests), beats or bars."""
+"""What ``length`` counts: events (notes or chords, not rests), beats or bars."""
 
 MODES = ("call", "trigger", "listen")
 """``call``: answer after a silence; ``trigger``: only on demand; ``listen``: never answer."""
