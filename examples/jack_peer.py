@@ -7,13 +7,15 @@ scheduling.
 
 Threads: :class:`JackPeer`'s ``_process`` runs in JACK's realtime thread every period (it only
 pops due events from a deque and appends what arrives to a list — both atomic under the GIL);
-everything else runs in the caller's thread.
+everything else runs in the caller's thread.  Creating a peer lowers Python's thread switch
+interval to 0.5 ms so the realtime callback gets the GIL in time.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -104,6 +106,10 @@ class JackPeer:
         self.inport = self.client.midi_inports.register("in")
         self._pending: deque[tuple[int, bytes]] = deque()
         self._received: list[tuple[int, bytes]] = []
+        self._parsed: list[tuple[float, mido.Message | None]] = []
+        # The process callback needs the GIL every period (1.3 ms at 64 frames / 48 kHz); with
+        # Python's default 5 ms switch interval a busy thread would make it miss periods.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
         self.client.set_process_callback(self._process)
         self.client.activate()
 
@@ -124,14 +130,18 @@ class JackPeer:
         """Current JACK time in seconds (the clock every timestamp here uses)."""
         return self.client.frame_time / self.rate
 
-    def play(self, messages: Sequence[tuple[float, mido.Message]], *,
-             delay: float = 0.1) -> tuple[float, float]:
-        """Schedule ``(seconds, message)`` with time 0 at ``delay`` seconds from now.
+    def play(self, messages: Sequence[tuple[float, mido.Message]], *, delay: float = 0.1,
+             at: float | None = None) -> tuple[float, float]:
+        """Schedule ``(seconds, message)`` with time 0 at ``delay`` seconds from now, or at JACK
+        time ``at`` (seconds, e.g. on a MIDI clock beat).
 
         Returns the JACK times (seconds) of time 0 and of the last message.  Messages must be
         sorted by time.
         """
-        base = self.client.frame_time + round(delay * self.rate)
+        if at is None:
+            base = self.client.frame_time + round(delay * self.rate)
+        else:
+            base = round(at * self.rate)
         if not messages:
             return base / self.rate, base / self.rate
         frames = [(base + round(t * self.rate), bytes(msg.bytes())) for t, msg in messages]
@@ -148,24 +158,26 @@ class JackPeer:
     def playing(self) -> bool:
         return bool(self._pending)
 
-    def received(self, *, since: float = 0.0) -> list[tuple[float, mido.Message]]:
+    def received(self, *, since: float = 0.0,
+                 realtime: bool = False) -> list[tuple[float, mido.Message]]:
         """What arrived on ``in`` at or after JACK time ``since``: ``(seconds, message)``.
 
-        System real-time bytes (clock, active sensing) are left out.
+        System real-time messages (clock, start, stop, active sensing) only if ``realtime``.
         """
-        out: list[tuple[float, mido.Message]] = []
-        for frame, data in list(self._received):
-            t = frame / self.rate
-            if t < since or not data or data[0] >= 0xF8:
-                continue
+        raw = self._received
+        for frame, data in raw[len(self._parsed):len(raw)]:  # parse only what is new
             try:
-                out.append((t, mido.Message.from_bytes(list(data))))
+                msg = mido.Message.from_bytes(list(data)) if data else None
             except ValueError:
-                continue
-        return out
+                msg = None
+            self._parsed.append((frame / self.rate, msg))
+        return [(t, msg) for t, msg in self._parsed
+                if msg is not None and t >= since and (realtime or not msg.is_realtime)]
 
     def clear(self) -> None:
-        self._received.clear()
+        """Forget everything received so far (caller's thread, while nothing arrives)."""
+        del self._received[:]
+        del self._parsed[:]
 
     def wait_quiet(self, *, after: float, quiet: float, timeout: float,
                    first_timeout: float | None = None) -> list[tuple[float, mido.Message]]:

@@ -1,0 +1,207 @@
+"""Helpers for the end-to-end tests (imported by tests/e2e/conftest.py and the test modules).
+
+``examples/`` is put on ``sys.path`` here, so ``import jack_peer`` works in every e2e module.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mido
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+if str(EXAMPLES) not in sys.path:
+    sys.path.insert(0, str(EXAMPLES))  # jack_peer and demo are scripts there, not a package
+
+PHRASES = EXAMPLES / "phrases"
+APT_HINT = {
+    "jack_midiseq": "jackd2", "jack_midi_dump": "jackd2", "jack_transport": "jackd2",
+    "jack_connect": "jackd2", "jack_midi_clock": "jack-midi-clock", "oscsend": "liblo-tools",
+    "oscdump": "liblo-tools", "fluidsynth": "fluidsynth",
+}
+
+
+def require(*tools: str) -> dict[str, str]:
+    """Full paths of ``tools``; a missing one fails the test with the package to install."""
+    found: dict[str, str] = {}
+    for tool in tools:
+        path = shutil.which(tool)
+        if path is None:
+            pytest.fail(f"{tool} is not installed (Debian: apt-get install "
+                        f"{APT_HINT.get(tool, tool)}; `bash .ci/run` does it)")
+        found[tool] = path
+    return found
+
+
+# ---- external programs ---------------------------------------------------------------------------
+
+
+@dataclass
+class Tool:
+    """A running third-party program; stdout+stderr go to a file read by :meth:`output`."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 5.0) -> str:
+        """SIGTERM (then SIGKILL), and return everything it printed."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        return self.output()
+
+
+def run_tool(*argv: str, stdin: str | None = None, timeout: float = 15) -> str:
+    """Run a program to completion; its stdout.  AssertionError with its output if it fails."""
+    require(argv[0])
+    done = subprocess.run(list(argv), input=stdin, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def wait_port(name: str, timeout: float = 10.0) -> str:
+    """Wait until ``jack_lsp`` lists the port ``name`` (full ``client:port``) and return it."""
+    return str(wait_for(lambda: name if name in run_tool("jack_lsp").splitlines() else None,
+                        timeout, f"JACK port {name!r}"))
+
+
+def transport(*commands: str) -> None:
+    """Drive the JACK transport with ``jack_transport`` (commands on its stdin)."""
+    run_tool("jack_transport", stdin="\n".join(commands) + "\n")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``predicate`` until it returns something truthy; AssertionError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.02)
+
+
+# ---- jack_midi_dump ------------------------------------------------------------------------------
+
+_DUMP_LINE = re.compile(r"^\s*(?P<frame>-?\d+):(?P<hex>(?: [0-9a-fA-F]{2})+)(?P<text>.*)$")
+
+
+def parse_midi_dump(text: str) -> list[tuple[int, mido.Message, str]]:
+    """``jack_midi_dump -a`` output → ``(frame, message, its description)``.
+
+    Every line must hold a complete, valid MIDI message: anything else raises AssertionError
+    (this is where jack_midi_dump's strict parser checks the bytes Antiphon sends).
+    """
+    out: list[tuple[int, mido.Message, str]] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        match = _DUMP_LINE.match(line)
+        if match is None:
+            if line.lstrip().startswith(("Cannot", "JackShm", "jack_")):
+                continue  # libjack chatter on shutdown
+            raise AssertionError(f"jack_midi_dump printed a line that is not a message: {line!r}")
+        data = [int(b, 16) for b in match["hex"].split()]
+        try:
+            msg = mido.Message.from_bytes(data)
+        except ValueError as exc:
+            raise AssertionError(f"invalid MIDI bytes {match['hex'].strip()}: {exc}") from None
+        out.append((int(match["frame"]), msg, match["text"].strip()))
+    return out
+
+
+# ---- OSC -----------------------------------------------------------------------------------------
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class OscListener:
+    """A UDP socket that collects OSC messages (python-osc parses them): the bridge's events."""
+
+    sock: socket.socket = field(default_factory=lambda: socket.socket(socket.AF_INET,
+                                                                      socket.SOCK_DGRAM))
+    messages: list[tuple[float, str, list[Any]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    def poll(self) -> None:
+        from pythonosc.osc_packet import OscPacket
+
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except (TimeoutError, BlockingIOError):
+                return
+            for timed in OscPacket(data).messages:
+                msg = timed.message
+                self.messages.append((time.monotonic(), msg.address, list(msg.params)))
+
+    def send(self, target: tuple[str, int], address: str, *args: Any) -> None:
+        """Send from this socket, so replies (status, errors) come back here."""
+        from pythonosc.osc_message_builder import build_msg
+
+        self.sock.sendto(build_msg(address, list(args)).dgram, target)
+
+    def wait(self, address: str, timeout: float, *, count: int = 1) -> list[list[Any]]:
+        """Arguments of the first ``count`` messages at ``address`` (waits for them)."""
+        def found() -> list[list[Any]] | None:
+            self.poll()
+            hits = [args for _, a, args in self.messages if a == address]
+            return hits[:count] if len(hits) >= count else None
+
+        return list(wait_for(found, timeout, f"OSC {address}"))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+# ---- the JACK peer -------------------------------------------------------------------------------
+
+
+def phrase(name: str) -> list[tuple[float, int, float, int]]:
+    """An example phrase's notes as ``(onset_beats, pitch, duration_beats, velocity)``."""
+    from bridge.midifile import read_midi
+
+    return [n.as_tuple() for n in read_midi(PHRASES / f"{name}.mid").notes]
+
+
+def intervals(onsets: Sequence[float], *, tolerance: float = 0.005) -> list[float]:
+    """Inter-onset intervals between distinct onsets (chord notes share one onset)."""
+    distinct: list[float] = []
+    for t in sorted(onsets):
+        if not distinct or t - distinct[-1] > tolerance:
+            distinct.append(t)
+    return [b - a for a, b in itertools.pairwise(distinct)]

@@ -1,0 +1,120 @@
+"""Tempo through MIDI clock from real JACK peers: ``jack_midi_clock`` rolled by ``jack_transport``.
+
+The same phrase, played on the clock's beat at 90 and then at 140 BPM into two bridges started
+with the same ``--seed`` (and a set tempo of 120 that the clock must override), gets the same
+answer; its inter-onset times must scale by 140/90 (within 5 %), and with ``--start auto`` it
+starts on a clock beat.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_support import (
+    OscListener,
+    Tool,
+    intervals,
+    phrase,
+    transport,
+    wait_for,
+)
+from jack_peer import JackPeer, PlayedNote, notes_from_messages, phrase_messages
+
+pytestmark = pytest.mark.jack
+
+SEED_PHRASE = "blues_riff"
+
+
+def _answer_under_clock(bpm: float, *, client: str, model: Path, peer: JackPeer,
+                        bridge_process: Callable[..., Any], tools: Callable[..., Tool],
+                        osc: OscListener) -> tuple[list[PlayedNote], float, dict[str, Any]]:
+    """Play the phrase on the clock's beat at ``bpm``; the recorded answer, beat 0's JACK time
+    and the bridge's status while the clock ran."""
+    bridge = bridge_process(
+        "--backend", "jack", "--client-name", client, "--model", str(model), "--seed", "11",
+        "--bpm", "120", "--length", "8", "--unit", "events", "--temperature", "0.8",
+        "--silence", "1", "--start", "auto", "--osc-port", "0",
+        "--osc-out", f"127.0.0.1:{osc.port}",
+    )
+    bridge_in = peer.connect_out(f"{client} In")
+    peer.connect_in(f"{client} Out")
+
+    transport("stop", "locate 0")  # at frame 0 the next `play` makes jack_midi_clock send Start
+    time.sleep(0.3)
+    clock = tools("jack_midi_clock", "-b", f"{bpm:g}", bridge_in, f"{peer.name}:in")
+    peer.find_port("jack_midi_clock", is_input=False)
+    time.sleep(0.3)  # its auto-connections are made right after the port appears
+    since = peer.now()
+    transport("play")
+
+    def clock_messages(kind: str) -> list[float]:
+        return [t for t, m in peer.received(since=since, realtime=True) if m.type == kind]
+
+    try:
+        start = wait_for(lambda: clock_messages("start"), 10, "MIDI Start (0xFA)")[0]
+    except AssertionError:
+        seen = sorted({m.type for _, m in peer.received(since=since, realtime=True)})
+        raise AssertionError(f"no MIDI Start from jack_midi_clock at {bpm:g} BPM; got {seen}; "
+                             f"clock said: {clock.output().strip()[-300:]!r}") from None
+    ticks = wait_for(lambda: [t for t in clock_messages("clock") if t > start][:48]
+                     if len(clock_messages("clock")) >= 48 else None, 10, "48 MIDI clock ticks")
+    beat = 60.0 / bpm
+    measured = (ticks[-1] - ticks[0]) / (len(ticks) - 1) * 24
+    assert measured == pytest.approx(beat, rel=0.002), "jack_midi_clock runs at another tempo"
+
+    beat0 = ticks[0]  # the first tick after Start is beat 0
+    first_beat = math.ceil((peer.now() + 0.3 - beat0) / beat)
+    phrase_at = beat0 + first_beat * beat
+    _, end = peer.play(phrase_messages(phrase(SEED_PHRASE), bpm), at=phrase_at)
+
+    osc.wait("/antiphon/answer/end", 60 + (end - peer.now()))
+    time.sleep(0.05)
+    answer = notes_from_messages(peer.received(since=end))
+    osc.send(("127.0.0.1", bridge.osc_port), "/antiphon/status")  # while the clock still runs
+    reply = osc.wait("/antiphon/status", 10)[0]
+    status = dict(zip(reply[::2], reply[1::2], strict=False))
+
+    transport("stop")
+    clock.stop()
+    assert bridge.stop() == 0
+    osc.messages.clear()
+    status["log"] = bridge.log()
+    return answer, beat0, status
+
+
+def test_answer_tempo_follows_midi_clock(
+    jack_server: str, e2e_model: Path, peer: JackPeer, bridge_process: Callable[..., Any],
+    tools: Callable[..., Tool], osc_listener: OscListener,
+) -> None:
+    results = {}
+    for bpm in (90.0, 140.0):
+        answer, beat0, status = _answer_under_clock(
+            bpm, client=f"E2E-clock-{bpm:g}", model=e2e_model, peer=peer,
+            bridge_process=bridge_process, tools=tools, osc=osc_listener)
+        assert status["clock_running"] == 1, status
+        assert float(status["tempo_bpm"]) == pytest.approx(bpm, rel=0.01), status
+        assert len(answer) >= 3, f"answer at {bpm:g} BPM too short to measure: {answer}"
+        # --start auto with a running clock: the answer starts on a beat of the clock's grid
+        beats = (answer[0].onset - beat0) / (60.0 / bpm)
+        assert abs(beats - round(beats)) * 60.0 / bpm < 0.020, (
+            f"first note at beat {beats:.3f} at {bpm:g} BPM; late notes "
+            f"{status.get('late_notes')}; bridge log:\n{status['log']}")
+        results[bpm] = answer
+
+    slow, fast = results[90.0], results[140.0]
+    assert [(n.pitch, n.velocity) for n in slow] == [(n.pitch, n.velocity) for n in fast], (
+        "same seed and same phrase must give the same answer at both tempos")
+    ioi_slow = intervals([n.onset for n in slow])
+    ioi_fast = intervals([n.onset for n in fast])
+    assert len(ioi_slow) == len(ioi_fast) >= 2
+    expected = 140.0 / 90.0
+    span_ratio = sum(ioi_slow) / sum(ioi_fast)
+    assert span_ratio == pytest.approx(expected, rel=0.05)
+    for a, b in zip(ioi_slow, ioi_fast, strict=True):
+        # each interval too, within 5 % or 20 ms (a busy CI machine may send one note late)
+        assert abs(a - b * expected) <= max(0.05 * b * expected, 0.020), (ioi_slow, ioi_fast)
