@@ -1,0 +1,84 @@
+"""OSC with liblo's tools: ``oscsend`` sets length and temperature, ``oscdump`` receives the
+``/antiphon/note`` events, which must match the MIDI answer one for one."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_support import OscListener, Tool, free_udp_port, phrase, run_tool, wait_for
+from jack_peer import JackPeer, notes_from_messages, phrase_messages
+
+pytestmark = pytest.mark.jack
+
+BPM = 120.0
+_OSCDUMP = re.compile(r"^\S+ (?P<address>/\S+) (?P<types>[a-zA-Z]*)(?P<args>.*)$")
+
+
+def parse_oscdump(text: str) -> list[tuple[str, list[str]]]:
+    """``oscdump`` lines (``<timetag> <address> <types> <args…>``) → (address, args)."""
+    out = []
+    for line in text.splitlines():
+        match = _OSCDUMP.match(line.strip())
+        if match:
+            out.append((match["address"], match["args"].split()))
+    return out
+
+
+def status(listener: OscListener, port: int) -> dict[str, Any]:
+    listener.messages.clear()
+    listener.send(("127.0.0.1", port), "/antiphon/status")
+    reply = listener.wait("/antiphon/status", 10)[0]
+    return dict(zip(reply[::2], reply[1::2], strict=False))
+
+
+def test_oscsend_sets_and_oscdump_hears_every_note(
+    jack_server: str, e2e_model: Path, peer: JackPeer, bridge_process: Callable[..., Any],
+    tools: Callable[..., Tool], osc_listener: OscListener,
+) -> None:
+    client = "E2E-osc"
+    dump_port = free_udp_port()
+    dump = tools("oscdump", "-L", str(dump_port))
+    bridge = bridge_process(
+        "--backend", "jack", "--client-name", client, "--model", str(e2e_model), "--seed", "8",
+        "--bpm", f"{BPM:g}", "--silence", "1", "--osc-port", "0",
+        "--osc-out", f"127.0.0.1:{dump_port}",
+    )
+    port = str(bridge.osc_port)
+    run_tool("oscsend", "localhost", port, "/antiphon/length", "is", "7", "events")
+    run_tool("oscsend", "localhost", port, "/antiphon/temperature", "f", "0.7")
+    run_tool("oscsend", "localhost", port, "/antiphon/temperature", "f", "99")  # refused
+    run_tool("oscsend", "localhost", port, "/antiphon/nonsense", "s", "x")  # refused
+    settings = wait_for(lambda: (s := status(osc_listener, bridge.osc_port))["length"] == 7
+                        and s, 5, "length 7 in /antiphon/status")
+    assert settings["length_unit"] == "events"
+    assert float(settings["temperature"]) == pytest.approx(0.7)  # 99 was refused, 0.7 kept
+
+    peer.connect_out(f"{client} In")
+    peer.connect_in(f"{client} Out")
+    _, end = peer.play(phrase_messages(phrase("ode_to_joy"), BPM))
+    wait_for(lambda: "/antiphon/answer/end" in dump.output(), 60 + (end - peer.now()),
+             "/antiphon/answer/end in oscdump")
+    time.sleep(0.1)
+    midi = notes_from_messages(peer.received(since=end))
+    assert bridge.stop() == 0
+
+    events = parse_oscdump(dump.stop())
+    notes = [args for address, args in events if address == "/antiphon/note"]
+    assert [a for a, _ in events if a.startswith("/antiphon/answer/")][:1] == [
+        "/antiphon/answer/begin"]
+    assert re.search(r"answer 1: seed \d+ events, answer 7 events", bridge.log()), bridge.log()
+    assert midi, "no MIDI answer recorded"
+    assert len(notes) == len(midi), (notes, midi)
+    # one for one: the same (pitch, velocity) notes, each with the duration OSC announced
+    # (sorted, because the notes of a chord may be announced in any order)
+    spb = 60.0 / BPM
+    announced = sorted((int(p), int(v), float(b) * spb) for p, v, b in notes)
+    played = sorted((n.pitch, n.velocity, n.duration) for n in midi)
+    assert [a[:2] for a in announced] == [p[:2] for p in played]
+    for (_, _, osc_s), (_, _, midi_s) in zip(announced, played, strict=True):
+        assert osc_s == pytest.approx(midi_s, abs=0.02)
