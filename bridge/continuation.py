@@ -76,8 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="model file, or the name of one in models/ (default: the shipped "
                              "models/default.onnx)")
     parser.add_argument("--length", type=int, default=defaults.length, metavar="N",
-                        help="how much to generate, counted in --unit (1..512, default "
-                             "%(default)s)")
+                        help="how much to generate, counted in --unit: events (notes or "
+                             "chords; rests do not count), or beats/bars from the first "
+                             "generated note (1..512, default %(default)s)")
     parser.add_argument("--unit", "--length-unit", dest="length_unit", choices=LENGTH_UNITS,
                         default=defaults.length_unit,
                         help="what --length counts (default %(default)s)")
