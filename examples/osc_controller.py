@@ -98,7 +98,8 @@ class Controller:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bridge", type=host_port, default=("127.0.0.1", 9000),
-                        metavar="HOST:PORT", help="the bridge's --osc-port (default 127.0.0.1:9000)")
+                        metavar="HOST:PORT",
+                        help="the bridge's --osc-port (default 127.0.0.1:9000)")
     parser.add_argument("--listen", type=int, default=9001, metavar="PORT",
                         help="UDP port the bridge's --osc-out points at (default 9001)")
     parser.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 1.0, 1.5])
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"osc_controller: {exc}", file=sys.stderr)
         return 1
     print("bridge status: " + ", ".join(f"{k}={v}" for k, v in status.items()))
+    mode = str(status.get("mode", "call"))
     controller.send("/antiphon/mode", "trigger")  # answer only when we ask
     try:
         for temperature in args.temperatures:
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         controller.send("/antiphon/stop")
     finally:
-        controller.send("/antiphon/mode", "call")
+        controller.send("/antiphon/mode", mode)  # as it was
     return 0
 
 
