@@ -30,9 +30,10 @@ __all__ = ["BPM", "PHRASE", "Round", "match_plan", "run"]
 
 BPM = 300.0  # fastest tempo the bridge accepts: fast rounds
 SILENCE_BEATS = 0.25  # shortest phrase-ending silence the bridge accepts
-ANSWER_EVENTS = 3  # short answers
-PHRASE = [(0.0, 60, 0.25, 90), (0.25, 64, 0.25, 90), (0.5, 67, 0.5, 90)]
-"""(onset_beats, pitch, duration_beats, velocity): a short arpeggio, 0.25 s at 300 bpm."""
+ANSWER_EVENTS = 3  # latency rounds: short answers, stopped once their first note is heard
+TIMING_EVENTS = 32  # timing rounds: answers played to their end
+PHRASE = [(0.0, 60, 0.25, 90), (0.25, 64, 0.25, 90), (0.5, 67, 0.25, 90)]
+"""(onset_beats, pitch, duration_beats, velocity): a short arpeggio, 0.15 s at 300 bpm."""
 
 
 def _peer_module() -> Any:
@@ -96,12 +97,14 @@ def run(options: Options, context: dict[str, object]) -> Section:
         f"`antiphon bridge` ({options.model.name}, {BPM:g} bpm, answers of {ANSWER_EVENTS} "
         f"events, phrase-ending silence {SILENCE_BEATS:g} beat = {silence_ms:.0f} ms, start "
         "now) with its virtual ports; `examples/jack_peer.py` as an external JACK client plays "
-        "and records, stamping every event in JACK frame time. Rounds alternate: a 3-note "
-        "phrase (latency from its last note-off), then `/antiphon/trigger` over OSC (latency "
-        "from the send). The JACK period is the floor: RtMidi writes output at the start of the "
-        "next period. Timing error = received − intended note-on, intended from "
-        "`/antiphon/answer/plan` beats at the fixed tempo on a grid anchored at the answer's "
-        "median offset (the bridge's internal anchor time is not visible from outside)."
+        "and records, stamping every event in JACK frame time. Latency rounds alternate: a "
+        "3-note phrase (latency from its last note-off), then `/antiphon/trigger` over OSC "
+        "(latency from the send); each answer is stopped (`/antiphon/stop`) once its first "
+        "note is heard, so rounds are fast. The JACK period is the floor: RtMidi writes output "
+        f"at the start of the next period. Timing rounds: answers of {TIMING_EVENTS} events, "
+        "triggered and played to their end. Timing error = received − intended note-on, "
+        "intended from `/antiphon/answer/plan` beats at the fixed tempo on a grid anchored at "
+        "the answer's median offset (the bridge's own anchor time is not visible from outside)."
     )
     table = Table(["JACK period", "period ms (floor)", "figure", "n", "p50 ms", "p99 ms",
                    "max ms"], caption="**Latency and timing**")
@@ -119,11 +122,13 @@ def run(options: Options, context: dict[str, object]) -> Section:
                                fmt(s.p99 * 1e3), fmt(s.max * 1e3)])
         section.data[f"period_{period}"] = result
     section.tables.append(table)
-    counts = Table(["JACK period", "rounds", "answers heard", "missed", "notes timed",
-                    "bridge RSS while answering (MiB)"], caption="**Rounds**")
+    counts = Table(["JACK period", "latency rounds", "answers heard", "missed",
+                    "timing rounds", "notes timed", "bridge RSS while answering (MiB)"],
+                   caption="**Rounds**")
     for period, result in per_period.items():
         counts.rows.append([str(period), str(result["rounds"]), str(result["heard"]),
-                            str(result["missed"]), str(result["timing"].n),
+                            str(result["missed"]), str(result["timing_rounds"]),
+                            str(result["timing"].n),
                             fmt(result["rss_kib"] / 1024 if result["rss_kib"] else None)])
     section.tables.append(counts)
     section.figures.append(_plot(options.out_dir, per_period))
@@ -162,6 +167,7 @@ def _measure(period: int, env: dict[str, str], options: Options) -> dict[str, An
     bridge = BridgeProcess(_bridge_args(options, osc_port, link.port), env)
     peer = None
     rounds: list[Round] = []
+    timing: list[Round] = []
     rss: list[int] = []
     try:
         bridge.wait_ready()
@@ -170,19 +176,19 @@ def _measure(period: int, env: dict[str, str], options: Options) -> dict[str, An
         peer.connect_in("Antiphon Out")
         phrase = jack_peer.phrase_messages(PHRASE, BPM)
         warmup = 2 if options.quick else 6
-        total = 2 * options.answers + warmup
-        while True:
+        # latency: alternate phrase / trigger, stop each answer once its first note is heard
+        while len(rounds) < 2 * options.answers + warmup:
             kind = "phrase" if len(rounds) % 2 == 0 else "trigger"
-            rounds.append(_round(kind, peer, link, phrase))
-            if len(rounds) % 10 == 0:
-                value = bridge.rss_kib()
-                if value:
-                    rss.append(value)
-            timed = sum(len(r.note_ons) for r in rounds[warmup:])
-            if len(rounds) >= total and timed >= options.notes:
-                break
-            if len(rounds) >= 4 * total:  # the answers are too short to reach --notes
-                break
+            rounds.append(_round(kind, peer, link, phrase, stop=True))
+        # timing: longer answers (triggered, same seed), each played to its end
+        link.send("/antiphon/length", TIMING_EVENTS)
+        give_up = time.monotonic() + (30 if options.quick else 240)
+        while sum(len(r.note_ons) for r in timing) < options.notes and \
+                time.monotonic() < give_up:
+            timing.append(_round("trigger", peer, link, phrase, stop=False, timeout=30.0))
+            value = bridge.rss_kib()
+            if value:
+                rss.append(value)
     finally:
         if peer is not None:
             peer.close()
@@ -195,7 +201,7 @@ def _measure(period: int, env: dict[str, str], options: Options) -> dict[str, An
     trigger_lat = [r.first_note - r.asked_at for r in measured
                    if r.kind == "trigger" and r.first_note is not None]
     errors: list[float] = []
-    for r in measured:
+    for r in timing:
         errors += match_plan(r.note_ons, r.plan, spb)
     return {
         "phrase": summarize(phrase_lat),
@@ -206,26 +212,31 @@ def _measure(period: int, env: dict[str, str], options: Options) -> dict[str, An
         "rounds": len(measured),
         "heard": sum(r.first_note is not None for r in measured),
         "missed": sum(r.first_note is None for r in measured),
+        "timing_rounds": len(timing),
+        "timing_missed": sum(not r.ended for r in timing),
         "rss_kib": max(rss) if rss else bridge.rss_kib("VmHWM"),
         "raw": {"phrase": phrase_lat, "trigger": trigger_lat, "timing": errors},
     }
 
 
-def _round(kind: str, peer: Any, link: OscLink, phrase: list[Any], *,
+def _round(kind: str, peer: Any, link: OscLink, phrase: list[Any], *, stop: bool,
            timeout: float = 5.0) -> Round:
-    """Ask for one answer and wait until it has ended (``/antiphon/answer/end``) or timed out."""
+    """Ask for one answer; with ``stop``, send ``/antiphon/stop`` as soon as its first note is
+    heard; either way wait for ``/antiphon/answer/end`` (or ``timeout``)."""
     peer.clear()
     link.take()
     if kind == "phrase":
-        asked = peer.play(phrase, delay=0.01)
+        played = peer.play(phrase, delay=0.01)  # (start, last message) in JACK seconds
+        asked = float(played[-1] if isinstance(played, tuple) else played)
     else:
         asked = peer.now()
         link.send("/antiphon/trigger")
     result = Round(kind, asked)
     answer_id: int | None = None
+    stopped = False
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.005)
+    while time.monotonic() < deadline and not result.ended:
+        time.sleep(0.002)
         for _, address, args in link.take():
             if address == "/antiphon/answer/begin" and args:
                 answer_id = int(args[0])
@@ -236,14 +247,18 @@ def _round(kind: str, peer: Any, link: OscLink, phrase: list[Any], *,
                                 for i in range(0, len(values) - 3, 4)]
             elif address == "/antiphon/answer/end" and args and int(args[0]) == answer_id:
                 result.ended = True
-        if result.ended:
-            break
-    for t, msg in peer.received(since=asked):
-        if msg.type == "note_on" and msg.velocity > 0:
-            result.note_ons.append((t, msg.note))
+        if stop and not stopped and _note_ons(peer, asked):
+            link.send("/antiphon/stop")
+            stopped = True
+    result.note_ons = _note_ons(peer, asked)
     if result.note_ons:
         result.first_note = min(t for t, _ in result.note_ons)
     return result
+
+
+def _note_ons(peer: Any, since: float) -> list[tuple[float, int]]:
+    return [(t, msg.note) for t, msg in peer.received(since=since)
+            if msg.type == "note_on" and msg.velocity > 0]
 
 
 def _plot(out_dir: Path, per_period: dict[int, dict[str, Any]]) -> str:
