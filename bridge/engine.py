@@ -12,6 +12,11 @@ the generation worker, which streams notes into the :class:`~bridge.schedule.Sch
 :class:`Engine` also implements ``bridge.osc.Controller``, the protocol the OSC thread calls.
 One log line per answer: seed events, answer events, milliseconds from the phrase end to the
 first note out.
+
+A key whose note-off never arrives (lost on the wire, a port unplugged mid-note) would hold the
+phrase open for ever: once every key still down was pressed at least ``stuck_hold_s`` ago and the
+input has been silent for the phrase-ending silence, the engine takes them as released, counts
+them (``stuck_input_notes``) and logs it.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty, Full, Queue
@@ -49,6 +54,9 @@ log = logging.getLogger(__name__)
 
 _WAKE = cast(mido.Message, object())  # queue sentinel: re-check commands and deadlines
 
+STUCK_HOLD_S = 10.0
+"""Keys down this long are taken as released after a silence (their note-off was lost)."""
+
 
 class _Flush:
     """Queue marker: set once everything queued before it has been handled."""
@@ -70,7 +78,8 @@ class Engine:
     """Runs the bridge's threads around one model; see the module docstring.
 
     ``clock`` and ``wait`` are injected (tests use a fake clock); ``model_dirs`` are the only
-    places :meth:`swap_model` may load from.
+    places :meth:`swap_model` may load from; ``stuck_hold_s`` is how long a key may stay down
+    before a silence counts as the phrase's end anyway (see the module docstring).
     """
 
     def __init__(
@@ -85,7 +94,11 @@ class Engine:
         model_dirs: Iterable[str | Path] = (),
         input_queue_size: int = 4096,
         lookahead_beats: float = 4.0,
+        stuck_hold_s: float = STUCK_HOLD_S,
     ) -> None:
+        if not (math.isfinite(stuck_hold_s) and stuck_hold_s > 0):
+            raise ValueError(f"stuck_hold_s must be > 0, got {stuck_hold_s}")
+        self.stuck_hold_s = float(stuck_hold_s)
         self._model = model
         mask_table(model.scheme)  # built now, not in the first answer
         self._settings = settings
@@ -114,7 +127,9 @@ class Engine:
         self.counters = {
             "messages": 0, "dropped": 0, "bad_messages": 0, "answers": 0, "interrupts": 0,
             "generation_errors": 0, "triggers_ignored": 0, "cc_changes": 0,
+            "stuck_input_notes": 0,
         }
+        self._status_sources: list[Callable[[], Mapping[str, object]]] = []
         self.last_latency_ms: float | None = None
 
     # ----- lifecycle (main thread) ----------------------------------------------------------------
@@ -217,10 +232,25 @@ class Engine:
         return model.name
 
     def status(self) -> dict[str, object]:
-        """Every setting plus the live state (tempo, clock, model, answering, counters)."""
+        """Every setting plus the live state (tempo, clock, model, answering, counters) and what
+        each :meth:`add_status` source reports (ports, MIDI in/out counters)."""
         data: dict[str, object] = dict(self._settings.get().to_dict())
         data.update(self.stats())
+        for source in list(self._status_sources):
+            try:
+                data.update(source())
+            except Exception:  # a status source must not break /antiphon/status
+                log.exception("status source failed")
         return data
+
+    def add_status(self, source: Callable[[], Mapping[str, object]]) -> None:
+        """Merge ``source()`` into every :meth:`status` (main thread, before OSC starts)."""
+        self._status_sources.append(source)
+
+    def reset_input(self) -> None:
+        """Forget the phrase being played, held keys and pedals (any thread): the input port was
+        lost, so their note-offs will never come.  Runs on the control thread."""
+        self._post(self.capture.reset)
 
     def stats(self) -> dict[str, object]:
         """Counters and live state (any thread)."""
@@ -274,12 +304,24 @@ class Engine:
         """Seconds until the phrase could end (None: nothing to wait for but input)."""
         settings = self._settings.get()
         capture = self.capture
-        if settings.mode == "trigger" or not capture.has_notes or capture.is_playing:
+        if not capture.has_notes or capture.last_activity is None:
             return None
-        if capture.last_activity is None:
+        if capture.is_playing:
+            deadline = self._stuck_deadline(settings)
+        elif settings.mode == "trigger":
             return None
-        deadline = capture.last_activity + self._silence_s(settings)
-        return max(0.0, deadline - self._clock())
+        else:
+            deadline = capture.last_activity + self._silence_s(settings)
+        return None if deadline is None else max(0.0, deadline - self._clock())
+
+    def _stuck_deadline(self, settings: Settings) -> float | None:
+        """When the keys still down count as stuck: each pressed ``stuck_hold_s`` ago, and the
+        phrase-ending silence since the last input (None: no key is down)."""
+        newest = self.capture.held_since()
+        last = self.capture.last_activity
+        if newest is None or last is None:
+            return None
+        return max(newest + self.stuck_hold_s, last + self._silence_s(settings))
 
     def _refresh(self, settings: Settings) -> None:
         if settings is not self._applied:
@@ -332,10 +374,18 @@ class Engine:
         settings = self._settings.get()
         now = self._clock()
         silence = self._silence_s(settings)
+        stuck_at = self._stuck_deadline(settings) if self.capture.is_playing else None
+        if stuck_at is not None and now >= stuck_at:
+            released = self.capture.release_held(now)
+            self.counters["stuck_input_notes"] += released
+            log.warning("%d key(s) down for over %.0f s without a note-off: taking them as "
+                        "released", released, self.stuck_hold_s)
+        else:
+            stuck_at = None
         if settings.mode == "trigger" or not self.capture.ended(now, silence):
             return
         assert self.capture.last_activity is not None
-        phrase_end = self.capture.last_activity + silence
+        phrase_end = self.capture.last_activity + silence if stuck_at is None else stuck_at
         notes = self.capture.take(now)
         if settings.mode == "listen":
             return

@@ -6,6 +6,12 @@ sounding until the pedal lifts; a note starting within ``chord_window_s`` of the
 joins its chord (same onset); an optional input channel filter drops everything else.  It also
 knows when the musician last did something, so the engine can end a phrase after a silence.
 
+Lost note-offs must not hold a phrase open for ever: All Notes Off (CC 123) and All Sound Off
+(CC 120) release a channel's keys (CC 123 leaves pedalled notes to the pedal, as on a synth),
+Reset All Controllers (CC 121) lifts its pedal, System Reset (0xFF) releases everything, a new
+input channel forgets keys held on the others, and :meth:`PhraseCapture.release_held` lets the
+engine end keys that have been down for too long (:meth:`PhraseCapture.held_since`).
+
 Threads: only the engine control thread calls it (no lock).
 """
 
@@ -52,13 +58,13 @@ class PhraseCapture:
     def __init__(self, chord_window_s: float = 0.03, channel: int | None = None) -> None:
         self.chord_window_s = 0.0
         self.channel: int | None = None
-        self.configure(chord_window_s, channel)
         self.last_activity: float | None = None
         self._notes: deque[CapturedNote] = deque(maxlen=MAX_NOTES)
         self._held: dict[tuple[int, int], tuple[float, int]] = {}  # (ch, pitch) → onset, velocity
         self._sustained: dict[tuple[int, int], tuple[float, int]] = {}
         self._pedal: set[int] = set()  # channels with the pedal down
         self._chord_onset: float | None = None
+        self.configure(chord_window_s, channel)
 
     def configure(self, chord_window_s: float, channel: int | None) -> None:
         if not (math.isfinite(chord_window_s) and chord_window_s >= 0):
@@ -66,6 +72,13 @@ class PhraseCapture:
         if channel is not None and not 1 <= channel <= 16:
             raise ValueError(f"channel must be 1..16 or None, got {channel}")
         self.chord_window_s = float(chord_window_s)
+        if channel is not None and channel != self.channel:
+            # Their note-offs will be filtered out from now on: end them where input last moved.
+            end = self.last_activity if self.last_activity is not None else 0.0
+            for table in (self._held, self._sustained):
+                for key in [k for k in table if k[0] != channel - 1]:
+                    onset, velocity = table.pop(key)
+                    self._add(key[1], onset, max(end, onset), velocity)
         self.channel = channel
 
     @property
@@ -91,8 +104,15 @@ class PhraseCapture:
             return True
         if kind in ("note_off", "note_on"):
             self._note_off(msg.channel, msg.note, t)
-        elif kind == "control_change" and msg.control == 64:
-            self._pedal_change(msg.channel, msg.value >= 64, t)
+        elif kind == "control_change":
+            if msg.control == 64:
+                self._pedal_change(msg.channel, msg.value >= 64, t)
+            elif msg.control == 121:  # Reset All Controllers: the pedal comes up
+                self._pedal_change(msg.channel, False, t)
+            elif msg.control in (120, 123):  # All Sound Off / All Notes Off
+                self._all_notes_off(msg.channel, t, sound_off=msg.control == 120)
+        elif kind == "reset" and self.release_held(t):
+            self.last_activity = t
         return False
 
     def ended(self, t: float, silence_s: float) -> bool:
@@ -121,6 +141,29 @@ class PhraseCapture:
         self._sustained.clear()
         self._chord_onset = None
 
+    def reset(self) -> None:
+        """Forget everything, pedals and last activity included (the input port was lost)."""
+        self.clear()
+        self._pedal.clear()
+        self.last_activity = None
+
+    def held_since(self) -> float | None:
+        """Onset of the newest key still down or pedalled note still sounding (None: none)."""
+        onsets = [onset for onset, _ in (*self._held.values(), *self._sustained.values())]
+        return max(onsets) if onsets else None
+
+    def release_held(self, t: float) -> int:
+        """End every key still down and every pedalled note at ``t``, lift every pedal; returns
+        how many notes were ended (their note-offs were lost, or a reset asked for it)."""
+        ended = 0
+        for table in (self._held, self._sustained):
+            for (_, pitch), (onset, velocity) in table.items():
+                self._add(pitch, onset, max(t, onset), velocity)
+                ended += 1
+            table.clear()
+        self._pedal.clear()
+        return ended
+
     # ----- internals ---------------------------------------------------------------------------
     def _note_on(self, channel: int, pitch: int, velocity: int, t: float) -> None:
         self.last_activity = t
@@ -146,6 +189,15 @@ class PhraseCapture:
             self._sustained[key] = (onset, velocity)
         else:
             self._add(pitch, onset, t, velocity)
+
+    def _all_notes_off(self, channel: int, t: float, *, sound_off: bool) -> None:
+        for key in [k for k in self._held if k[0] == channel]:
+            self._note_off(channel, key[1], t)
+        if sound_off:
+            for key in [k for k in self._sustained if k[0] == channel]:
+                onset, velocity = self._sustained.pop(key)
+                self._add(key[1], onset, t, velocity)
+                self.last_activity = t
 
     def _pedal_change(self, channel: int, down: bool, t: float) -> None:
         if down:
