@@ -78,21 +78,27 @@ def time_window(next_probs: Any, window: np.ndarray, events: int,
 
 
 def _reference_onnx(options: Options, context: dict[str, object], work: Path) -> tuple[Path, str]:
-    """The window net to time: shipped, trained in this run, or an untrained one of that shape."""
+    """The window net to time: given/shipped, trained in this run, or an untrained one of that
+    shape (``training.reference``'s builder and exporter, so the graph is the same)."""
     if options.reference_model.is_file():
-        return options.reference_model, f"`{options.reference_model.name}` (shipped)"
+        return options.reference_model, f"`{options.reference_model.name}`"
     trained = context.get("reference_onnx")
     if isinstance(trained, Path) and trained.is_file():
         return trained, "trained in section 4"
-    from benchmarks.reference import export_window_onnx, keras_seed_net
+    from benchmarks.reference import REFERENCE_VOCAB
+    from training.export import export_reference
+    from training.reference import ReferenceConfig, ReferenceVocabulary, build_reference
 
-    path = export_window_onnx(keras_seed_net(window=options.window), work / "seed.onnx")
+    config = ReferenceConfig(REFERENCE_VOCAB, window=options.window)
+    vocabulary = ReferenceVocabulary(("<unk>", *(f"s{i:03d}" for i in range(1, REFERENCE_VOCAB))))
+    path = work / "seed.onnx"
+    export_reference(build_reference(config), config, vocabulary, {"arch": "seed"}, path)
     return path, "untrained, same shape (timing does not depend on the weights)"
 
 
 def run(options: Options, context: dict[str, object]) -> Section:
-    from benchmarks.reference import WindowNet
     from bridge.model import load_model
+    from training.runtime import WindowRunner
 
     section = Section(1, "Inference per generated event")
     rng = np.random.default_rng(options.rng_seed)
@@ -102,16 +108,21 @@ def run(options: Options, context: dict[str, object]) -> Section:
                          repeats_prime=5 if options.quick else 30)
     with tempfile.TemporaryDirectory(prefix="antiphon-bench-") as tmp:
         ref_path, ref_origin = _reference_onnx(options, context, Path(tmp))
-        nets = {threads: WindowNet(ref_path, threads=threads) for threads in (1, 0)}
-        window = rng.integers(0, nets[1].vocab, size=nets[1].window)
+        nets = {threads: WindowRunner(ref_path, threads=threads) for threads in (1, None)}
+        vocab, size = len(nets[1].vocabulary), nets[1].window
+        window = rng.integers(1, vocab, size=size)
         ref = {}
         for threads, net in nets.items():
-            net.probabilities(window)  # warm-up
-            ref[threads] = time_window(net.probabilities, window, options.events, rng)
-        keras_summary = _time_keras(nets[1], window, options.keras_events, rng)
+
+            def probabilities(ids: np.ndarray, net: Any = net) -> np.ndarray:
+                probs = net.predict(np.asarray(ids)[None, -size:])[0].astype(np.float64)
+                return probs / probs.sum()
+
+            probabilities(window)  # warm-up
+            ref[threads] = time_window(probabilities, window, options.events, rng)
+        keras_summary = _time_keras(vocab, size, window, options.keras_events, rng)
     layers = "×".join(str(u) for u in model.layers)
-    net = nets[1]
-    ref_params = f"{net.window}-event window, vocabulary {net.vocab}"
+    ref_params = f"{size}-event window, vocabulary {vocab}"
     section.method = (
         f"Antiphon: `{options.model.name}` (LSTM {layers}, vocabulary {model.vocab_size}), "
         f"primed with a {ours['seed_events']}-event seed ({ours['seed_tokens']} tokens, sampled "
@@ -127,7 +138,7 @@ def run(options: Options, context: dict[str, object]) -> Section:
     rows = [
         ("Antiphon stateful step (ONNX, 1 thread)", ours["event"]),
         ("reference window re-run, onnxruntime 1 thread", ref[1]),
-        ("reference window re-run, onnxruntime default threads", ref[0]),
+        ("reference window re-run, onnxruntime default threads", ref[None]),
         ("reference window re-run, Keras model.predict", keras_summary),
     ]
     table = Table(["per generated event", "p50 ms", "p99 ms", "events/s (1/mean)",
@@ -164,16 +175,17 @@ def run(options: Options, context: dict[str, object]) -> Section:
     return section
 
 
-def _time_keras(net: Any, window: np.ndarray, events: int, rng: np.random.Generator) -> Summary:
-    """Keras ``model.predict`` on the window for every event (untrained net of the same shape)."""
-    from benchmarks.reference import WindowNet, keras_seed_net
+def _time_keras(vocab: int, size: int, window: np.ndarray, events: int,
+                rng: np.random.Generator) -> Summary:
+    """Keras ``model.predict`` on the window for every event: the reference network as
+    ``training.reference`` builds it (untrained; timing does not need the weights)."""
+    from training.reference import ReferenceConfig, build_reference
 
-    model = keras_seed_net(vocab=net.vocab, window=net.window,
-                           scalar_input=net.kind == "scalar")
-    encode = net.encode if net.kind != "ids" else WindowNet.onehot(net.vocab)
+    model = build_reference(ReferenceConfig(vocab, window=size))
 
     def probabilities(ids: np.ndarray) -> np.ndarray:
-        out = np.asarray(model.predict(encode(ids), verbose=0), dtype=np.float64).reshape(-1)
+        x = np.asarray(ids, dtype=np.int32)[-size:].reshape(1, -1)
+        out = np.asarray(model.predict(x, verbose=0), dtype=np.float64).reshape(-1)
         return out / out.sum()
 
     probabilities(window)  # warm-up (graph tracing)

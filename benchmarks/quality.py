@@ -99,13 +99,15 @@ COLUMNS = [
 
 def run(options: Options, context: dict[str, object]) -> Section:
     section = Section(6, "Musical quality on held-out chorales")
-    pieces = _held_out_pieces(options.quality_pieces)
+    split = _split(options)
+    pieces = list(split.held_out)[: options.quality_pieces]
     spb = 4
     cases = cases_from_pieces(pieces, options.seed_bars * BEATS_PER_BAR * spb,
                               options.answer_bars * BEATS_PER_BAR * spb)
     if not cases:
         raise RuntimeError("no held-out piece is long enough for seed + answer")
-    answerers = _answerers(options, context)
+    notes: list[str] = []
+    answerers = _answerers(options, context, split, notes)
     rows: list[tuple[str, str, dict[str, float]]] = []
     real = [c.continuation for c in cases]
     rows.append(("real continuation", "–", evaluate(cases, real)))
@@ -134,6 +136,7 @@ def run(options: Options, context: dict[str, object]) -> Section:
         table.rows.append([name, temperature, *(_cell(key, stats[key]) for key, _ in COLUMNS)])
         section.data[f"{name} T={temperature}"] = stats
     section.tables.append(table)
+    section.notes.extend(notes)
     section.figures.append(_plot(options.out_dir, rows))
     ours = _row_at(rows, answerers[0].name, 1.0)
     for other in answerers[1:]:
@@ -163,38 +166,123 @@ def _row_at(rows: list[tuple[str, str, dict[str, float]]], name: str,
     return None
 
 
-def _held_out_pieces(limit: int | None) -> list[Any]:
-    """The training split's held-out chorales (the first ``limit``); only those files are read."""
+def _split(options: Options) -> Any:
+    """The training split of the chorales (quick runs: of the first 60 files only)."""
     from bridge.tokens import TokenScheme
-    from training.corpus import Piece, composer_files, load_corpus
+    from training.corpus import composer_files, load_corpus
     from training.dataset import split_pieces
 
     paths = composer_files("bach")
-    names = [p.name for p in split_pieces([Piece(str(p), ()) for p in paths]).held_out]
-    chosen = names[:limit] if limit is not None else names
-    corpus = load_corpus(chosen, TokenScheme(), progress=False, warn=lambda _line: None)
-    return corpus.pieces
+    if options.quick:
+        paths = paths[:60]
+    corpus = load_corpus(paths, TokenScheme(), progress=False, warn=lambda _line: None)
+    return split_pieces(corpus.pieces)
 
 
-def _answerers(options: Options, context: dict[str, object]) -> list[Answerer]:
+def _answerers(options: Options, context: dict[str, object], split: Any,
+               notes: list[str]) -> list[Answerer]:
+    from benchmarks.answerers import (
+        TOP_P,
+        markov_answer,
+        reference_answer,
+        reference_model_path,
+    )
     from bridge.generate import continue_notes
     from bridge.model import load_model
 
     model = load_model(options.model)
+    scheme = model.scheme
+    bars, per_bar = options.answer_bars, BEATS_PER_BAR
 
     def antiphon(seed: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
-        return continue_notes(model, list(seed), length=options.answer_bars, length_unit="bars",
-                              temperature=temperature, top_p=0.95, seed=rng_seed,
-                              beats_per_bar=BEATS_PER_BAR)
+        return continue_notes(model, list(seed), length=bars, length_unit="bars",
+                              temperature=temperature, top_p=TOP_P, seed=rng_seed,
+                              beats_per_bar=per_bar)
 
     answerers = [Answerer(f"Antiphon ({options.model.stem})", antiphon, options.temperatures)]
-    answerers += _baselines(options, context)
+    notes.append(f"Antiphon model: `{options.model.name}`, {_provenance(model.metadata)}.")
+
+    path, origin = reference_model_path(options, context)
+    if path is not None:
+        from training.runtime import WindowRunner
+
+        runner = WindowRunner(path, threads=1)
+
+        def reference(seed: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
+            return reference_answer(runner, seed, bars=bars, beats_per_bar=per_bar,
+                                    steps_per_beat=scheme.steps_per_beat,
+                                    temperature=temperature, rng_seed=rng_seed)
+
+        answerers.append(Answerer("reference method (--arch seed)", reference,
+                                  options.temperatures))
+        notes.append(f"Reference-method model: `{path.name}` ({origin}), "
+                     f"{_provenance(runner.metadata)}; a seed shorter than its 100-event window "
+                     "is repeated to fill it; its symbols carry no durations (every event "
+                     "0.5 beat) and chords lose their octaves (placed in octave 4).")
+    else:
+        notes.append(f"Reference-method model: {origin} — its rows are missing.")
+
+    order, bits = _best_markov(split, scheme)
+    from training.markov import MarkovModel
+
+    train = _streams(split.train, scheme)
+    markov = MarkovModel(order, scheme.vocab_size, pad=scheme.bos).fit(train)
+
+    def chain(seed: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
+        return markov_answer(markov, scheme, seed, bars=bars, beats_per_bar=per_bar,
+                             temperature=temperature, rng_seed=rng_seed)
+
+    answerers.append(Answerer(f"Markov order {order}", chain, options.temperatures))
+    notes.append(
+        f"Markov baseline: Witten-Bell order {order} on Antiphon's tokens of the training split "
+        "(`training.markov`), the best of orders 1–3 by held-out bits/event "
+        f"({', '.join(f'order {o}: {b:.2f}' for o, b in bits.items())}); sampled under the same "
+        "grammar mask and sampler as the LSTM."
+    )
     return answerers
 
 
-def _baselines(options: Options, context: dict[str, object]) -> list[Answerer]:
-    """The reference method's model and the best Markov baseline (from ``training``)."""
-    return []
+def _provenance(metadata: dict[str, str]) -> str:
+    import json
+
+    try:
+        info = json.loads(metadata.get("antiphon.training", "{}"))
+    except json.JSONDecodeError:
+        info = {}
+    if not isinstance(info, dict) or not info:
+        return "no training record"
+    parts = []
+    for key in ("arch", "epochs", "seconds", "training_seconds", "train_seconds"):
+        if key in info:
+            value = info[key]
+            parts.append(f"{key} {value:.0f}" if isinstance(value, float) else f"{key} {value}")
+    return "trained: " + (", ".join(parts) if parts else "see its metadata")
+
+
+def _streams(pieces: Sequence[Any], scheme: Any) -> list[np.ndarray]:
+    return [np.asarray(scheme.encode(p.notes), np.int64) for p in pieces if p.notes]
+
+
+def _best_markov(split: Any, scheme: Any) -> tuple[int, dict[int, float]]:
+    """The Markov order (1–3) with the lowest held-out bits/event (grammar-masked)."""
+    from training.markov import MarkovModel
+
+    train = _streams(split.train, scheme)
+    held = _streams(split.held_out, scheme)
+    bits: dict[int, float] = {}
+    for order in (1, 2, 3):
+        model = MarkovModel(order, scheme.vocab_size, pad=scheme.bos).fit(train)
+        total, events = 0.0, 0
+        for stream in held:
+            probs = model.stream_distributions(stream)
+            for t in range(len(stream) - 1):
+                mask = scheme.allowed(int(stream[t]))
+                p = probs[t]
+                total -= float(np.log2(p[stream[t + 1]] / p[mask].sum()))
+            events += int(np.count_nonzero((stream >= scheme.shift_base)
+                                           & (stream < scheme.rest)))
+        bits[order] = total / max(1, events)
+    return min(bits, key=lambda o: bits[o]), bits
 
 
 def _plot(out_dir: Path, rows: list[tuple[str, str, dict[str, float]]]) -> str:

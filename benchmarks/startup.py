@@ -160,8 +160,9 @@ def _answer_some(options: Options, bridge: BridgeProcess, link: OscLink,
         peer.connect_out("Antiphon In")
         peer.connect_in("Antiphon Out")
         phrase = jack_peer.phrase_messages(phrase_notes, 300)
-        for i in range(6 if options.quick else 20):
-            round_fn("phrase" if i % 2 == 0 else "trigger", peer, link, phrase, timeout=3.0)
+        for i in range(4 if options.quick else 12):
+            round_fn("phrase" if i % 2 == 0 else "trigger", peer, link, phrase, stop=False,
+                     timeout=10.0)
             value = bridge.rss_kib()
             if value:
                 samples.append(value)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
 from benchmarks import musicstats as ms
@@ -96,10 +95,3 @@ def test_table_and_section_markdown() -> None:
         Table(["a"], [["1", "2"]]).markdown()
     text = Section(3, "Title", error="Boom").markdown()
     assert text.startswith("## 3. Title") and "Not measured in this run:** Boom" in text
-
-
-def test_reference_window_encodings() -> None:
-    from benchmarks.reference import WindowNet
-
-    onehot = WindowNet.onehot(5)(np.array([0, 4, 2]))
-    assert onehot.shape == (1, 3, 5) and onehot.sum() == 3 and onehot[0, 1, 4] == 1
