@@ -386,27 +386,25 @@ def _run_bridge(args: argparse.Namespace) -> int:
     with _StopSignals() as stop:
         from bridge.config import SettingsBox
         from bridge.engine import Engine
-        from bridge.midi_in import MidiInput
-        from bridge.midi_out import MidiOutput
         from bridge.osc import NullEvents, OscControl, OscEvents
-        from bridge.ports import choose_backend, open_input, open_output
+        from bridge.ports import choose_backend
+        from bridge.supervisor import PortSpec, PortSupervisor
 
         model, dirs = _load_model(args.model, args.model_dir)
         backend = choose_backend(args.backend)
         if stop.event.is_set():  # interrupted while loading: nothing opened yet
             return 0
         with contextlib.ExitStack() as stack:
-            out_port = open_output(backend, name=args.out_name, client_name=args.client_name,
-                                   existing=args.out_port)
-            stack.callback(out_port.close)
-            in_port = open_input(backend, name=args.in_name, client_name=args.client_name,
-                                 existing=args.in_port)
-            stack.callback(in_port.close)
-            sink = MidiOutput(out_port.rt)
-            stack.callback(sink.close)
+            # The supervisor reopens the ports if the JACK server goes away and comes back.
+            ports = PortSupervisor(backend, PortSpec(args.in_name, args.out_name,
+                                                     args.client_name, args.in_port,
+                                                     args.out_port))
+            ports.open()
+            stack.callback(ports.close)
             events = OscEvents(*osc_out) if osc_out else NullEvents()
             stack.callback(events.close)
-            engine = Engine(model, SettingsBox(settings), sink, events, model_dirs=dirs)
+            engine = Engine(model, SettingsBox(settings), ports.sink, events, model_dirs=dirs)
+            engine.add_status(ports.stats)
             engine.start()
             stack.callback(engine.stop)
             osc_text = "OSC off"
@@ -416,11 +414,11 @@ def _run_bridge(args: argparse.Namespace) -> int:
                 stack.callback(osc.stop)
                 host, port = osc.address
                 osc_text = f"OSC {host}:{port}"
-            midi_in = MidiInput(in_port.rt, engine.input_queue)  # the callback: last
-            stack.callback(midi_in.close)
+            ports.start(engine.input_queue, on_lost=engine.ports_lost)  # the callback: last
+            stack.callback(ports.stop)
 
             extra = f", OSC events to {osc_out[0]}:{osc_out[1]}" if osc_out else ""
-            print(f'antiphon: ready — in "{in_port.name}", out "{out_port.name}", {osc_text}, '
+            print(f'antiphon: ready — in "{ports.in_name}", out "{ports.out_name}", {osc_text}, '
                   f"model {model.name}, backend {backend}{extra}", flush=True)
             log.info("ready in %.0f ms; model %s (%s); model directories: %s",
                      (time.monotonic() - started) * 1e3, model.name, model.path,
@@ -428,10 +426,12 @@ def _run_bridge(args: argparse.Namespace) -> int:
             while not stop.event.wait(0.25):
                 pass
             log.info("%s: stopping", stop.received)
-        stats = engine.stats()
+        stats, counts = engine.stats(), ports.counts()
         log.info(
-            "stopped: %s answers, MIDI in %s, MIDI out %s",
-            stats.get("answers"), midi_in.stats(), sink.stats(),
+            "stopped: %s answers, MIDI in %s received, %s dropped, %s malformed; MIDI out %s "
+            "sent, %s failed; ports lost %d and reopened %d times",
+            stats.get("answers"), counts["received"], counts["dropped"], counts["malformed"],
+            counts["sent"], counts["failed"], ports.losses, ports.reopens,
         )
     return 0
 

@@ -247,6 +247,13 @@ class Engine:
         """Merge ``source()`` into every :meth:`status` (main thread, before OSC starts)."""
         self._status_sources.append(source)
 
+    def ports_lost(self) -> None:
+        """The MIDI ports died (JACK server gone; the supervisor thread calls this): end the
+        answer and reset the note bookkeeping — the note-offs go nowhere, the sink is already
+        offline — and forget held keys."""
+        self.panic()
+        self.reset_input()
+
     def reset_input(self) -> None:
         """Forget the phrase being played, held keys and pedals (any thread): the input port was
         lost, so their note-offs will never come.  Runs on the control thread."""

@@ -1,0 +1,331 @@
+"""Keep the MIDI ports alive: open them, watch them, reopen them after the JACK server comes back.
+
+:class:`PortSupervisor` owns the bridge's two ports, the RtMidi input callback
+(:class:`~bridge.midi_in.MidiInput`) and the output (:class:`~bridge.midi_out.MidiOutput`) behind
+one :class:`SwitchingSink` that the engine keeps for its whole life.  Its watcher thread wakes
+every ``poll_s`` seconds and
+
+* logs input the bridge could not take: messages dropped because the engine's input queue was
+  full, and malformed ones (a warning at most once a second while they keep coming);
+* on JACK, notices that the server went away — its socket stops answering, or answers from a
+  new server that replaced it — and then stops sending at once (libjack's output ring buffer
+  would fill and block the scheduler), unhooks the input, tells the engine (``on_lost``: end the
+  answer, forget held keys: their note-offs will never come) and closes the dead clients; then
+  it waits for the server and reopens the same ports on it, without a process restart.  The
+  DAW has to connect them again (a new JACK server knows no connections).
+
+ALSA and CoreMIDI have no server to lose, so there the watcher only reports drops.  Threads:
+``open``/``start``/``stop`` are called by the main thread, ``stats`` by any thread (the OSC
+thread's ``/antiphon/status``), ``send`` by the scheduler and control threads, the rest runs on
+the watcher thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from queue import Queue
+
+import mido
+
+from bridge.clock import Clock
+from bridge.errors import PortError
+from bridge.midi_in import MidiInput
+from bridge.midi_out import MidiOutput
+from bridge.ports import Backend, OpenedPort, open_input, open_output
+
+__all__ = ["PortSpec", "PortSupervisor", "SwitchingSink", "jack_server_identity"]
+
+log = logging.getLogger(__name__)
+
+ServerProbe = Callable[[], "object | None"]
+"""Identifies the running server (equal while it is the same one); None when none answers."""
+
+
+def jack_server_identity(server: str | None = None) -> tuple[int, int] | None:
+    """Which jackd2 server answers on ``server``'s socket (``$JACK_DEFAULT_SERVER``), or None.
+
+    The identity is the socket file's inode and change time: a restarted server makes a new
+    socket, so a quick restart between two polls is still noticed.  Connecting costs about a
+    millisecond and the server logs nothing for it.
+    """
+    if not hasattr(socket, "AF_UNIX") or not hasattr(os, "getuid"):
+        return None
+    name = server or os.environ.get("JACK_DEFAULT_SERVER") or "default"
+    for directory in ("/dev/shm", "/tmp"):
+        path = os.path.join(directory, f"jack_{name}_{os.getuid()}_0")
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(0.5)
+            try:
+                probe.connect(path)
+            except OSError:  # the socket file of a server that is gone
+                continue
+        return info.st_ino, info.st_ctime_ns
+    return None
+
+
+class SwitchingSink:
+    """The engine's :class:`~bridge.midi_out.MidiSink`: forwards to the current output, or
+    drops and counts (``dropped_offline``) while the ports are down.  Never raises."""
+
+    def __init__(self) -> None:
+        self._output: MidiOutput | None = None
+        self.dropped_offline = 0
+
+    def send(self, msg: mido.Message) -> None:
+        """Any thread (scheduler, control)."""
+        output = self._output  # one atomic read: a switch in between just counts a failure
+        if output is None:
+            self.dropped_offline += 1
+            return
+        output.send(msg)
+
+    def attach(self, output: MidiOutput | None) -> None:
+        """Send to ``output`` from now on (None: drop)."""
+        self._output = output
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """What to open: virtual ports ``in_name``/``out_name``, or the existing ports
+    ``in_existing``/``out_existing`` (``--in``/``--out``), on clients named after ``client``."""
+
+    in_name: str = "Antiphon In"
+    out_name: str = "Antiphon Out"
+    client: str = "Antiphon"
+    in_existing: str | None = None
+    out_existing: str | None = None
+
+
+class PortSupervisor:
+    """Opens the ports, feeds the engine's queue from the input, watches and reopens; see the
+    module docstring."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        spec: PortSpec,
+        *,
+        clock: Clock = time.monotonic,
+        server_probe: ServerProbe | None = None,
+        poll_s: float = 0.2,
+        report_every_s: float = 1.0,
+    ) -> None:
+        self.backend = backend
+        self.spec = spec
+        self.sink = SwitchingSink()
+        self._queue: Queue[tuple[float, mido.Message]] | None = None
+        self._on_lost: Callable[[], None] = lambda: None
+        self._clock = clock
+        if server_probe is None and backend.name == "jack":
+            server_probe = jack_server_identity
+        self._probe = server_probe
+        self._poll_s = poll_s
+        self._report_every = report_every_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # the port objects and counters below
+        self._in: OpenedPort | None = None
+        self._out: OpenedPort | None = None
+        self._midi_in: MidiInput | None = None
+        self._output: MidiOutput | None = None
+        self._server: object | None = None
+        self._listening = False
+        self._totals = {"received": 0, "dropped": 0, "malformed": 0, "sent": 0, "failed": 0}
+        self._reported = (0, 0)  # dropped, malformed at the last warning
+        self._reported_at = -float("inf")
+        self._last_error = ""
+        self.losses = 0
+        self.reopens = 0
+
+    # ----- main thread ----------------------------------------------------------------------------
+    @property
+    def up(self) -> bool:
+        """True while the ports are open."""
+        return self._out is not None
+
+    @property
+    def in_name(self) -> str:
+        return self._in.name if self._in is not None else self.spec.in_name
+
+    @property
+    def out_name(self) -> str:
+        return self._out.name if self._out is not None else self.spec.out_name
+
+    def open(self) -> None:
+        """Open both ports (PortError with one line if they cannot be); input not yet delivered."""
+        server = self._probe() if self._probe is not None else None
+        self._open_ports()
+        self._server = server
+
+    def start(self, queue: Queue[tuple[float, mido.Message]],
+              on_lost: Callable[[], None] = lambda: None) -> None:
+        """Feed ``queue`` from the input (the callback is registered last: call this once the
+        engine runs) and start watching.  ``on_lost`` is called on the watcher thread once the
+        old ports can no longer send (the engine ends its answer and forgets held keys)."""
+        self._queue, self._on_lost = queue, on_lost
+        with self._lock:
+            self._listening = True
+            self._listen()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="antiphon-ports",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop watching (joined), unhook the input; the output stays until :meth:`close`."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        with self._lock:
+            self._listening = False
+            self._release_input()
+
+    def close(self) -> None:
+        """Close both ports (after the engine sent its last note-offs). Idempotent."""
+        self.stop()
+        with self._lock:
+            self._close_ports()
+
+    def counts(self) -> dict[str, int]:
+        """MIDI in/out counters summed over every reopen (any thread)."""
+        with self._lock:
+            totals = dict(self._totals)
+            for live in (self._midi_in, self._output):
+                if live is not None:
+                    for key, value in live.stats().items():
+                        totals[key] += value
+        return totals
+
+    def stats(self) -> dict[str, object]:
+        """Port state and MIDI counters (any thread; merged into ``/antiphon/status``)."""
+        totals = self.counts()
+        return {
+            "midi_ports": "up" if self.up else "down",
+            "midi_in_received": totals["received"],
+            "midi_in_dropped": totals["dropped"],
+            "midi_in_malformed": totals["malformed"],
+            "midi_out_sent": totals["sent"],
+            "midi_out_failed": totals["failed"],
+            "midi_out_dropped_offline": self.sink.dropped_offline,
+            "port_losses": self.losses,
+            "port_reopens": self.reopens,
+        }
+
+    # ----- watcher thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.wait(self._poll_s):
+            try:
+                self.poll()
+            except Exception:  # the watcher must outlive any surprise
+                log.exception("port watcher")
+
+    def poll(self) -> None:
+        """One watch step (the watcher thread; tests call it directly)."""
+        self._report_drops()
+        if self._probe is None:
+            return
+        server = self._probe()
+        if self.up and server != self._server:
+            self._lose(server)
+        if not self.up and server is not None and not self._stop.is_set():
+            self._reopen(server)
+
+    def _report_drops(self) -> None:
+        counts = self.counts()
+        dropped, malformed = counts["dropped"], counts["malformed"]
+        if (dropped, malformed) == self._reported:
+            return
+        now = time.monotonic()
+        if now - self._reported_at < self._report_every:
+            return
+        new_drops, new_bad = dropped - self._reported[0], malformed - self._reported[1]
+        log.warning("MIDI in: %d more message(s) dropped (input queue full), %d more "
+                    "malformed; %d dropped, %d malformed in all",
+                    new_drops, new_bad, dropped, malformed)
+        self._reported, self._reported_at = (dropped, malformed), now
+
+    def _lose(self, server: object | None) -> None:
+        self.sink.attach(None)  # first: nothing more may reach libjack's ring buffer
+        with self._lock:
+            self._release_input()
+        why = "went away" if server is None else "was replaced by a new one"
+        log.warning("JACK server %r %s: answer stopped, MIDI ports closed; waiting for it to "
+                    "come back", os.environ.get("JACK_DEFAULT_SERVER", "default"), why)
+        self.losses += 1
+        try:
+            self._on_lost()
+        except Exception:
+            log.exception("on_lost callback failed")
+        with self._lock:
+            self._close_ports()
+        self._last_error = ""
+
+    def _reopen(self, server: object) -> None:
+        try:
+            self._open_ports()
+        except PortError as err:
+            if str(err) != self._last_error:
+                log.warning("JACK server is back but the MIDI ports cannot be reopened yet: %s",
+                            err)
+                self._last_error = str(err)
+            return
+        with self._lock:
+            self._listen()
+        self._server = server
+        self.reopens += 1
+        log.warning('JACK server is back: MIDI ports "%s" and "%s" reopened (connect them '
+                    "again)", self.in_name, self.out_name)
+
+    # ----- ports (lock held, or before the watcher starts) ----------------------------------------
+    def _open_ports(self) -> None:
+        spec = self.spec
+        out_port = open_output(self.backend, name=spec.out_name, client_name=spec.client,
+                               existing=spec.out_existing)
+        try:
+            in_port = open_input(self.backend, name=spec.in_name, client_name=spec.client,
+                                 existing=spec.in_existing)
+        except PortError:
+            out_port.close()
+            raise
+        with self._lock:
+            self._out, self._in = out_port, in_port
+            self._output = MidiOutput(out_port.rt)
+            self.sink.attach(self._output)
+
+    def _listen(self) -> None:
+        if self._listening and self._queue is not None and self._in is not None \
+                and self._midi_in is None:
+            self._midi_in = MidiInput(self._in.rt, self._queue, self._clock)
+
+    def _release_input(self) -> None:
+        if self._midi_in is not None:
+            self._midi_in.close()
+            for key, value in self._midi_in.stats().items():
+                self._totals[key] += value
+            self._midi_in = None
+
+    def _close_ports(self) -> None:
+        self._release_input()
+        self.sink.attach(None)
+        if self._output is not None:
+            self._output.close()
+            for key, value in self._output.stats().items():
+                self._totals[key] += value
+            self._output = None
+        for port in (self._in, self._out):
+            if port is not None:
+                try:
+                    port.close()
+                except Exception as err:  # a client of a dead server: nothing left to free
+                    log.debug("closing %s: %s", port.name, err)
+        self._in = self._out = None
