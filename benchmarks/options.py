@@ -41,7 +41,7 @@ class Options:
     def quick_sizes(cls, **overrides: object) -> Options:
         """The smoke run: every section, tiny sizes (well under two minutes)."""
         sizes: dict[str, object] = dict(
-            quick=True, events=40, keras_events=5, answers=6, notes=20, launches=2,
+            quick=True, events=40, keras_events=5, answers=4, notes=20, launches=2, periods=(64,),
             train_seconds=4.0, corpus_pieces=12, quality_pieces=3, temperatures=(1.0,),
             seed_bars=2, answer_bars=2,
         )

@@ -202,6 +202,21 @@ def _answerers(options: Options, context: dict[str, object], split: Any,
     answerers = [Answerer(f"Antiphon ({options.model.stem})", antiphon, options.temperatures)]
     notes.append(f"Antiphon model: `{options.model.name}`, {_provenance(model.metadata)}.")
 
+    budget = context.get("default_budget_onnx")
+    if isinstance(budget, Path) and budget.is_file():
+        budget_model = load_model(budget)
+
+        def antiphon_budget(seed: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
+            return continue_notes(budget_model, list(seed), length=bars, length_unit="bars",
+                                  temperature=temperature, top_p=TOP_P, seed=rng_seed,
+                                  beats_per_bar=per_bar)
+
+        answerers.append(Answerer(f"default arch, {options.train_seconds:g} s training",
+                                  antiphon_budget, options.temperatures))
+        notes.append(f"`default arch, {options.train_seconds:g} s training`: the default "
+                     "architecture trained in section 4 for the same budget as the reference "
+                     "net there — the equal-time comparison.")
+
     path, origin = reference_model_path(options, context)
     if path is not None:
         from training.runtime import WindowRunner
