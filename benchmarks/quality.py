@@ -132,9 +132,9 @@ def run(options: Options, context: dict[str, object]) -> Section:
     )
     table = Table(["answerer", "temperature", *(label for _, label in COLUMNS)],
                   caption="**Answers vs the real continuation** (means over pieces)")
-    for name, temperature, stats in rows:
-        table.rows.append([name, temperature, *(_cell(key, stats[key]) for key, _ in COLUMNS)])
-        section.data[f"{name} T={temperature}"] = stats
+    for name, temp, stats in rows:
+        table.rows.append([name, temp, *(_cell(key, stats[key]) for key, _ in COLUMNS)])
+        section.data[f"{name} T={temp}"] = stats
     section.tables.append(table)
     section.notes.extend(notes)
     section.figures.append(_plot(options.out_dir, rows))

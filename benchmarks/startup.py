@@ -73,7 +73,11 @@ def run(options: Options, context: dict[str, object]) -> Section:
     from benchmarks.latency import PHRASE, _peer_module, _round
 
     section = Section(3, "Start-up and memory")
-    ready_s, ports_s, idle_rss, answering_rss, peak_rss = [], [], [], [], []
+    ready_s: list[float] = []
+    ports_s: list[float] = []
+    idle_rss: list[int] = []
+    answering_rss: list[int] = []
+    peak_rss: list[int] = []
     with jack_server(64) as env:
         watcher = jack.Client("antiphon-bench-watch", no_start_server=True,
                               servername=SERVER_NAME)
@@ -81,9 +85,9 @@ def run(options: Options, context: dict[str, object]) -> Section:
             for i in range(options.launches):
                 link = OscLink(free_udp_port())
                 try:
-                    ready, ports, bridge = _launch(options, env, watcher, link)
-                    ready_s.append(ready)
-                    ports_s.append(ports)
+                    ready_one, ports_one, bridge = _launch(options, env, watcher, link)
+                    ready_s.append(ready_one)
+                    ports_s.append(ports_one)
                     try:
                         time.sleep(0.3)
                         idle_rss.append(bridge.rss_kib() or 0)
@@ -105,7 +109,8 @@ def run(options: Options, context: dict[str, object]) -> Section:
                 for _ in range(1 if options.quick else 3)]
     ref_s = [r[0] for r in ref_runs]
     ref_rss = [r[1] for r in ref_runs if r[1]]
-    ready, ports, py, ref = (summarize(x) for x in (ready_s, ports_s, python_s, ref_s))
+    ready, ports, py, ref = (summarize(ready_s), summarize(ports_s), summarize(python_s),
+                             summarize(ref_s))
     section.method = (
         f"`antiphon bridge --model {options.model.name} --backend jack` launched "
         f"{options.launches} times against the dummy JACK server `{SERVER_NAME}` (period 64): "
@@ -117,12 +122,12 @@ def run(options: Options, context: dict[str, object]) -> Section:
     )
     table = Table(["start-up", "n", "p50 s", "p99 s", "vs bridge ready (p50)"],
                   caption="**Launch → ready**")
-    for label, s in (("antiphon bridge → ready line", ready),
-                     ("antiphon bridge → ports visible in JACK", ports),
-                     ("bare Python interpreter", py),
-                     ("reference: TensorFlow + window net + first predict", ref)):
-        table.rows.append([label, str(s.n), fmt(s.p50), fmt(s.p99),
-                           f"{fmt(ratio(s.p50, ready.p50))}×"])
+    for label, item in (("antiphon bridge → ready line", ready),
+                        ("antiphon bridge → ports visible in JACK", ports),
+                        ("bare Python interpreter", py),
+                        ("reference: TensorFlow + window net + first predict", ref)):
+        table.rows.append([label, str(item.n), fmt(item.p50), fmt(item.p99),
+                           f"{fmt(ratio(item.p50, ready.p50))}×"])
     section.tables.append(table)
     mem = Table(["process", "resident memory MiB", "note"], caption="**Memory**")
     mib = 1 / 1024
