@@ -92,11 +92,18 @@ def options_from(args: argparse.Namespace) -> Options:
     return Options.quick_sizes(**changes) if args.quick else Options(**changes)  # type: ignore[arg-type]
 
 
+RUN_ORDER = ("corpus", "latency", "startup", "inference", "training", "quality")
+"""Sections without TensorFlow first: the corpus pool can fork (as in `antiphon train`) and the
+realtime measurements run in a process without TensorFlow's threads; training before quality,
+which answers with the nets it trained."""
+
+
 def run_sections(options: Options) -> list[Section]:
-    """Run the chosen sections in order; a failure becomes a "not measured" section."""
+    """Run the chosen sections; a failure becomes a "not measured" section.  Returns them in
+    report order."""
     sections: list[Section] = []
     context: dict[str, object] = {}  # what one section leaves for a later one (trained models)
-    for key in SECTIONS:
+    for key in RUN_ORDER:
         if key not in options.sections:
             continue
         number, title = SECTIONS[key]
@@ -115,7 +122,7 @@ def run_sections(options: Options) -> list[Section]:
               + (f" — NOT MEASURED: {section.error}" if section.error else ""),
               file=sys.stderr, flush=True)
         sections.append(section)
-    return sections
+    return sorted(sections, key=lambda s: s.number)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
