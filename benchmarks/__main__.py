@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import shlex
+import shutil
 import sys
 import time
 import traceback
@@ -122,6 +123,9 @@ def run_sections(options: Options) -> list[Section]:
               + (f" — NOT MEASURED: {section.error}" if section.error else ""),
               file=sys.stderr, flush=True)
         sections.append(section)
+    work = context.get("work_dir")
+    if isinstance(work, Path):
+        shutil.rmtree(work, ignore_errors=True)
     return sorted(sections, key=lambda s: s.number)
 
 
