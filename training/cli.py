@@ -68,8 +68,9 @@ def register_train(subparsers: _Subparsers) -> argparse.ArgumentParser:
     model.add_argument("--arch", choices=("default", "seed"), default="default",
                        help="default: embedding → stacked LSTM with rhythm tokens; seed: the "
                             "reference 100-window net (LSTM 512 → 256) on pitch-only tokens")
-    model.add_argument("--units", type=_int_list, default=[256, 256], metavar="N,N",
-                       help="LSTM sizes, one per layer (default 256,256)")
+    model.add_argument("--units", type=_int_list, default=None, metavar="N,N",
+                       help="LSTM sizes, one per layer (default 256,256; the seed net's are "
+                            "512,256 as in the paper — change them only for quick tests)")
     model.add_argument("--embedding", type=int, default=128, metavar="N",
                        help="token embedding size (default %(default)s)")
     model.add_argument("--dropout", type=float, default=0.2,
@@ -121,7 +122,8 @@ def run_train(args: argparse.Namespace) -> int:
             arch=args.arch, composers=list(args.corpus), midi_dirs=[str(d) for d in args.midi],
             max_pieces=args.max_pieces, held_out_every=args.held_out_every or 10,
             steps_per_beat=args.steps_per_beat, chord_cap=args.chord_cap, augment=args.augment,
-            embedding=args.embedding, units=list(args.units), dropout=args.dropout,
+            embedding=args.embedding, dropout=args.dropout,
+            units=list(args.units or ([512, 256] if args.arch == "seed" else [256, 256])),
             window=args.window, batch=args.batch,
             lr=args.lr if args.lr is not None else (1e-3 if args.arch == "seed" else 2e-3),
             epochs=args.epochs, patience=args.patience, steps_per_epoch=args.steps_per_epoch,

@@ -2,9 +2,9 @@
 
 Two readers, chosen by file suffix:
 
-* ``.mid`` / ``.midi`` — :func:`read_midi` with mido (≈ 17× faster than music21): every track
-  merged, channel 10 (drums) left out, ``note_on`` with velocity 0 counted as a note-off, times in
-  beats from the file's ticks-per-beat (tempo changes do not move notes).
+* ``.mid`` / ``.midi`` — :func:`read_midi`, the bridge's mido reader (≈ 17× faster than
+  music21): every track merged, channel 10 (drums) left out, ``note_on`` with velocity 0 counted
+  as a note-off, times in beats from the file's ticks-per-beat (tempo changes do not move notes).
 * anything else music21 can parse (MusicXML, Humdrum, ABC…) — :func:`read_score`, with music21
   imported lazily; tied notes are merged into one note.
 
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from bridge.errors import ConfigError
+from bridge.errors import AntiphonError, ConfigError
 from bridge.tokens import TOKEN_SCHEME_VERSION, Note, TokenScheme
 
 __all__ = [
@@ -52,8 +52,7 @@ DEFAULT_CACHE_DIR = (
     Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "antiphon" / "corpus"
 )
 MIDI_SUFFIXES = (".mid", ".midi")
-DRUM_CHANNEL = 9  # "channel 10" counted from one
-_READER_VERSION = 1  # bump when a reader changes what it extracts: invalidates the cache
+_READER_VERSION = 2  # bump when a reader changes what it extracts: invalidates the cache
 
 RawNote = tuple[float, int, float, int]
 """``(onset_beats, pitch, duration_beats, velocity)`` as read from a file, before quantization."""
@@ -120,30 +119,10 @@ def composer_files(composer: str) -> list[Path]:
 # ----- readers (run in worker processes) -----------------------------------------------------
 
 def read_midi(path: str | os.PathLike[str]) -> list[RawNote]:
-    """Notes of a standard MIDI file, all tracks merged, drums excluded, times in beats."""
-    import mido
+    """Notes of a standard MIDI file: :func:`bridge.midifile.read_midi` (mido), drums left out."""
+    from bridge.midifile import read_midi as read_song
 
-    midi = mido.MidiFile(path)
-    tpb = midi.ticks_per_beat
-    if not tpb or tpb <= 0:
-        raise ValueError(f"unsupported time division {tpb}")
-    notes: list[RawNote] = []
-    for track in midi.tracks:
-        tick = 0
-        sounding: dict[tuple[int, int], list[tuple[int, int]]] = {}
-        for msg in track:
-            tick += msg.time
-            if msg.type not in ("note_on", "note_off") or msg.channel == DRUM_CHANNEL:
-                continue
-            key = (msg.channel, msg.note)
-            if msg.type == "note_on" and msg.velocity > 0:
-                sounding.setdefault(key, []).append((tick, msg.velocity))
-            elif sounding.get(key):
-                start, velocity = sounding[key].pop(0)  # first on, first off
-                notes.append((start / tpb, msg.note, (tick - start) / tpb, velocity))
-        for (_, pitch), starts in sounding.items():  # never released: ends with its track
-            notes.extend((s / tpb, pitch, (tick - s) / tpb, v) for s, v in starts)
-    return notes
+    return [note.as_tuple() for note in read_song(Path(path)).notes]
 
 
 def read_score(path: str | os.PathLike[str]) -> list[RawNote]:
@@ -192,6 +171,8 @@ def _convert(path: str, grid: tuple[int, int, int, int]) -> tuple[str, Any]:
     scheme = TokenScheme(steps, max_shift, max_duration, buckets)
     try:
         notes = scheme.quantize(read_file(path))
+    except AntiphonError as exc:  # already one clear line, naming the file
+        return "error", str(exc).removeprefix(f"{path}: ")
     except Exception as exc:  # a bad file must never stop the run
         text = str(exc).strip().splitlines()
         return "error", f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")

@@ -213,7 +213,9 @@ def _prepare_seed(config: TrainConfig, corpus: Corpus, saved: dict[str, Any] | N
     train_symbols = [reference_symbols(p.notes) for p in split.train]
     vocabulary = (ReferenceVocabulary(tuple(saved["vocabulary"])) if saved
                   else ReferenceVocabulary.from_streams(train_symbols))
-    reference = ReferenceConfig(vocabulary.size)
+    if len(config.units) != 2:
+        raise ConfigError(f"--arch seed has two LSTM layers, got --units {config.units}")
+    reference = ReferenceConfig(vocabulary.size, units=(config.units[0], config.units[1]))
     train = vocabulary.ids(s for stream in train_symbols for s in stream)
     held = vocabulary.ids(s for p in split.held_out for s in reference_symbols(p.notes))
     x, y = reference_windows(train, reference.window)
@@ -284,14 +286,14 @@ def _make_keeper(run_dir: Path, state: dict[str, Any], config: TrainConfig, clus
                 _write_atomic(run_dir / "best.weights.h5", self.model.save_weights)
             name = f"checkpoint-{epoch:04d}.keras"
             _write_atomic(run_dir / name, self.model.save)
+            row = {"epoch": epoch, "seconds": round(seconds, 2),
+                   **{k: round(float(v), 6) for k, v in sorted(logs.items())}}
+            _append_csv(run_dir / "log.csv", row)  # a resume trims rows the state does not cover
             old = state.get("checkpoint")
             state["checkpoint"] = name
             _write_json(run_dir / STATE, state)  # from here on the new checkpoint is the one
             if old and old != name:
                 (run_dir / old).unlink(missing_ok=True)
-            row = {"epoch": epoch, "seconds": round(seconds, 2),
-                   **{k: round(float(v), 6) for k, v in sorted(logs.items())}}
-            _append_csv(run_dir / "log.csv", row)
             _plot(run_dir / "log.csv", run_dir / "learning-curve.png")
 
     return RunKeeper()
