@@ -9,6 +9,7 @@ median interval, so one note sent late by a busy machine does not decide), and w
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import time
@@ -63,13 +64,14 @@ def _answer_under_clock(bpm: float, *, client: str, model: Path, peer: JackPeer,
         seen = sorted({m.type for _, m in peer.received(since=since, realtime=True)})
         raise AssertionError(f"no MIDI Start from jack_midi_clock at {bpm:g} BPM; got {seen}; "
                              f"clock said: {clock.output().strip()[-300:]!r}") from None
-    ticks = wait_for(lambda: [t for t in clock_messages("clock") if t > start][:48]
+    ticks = wait_for(lambda: [t for t in clock_messages("clock") if t > start]
                      if len(clock_messages("clock")) >= 48 else None, 10, "48 MIDI clock ticks")
     beat = 60.0 / bpm
-    measured = (ticks[-1] - ticks[0]) / (len(ticks) - 1) * 24
-    assert measured == pytest.approx(beat, rel=0.002), "jack_midi_clock runs at another tempo"
-
-    beat0 = ticks[0]  # the first tick after Start is beat 0
+    # median interval and median phase: a tick this peer missed on a busy machine changes neither
+    tick = statistics.median(b - a for a, b in itertools.pairwise(ticks))
+    assert tick * 24 == pytest.approx(beat, rel=0.002), "jack_midi_clock runs at another tempo"
+    phase = statistics.median((t - start) % (beat / 24) for t in ticks[:48])
+    beat0 = start + phase  # the first tick after Start is beat 0
     first_beat = math.ceil((peer.now() + 0.3 - beat0) / beat)
     phrase_at = beat0 + first_beat * beat
     _, end = peer.play(phrase_messages(phrase(SEED_PHRASE), bpm), at=phrase_at)
@@ -99,7 +101,7 @@ def test_answer_tempo_follows_midi_clock(
             bpm, client=f"E2E-clock-{bpm:g}", model=e2e_model, peer=peer,
             bridge_process=bridge_process, tools=tools, osc=osc_listener)
         assert status["clock_running"] == 1, status
-        assert float(status["tempo_bpm"]) == pytest.approx(bpm, rel=0.01), status
+        assert float(status["tempo_bpm"]) == pytest.approx(bpm, rel=0.02), status
         assert len(answer) >= 3, f"answer at {bpm:g} BPM too short to measure: {answer}"
         # --start auto with a running clock: the answer is laid on the clock's beat grid, so
         # its notes sit on sixteenths of it (the median ignores a note a busy machine sent late)
