@@ -49,10 +49,10 @@ def test_oscsend_sets_and_oscdump_hears_every_note(
         "--osc-out", f"127.0.0.1:{dump_port}",
     )
     port = str(bridge.osc_port)
-    run_tool("oscsend", "localhost", port, "/antiphon/length", "is", "7", "events")
-    run_tool("oscsend", "localhost", port, "/antiphon/temperature", "f", "0.7")
-    run_tool("oscsend", "localhost", port, "/antiphon/temperature", "f", "99")  # refused
-    run_tool("oscsend", "localhost", port, "/antiphon/nonsense", "s", "x")  # refused
+    run_tool("oscsend", "127.0.0.1", port, "/antiphon/length", "is", "7", "events")
+    run_tool("oscsend", "127.0.0.1", port, "/antiphon/temperature", "f", "0.7")
+    run_tool("oscsend", "127.0.0.1", port, "/antiphon/temperature", "f", "99")  # refused
+    run_tool("oscsend", "127.0.0.1", port, "/antiphon/nonsense", "s", "x")  # refused
     settings = wait_for(lambda: (s := status(osc_listener, bridge.osc_port))["length"] == 7
                         and s, 5, "length 7 in /antiphon/status")
     assert settings["length_unit"] == "events"
