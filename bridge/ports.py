@@ -49,6 +49,8 @@ __all__ = [
 DEFAULT_IN = "Antiphon In"
 DEFAULT_OUT = "Antiphon Out"
 DEFAULT_CLIENT = "Antiphon"
+INPUT_QUEUE_LIMIT = 8192
+"""Messages RtMidi's own input queue holds (drained by :mod:`bridge.midi_poll` on JACK)."""
 
 
 @dataclass(frozen=True)
@@ -208,10 +210,12 @@ class PortList:
 
 
 def _client(kind: Literal["in", "out"], backend: Backend, client_name: str) -> rtmidi.MidiIn:
-    cls = rtmidi.MidiIn if kind == "in" else rtmidi.MidiOut
     try:
         with _quiet_stderr():
-            return cls(rtapi=backend.api, name=client_name)
+            if kind == "in":
+                return rtmidi.MidiIn(rtapi=backend.api, name=client_name,
+                                     queue_size_limit=INPUT_QUEUE_LIMIT)
+            return rtmidi.MidiOut(rtapi=backend.api, name=client_name)
     except rtmidi.RtMidiError as err:
         raise PortError(_unreachable(backend, err)) from None
 
