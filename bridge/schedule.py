@@ -246,8 +246,8 @@ class Scheduler:
                 key = (msg.channel, msg.note)
                 owner = self._owner.get(key)
                 if msg.type == "note_on" and msg.velocity > 0:
-                    if owner is not None and owner[0] != _PASSTHROUGH:
-                        self._note_off_locked(key)  # an answer note on this key: hand it over
+                    if owner is not None:  # an answer note on this key, or a re-strike whose
+                        self._note_off_locked(key)  # note-off was lost: one note-off per note-on
                     self._owner[key] = (_PASSTHROUGH, 0)
                 elif owner is None or owner[0] != _PASSTHROUGH:
                     return  # an answer owns this key (or nothing sounds): not ours to end

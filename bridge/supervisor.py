@@ -14,6 +14,13 @@ every ``poll_s`` seconds and
   it waits for the server and reopens the same ports on it, without a process restart.  The
   DAW has to connect them again (a new JACK server knows no connections).
 
+Input: on JACK, :class:`~bridge.midi_poll.PolledMidiInput` (RtMidi queues in C++, a thread
+drains it: JACK's realtime thread never waits for Python's GIL); elsewhere the callback
+:class:`~bridge.midi_in.MidiInput` (ALSA's and CoreMIDI's threads are not realtime and their
+input waits in the system's queue).  :meth:`PortSupervisor.start` also lowers the interpreter's
+switch interval to :data:`SWITCH_INTERVAL_S` (from 5 ms) so every MIDI thread gets the GIL
+within a JACK period (1.3 ms at 64 frames / 48 kHz).
+
 ALSA and CoreMIDI have no server to lose, so there the watcher only reports drops.  Threads:
 ``open``/``start``/``stop`` are called by the main thread, ``stats`` by any thread (the OSC
 thread's ``/antiphon/status``), ``send`` by the scheduler and control threads, the rest runs on
@@ -25,6 +32,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -37,11 +45,15 @@ from bridge.clock import Clock
 from bridge.errors import PortError
 from bridge.midi_in import MidiInput
 from bridge.midi_out import MidiOutput
+from bridge.midi_poll import PolledMidiInput
 from bridge.ports import Backend, OpenedPort, open_input, open_output
 
 __all__ = ["PortSpec", "PortSupervisor", "SwitchingSink", "jack_server_identity"]
 
 log = logging.getLogger(__name__)
+
+SWITCH_INTERVAL_S = 0.0005
+"""Python's thread switch interval while the ports are open (see the module docstring)."""
 
 ServerProbe = Callable[[], "object | None"]
 """Identifies the running server (equal while it is the same one); None when none answers."""
@@ -136,7 +148,7 @@ class PortSupervisor:
         self._lock = threading.Lock()  # the port objects and counters below
         self._in: OpenedPort | None = None
         self._out: OpenedPort | None = None
-        self._midi_in: MidiInput | None = None
+        self._midi_in: MidiInput | PolledMidiInput | None = None
         self._output: MidiOutput | None = None
         self._server: object | None = None
         self._listening = False
@@ -173,6 +185,7 @@ class PortSupervisor:
         engine runs) and start watching.  ``on_lost`` is called on the watcher thread once the
         old ports can no longer send (the engine ends its answer and forgets held keys)."""
         self._queue, self._on_lost = queue, on_lost
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         with self._lock:
             self._listening = True
             self._listen()
@@ -305,7 +318,10 @@ class PortSupervisor:
     def _listen(self) -> None:
         if self._listening and self._queue is not None and self._in is not None \
                 and self._midi_in is None:
-            self._midi_in = MidiInput(self._in.rt, self._queue, self._clock)
+            if self.backend.name == "jack":
+                self._midi_in = PolledMidiInput(self._in.rt, self._queue, self._clock)
+            else:
+                self._midi_in = MidiInput(self._in.rt, self._queue, self._clock)
 
     def _release_input(self) -> None:
         if self._midi_in is not None:

@@ -18,6 +18,7 @@ Figures (faults injected and survived) are printed; run with ``-s``.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from queue import Queue
 from typing import Any
@@ -33,13 +34,14 @@ from bridge.supervisor import PortSpec, PortSupervisor, SwitchingSink
 
 
 class FakeRt:
-    """Stands in for an rtmidi MidiIn/MidiOut."""
+    """Stands in for an rtmidi MidiIn/MidiOut (JACK: polled with ``get_message``)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.sent: list[list[int]] = []
         self.callback: Callable[..., None] | None = None
         self.is_deleted = False
+        self.queued: deque[tuple[list[int], float]] = deque()
 
     def send_message(self, message: Sequence[int]) -> None:
         assert not self.is_deleted, "sent to a closed port"
@@ -51,9 +53,14 @@ class FakeRt:
     def cancel_callback(self) -> None:
         self.callback = None
 
+    def get_message(self) -> tuple[list[int], float] | None:
+        return self.queued.popleft() if self.queued else None
+
     def deliver(self, data: list[int]) -> None:
-        assert self.callback is not None, "input not hooked"
-        self.callback((data, 0.0), None)
+        if self.callback is not None:
+            self.callback((data, 0.0), None)
+        else:
+            self.queued.append((data, 0.0))
 
     def close_port(self) -> None:
         pass
@@ -80,7 +87,7 @@ class FakeServer:
                 raise PortError(f"cannot open MIDI {kind}put (fake)")
             rt = FakeRt(name)
             self.opened.append(rt)
-            return OpenedPort(rt, name, True, backend)  # type: ignore[arg-type]
+            return OpenedPort(rt, name, True, backend)
 
         return open_port
 
@@ -98,24 +105,25 @@ def _supervisor(server: FakeServer, lost: list[int]) -> tuple[PortSupervisor, Qu
 
 
 def test_server_loss_stops_sending_and_the_return_reopens_the_ports(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, until: Any,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="bridge.supervisor")
-    server, lost = FakeServer(monkeypatch), []
+    server, lost = FakeServer(monkeypatch), list[int]()
     sup, inbox = _supervisor(server, lost)
     try:
         out_rt, in_rt = server.opened
         note = mido.Message("note_on", note=60, velocity=90)
         sup.sink.send(note)
         in_rt.deliver([0x90, 61, 80])
-        assert out_rt.sent == [[0x90, 60, 90]] and inbox.qsize() == 1
+        assert until(lambda: inbox.qsize() == 1)
+        assert out_rt.sent == [[0x90, 60, 90]]
         sup.poll()
         assert lost == [] and sup.up  # same server: nothing happens
 
         server.identity = None  # SIGKILL
         sup.poll()
         assert lost == [1] and not sup.up
-        assert out_rt.is_deleted and in_rt.is_deleted and in_rt.callback is None
+        assert out_rt.is_deleted and in_rt.is_deleted
         sup.sink.send(note)  # the scheduler's note-offs after the loss go nowhere, counted
         assert len(out_rt.sent) == 1 and sup.stats()["midi_out_dropped_offline"] == 1
         sup.poll()
@@ -129,7 +137,8 @@ def test_server_loss_stops_sending_and_the_return_reopens_the_ports(
         out2, in2 = server.opened[2:]
         sup.sink.send(note)
         in2.deliver([0x80, 61, 0])
-        assert out2.sent == [[0x90, 60, 90]] and inbox.qsize() == 2
+        assert until(lambda: inbox.qsize() == 2)
+        assert out2.sent == [[0x90, 60, 90]]
         stats = sup.stats()
         assert (stats["port_losses"], stats["port_reopens"], stats["midi_ports"]) == (1, 1, "up")
         assert (stats["midi_out_sent"], stats["midi_in_received"]) == (2, 2)
@@ -146,16 +155,18 @@ def test_server_loss_stops_sending_and_the_return_reopens_the_ports(
 
 
 def test_drops_and_malformed_input_are_logged(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, until: Any,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="bridge.supervisor")
-    server, lost = FakeServer(monkeypatch), []
+    server, lost = FakeServer(monkeypatch), list[int]()
     sup, _inbox = _supervisor(server, lost)
     try:
         in_rt = server.opened[1]
         for i in range(10):
             in_rt.deliver([0x90, 60 + i, 90])
         in_rt.deliver([0x42])
+        kinds = ("received", "dropped", "malformed")
+        assert until(lambda: sum(sup.counts()[k] for k in kinds) == 11)
         sup.poll()
         sup.poll()  # nothing new: no second line
         stats = sup.stats()

@@ -16,19 +16,35 @@ The flood through a real JACK port lives in ``test_fuzz_midi_flood`` below this 
 from __future__ import annotations
 
 import math
+import os
 import queue
+import re
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import mido
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reliability_support import (
+    MidiPeer,
+    Osc,
+    RecorderProcess,
+    note_ons,
+    phrase,
+    quick_model,
+    unmatched,
+    wait_answer,
+)
 
 from bridge.config import Settings, SettingsBox
 from bridge.engine import Engine
 from bridge.midi_in import MidiInput
+from bridge.midi_poll import PolledMidiInput
 from bridge.phrase import MAX_NOTES, PhraseCapture
 
 _HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
@@ -364,6 +380,37 @@ def test_callback_decoder_counts_every_event_and_never_raises(events_: list[Any]
         mido.Message.from_bytes(msg.bytes())  # what was queued is a well-formed message
 
 
+class FakeQueuedIn:
+    """Stands in for rtmidi.MidiIn without a callback: RtMidi's queue, polled."""
+
+    def __init__(self, events: list[tuple[Any, float]]) -> None:
+        self._events = deque(events)
+
+    def get_message(self) -> tuple[Any, float] | None:
+        return self._events.popleft() if self._events else None
+
+
+@FUZZ
+@given(st.lists(st.tuples(raw_events, st.sampled_from([0.0, 0.0005, 0.01, 0.2, -1.0, 5.0])),
+                max_size=150))
+def test_polled_decoder_counts_every_event_and_keeps_time_order(
+    events_: list[tuple[Any, float]],
+) -> None:
+    inbox: queue.Queue[tuple[float, mido.Message]] = queue.Queue(maxsize=32)
+    midi = PolledMidiInput(FakeQueuedIn(events_), inbox, clock=lambda: 500.0, poll_s=0.001)
+    deadline = time.monotonic() + 5
+    while sum(midi.stats().values()) < len(events_):
+        assert time.monotonic() < deadline, "the drain thread stalled"
+        time.sleep(0.001)
+    midi.close()
+    stats = midi.stats()
+    assert stats["received"] + stats["dropped"] + stats["malformed"] == len(events_)
+    got = [inbox.get_nowait() for _ in range(inbox.qsize())]
+    assert len(got) == stats["received"] <= 32
+    times = [t for t, _ in got]
+    assert times == sorted(times) and all(math.isfinite(t) and t <= 500.0 for t in times)
+
+
 @fuzz(25)
 @given(st.lists(raw_events, max_size=80))
 def test_raw_bytes_through_the_decoder_into_the_engine(
@@ -424,3 +471,154 @@ def test_a_lost_note_off_does_not_block_later_answers(
     finally:
         engine.stop()
     assert rig.sink.sounding() == set()
+
+
+# ---- a flood through a real JACK port ------------------------------------------------------------
+
+FLOOD_RATE = 10_000  # messages per second, always
+FLOOD_SECONDS = float(os.environ.get("ANTIPHON_FLOOD_SECONDS", "3"))  # 10 for the full run
+FLOOD_CLIENT = "AntiphonFlood"
+
+
+def flood_messages(count: int, seed: int = 6) -> list[bytes]:
+    """``count`` raw JACK MIDI events: every channel message kind on all 16 channels (note-ons
+    and note-offs drawn independently, so plenty of each without the other), MIDI clock and
+    transport, SysEx, and malformed events (running status, data bytes only, truncated,
+    undefined status bytes, a lone EOX)."""
+    rng = np.random.default_rng(seed)
+    malformed = [b"\x3c\x40", b"\x90\x3c", b"\xf4", b"\xfd", b"\xf7", b"\x90\x3c\x40\x3e\x40",
+                 b"\xc0\x05\x06", b"\xe0\x00", b"\x80"]
+    kinds = rng.choice(9, size=count, p=[0.22, 0.22, 0.16, 0.12, 0.01, 0.005, 0.005, 0.04, 0.22])
+    channel = rng.integers(0, 16, size=count)
+    a = rng.integers(0, 128, size=count)
+    b = rng.integers(0, 128, size=count)
+    out: list[bytes] = []
+    for i in range(count):
+        k, ch, x, y = int(kinds[i]), int(channel[i]), int(a[i]), int(b[i])
+        if k == 0:
+            out.append(bytes([0x90 | ch, 36 + x % 48, 1 + y % 127]))
+        elif k == 1:
+            out.append(bytes([0x80 | ch, 36 + x % 48, y]))
+        elif k == 2:
+            control = (64, 1, 7, 11, 123, 120, 121, x)[y % 8]
+            out.append(bytes([0xB0 | ch, control, x]))
+        elif k == 3:
+            out.append(bytes([(0xA0, 0xC0, 0xD0, 0xE0)[x % 4] | ch, y, x][: 2 if x % 4 in (1, 2)
+                                                                           else 3]))
+        elif k == 4:
+            out.append(b"\xf8")
+        elif k == 5:
+            out.append(bytes([(0xFA, 0xFB, 0xFC)[x % 3]]))
+        elif k == 6:
+            out.append(bytes([0xF2, x, y]))
+        elif k == 7:
+            out.append(bytes([0xF0, *rng.integers(0, 128, size=1 + x % 40).tolist(), 0xF7]))
+        else:
+            out.append(malformed[x % len(malformed)])
+    return out
+
+
+@pytest.mark.jack
+def test_a_10k_per_second_flood_through_jack(
+    jack_server: str, bridge_process: Callable[..., Any], tiny_model_path: Path,
+    tmp_path: Path, record_property: Callable[[str, object], None],
+) -> None:
+    """A JACK client floods "Antiphon In" at 10k messages/s (random, malformed, all channels,
+    passthrough on so the output is flooded too) while another process records "Antiphon Out"
+    throughout: the bridge keeps answering OSC, its input queue stays bounded (drops would be
+    counted and logged), it answers a phrase afterwards, and every note-on it sent got its
+    note-off.
+
+    JACK itself may lose a few events when a client misses a cycle on a loaded machine; the
+    recording is compared with the bridge's own count of messages sent, and a missing note-off
+    is only tolerated where the recording provably lost that many events in transport."""
+    model = quick_model(tiny_model_path, tmp_path / "models" / "quick.onnx")
+    bridge = bridge_process("--model", str(model), "--client-name", FLOOD_CLIENT,
+                            "--passthrough", "--bpm", "120", "--silence", "0.5", "--length", "8",
+                            "--seed", "2", "--osc-port", "0")
+    peer = MidiPeer("h6-flood-peer", jack_server)
+    recorder = None
+    try:
+        peer.connect(f"{FLOOD_CLIENT} In:Antiphon In", f"{FLOOD_CLIENT} Out:Antiphon Out")
+        recorder = RecorderProcess("h6-flood-recorder", jack_server,
+                                   f"{FLOOD_CLIENT} Out:Antiphon Out", tmp_path / "out.txt")
+        osc = Osc(bridge.osc_port)
+        messages = flood_messages(int(FLOOD_RATE * FLOOD_SECONDS))
+        peer.flood(messages, FLOOD_RATE)
+        samples: list[dict[str, Any]] = []
+        while peer.flooding:
+            time.sleep(0.4)
+            samples.append(osc.status())  # answered within 5 s, mid-flood
+        assert peer.write_errors == 0
+        sent_s = (peer.flood_last_frame - peer.flood_first_frame) / peer.rate  # type: ignore[operator]
+        time.sleep(0.5)
+        flooded = osc.status()
+        for ch in range(16):  # the DAW stops: all notes off, pedal up
+            peer.send_raw(bytes([0xB0 | ch, 123, 0]))
+            peer.send_raw(bytes([0xB0 | ch, 64, 0]))
+        time.sleep(1.0)
+        after = osc.status()
+        assert bridge.process.poll() is None, "the bridge died"
+        assert max(s["queue"] for s in [*samples, after]) <= 4096
+
+        osc.send("/antiphon/tempo", 120)  # the flood's MIDI clock left some tempo behind
+        _, end = peer.play(phrase([60, 64, 67], 0.2, 0.15))
+        answer = wait_answer(peer, end + 0.01)
+        assert note_ons(answer) and unmatched(answer) == []
+        final = osc.status()
+    finally:
+        status = bridge.stop()
+        time.sleep(0.3)
+        peer.close()
+        everything = recorder.stop() if recorder is not None else []
+    assert status == 0
+    log = bridge.log()
+    assert "Traceback" not in log
+    ignored = sum(1 for m in messages if m[0] == 0xF0)  # RtMidi filters SysEx for us
+    arrived = sum(flooded[f"midi_in_{k}"] for k in ("received", "dropped", "malformed"))
+    dropped = final["midi_in_dropped"]
+    if dropped:
+        assert "dropped (input queue full)" in log
+    match = re.search(r"MIDI out (\d+) sent, (\d+) failed", log)
+    assert match, log[-2000:]
+    bridge_sent, failed = int(match.group(1)), int(match.group(2))
+    lost_out = bridge_sent - len(everything)  # lost by JACK between the bridge and the recorder
+    stuck = unmatched(everything)
+    figures = {
+        "flood_messages": peer.flood_written,
+        "flood_rate_per_s": round(peer.flood_written / sent_s),
+        "flood_seconds": round(sent_s, 2),
+        "sysex_ignored_by_rtmidi": ignored,
+        "reached_bridge": arrived,
+        "lost_by_jack_before_bridge": peer.flood_written - ignored - arrived,
+        "queued": flooded["midi_in_received"],
+        "malformed_counted": flooded["midi_in_malformed"],
+        "dropped_queue_full": dropped,
+        "max_queue_seen": max(s["queue"] for s in samples),
+        "bridge_sent": bridge_sent, "send_failures": failed,
+        "recorded": len(everything), "lost_by_jack_after_bridge": lost_out,
+        "note_ons_out": len(note_ons(everything)), "stuck_notes": len(stuck),
+    }
+    print(f"\nMIDI flood: {figures}")
+    for key, value in figures.items():
+        record_property(key, value)
+    assert flooded["midi_in_malformed"] > 0 and failed == 0
+    assert arrived >= 0.9 * (peer.flood_written - ignored), "most of the flood never arrived"
+    assert lost_out >= 0 and len(stuck) <= lost_out, f"stuck notes {stuck}"
+
+
+def test_passthrough_restrike_without_note_off_still_pairs_every_note(
+    tiny_model: Any, fakes: tuple[type, type, type],
+) -> None:
+    """Found by the flood: a key struck twice with no note-off in between (a lost note-off) was
+    passed through as two note-ons and one note-off, leaving a voice on in synths that stack."""
+    rig = _make_engine(tiny_model, fakes, passthrough=True, mode="listen")
+    try:
+        for _ in range(3):
+            rig.engine.feed(mido.Message("note_on", note=60, velocity=90), rig.clock())
+        rig.engine.feed(mido.Message("note_off", note=60), rig.clock())
+        rig.settle()
+    finally:
+        rig.engine.stop()
+    kinds = [m.type for m in rig.sink.messages() if m.type in ("note_on", "note_off")]
+    assert kinds == ["note_on", "note_off"] * 3
