@@ -18,13 +18,31 @@ Figures (faults injected and survived) are printed; run with ``-s``.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from queue import Queue
 from typing import Any
 
 import mido
 import pytest
+from reliability_support import (
+    FAULT_SERVER,
+    JackServer,
+    MidiPeer,
+    Osc,
+    note_ons,
+    phrase,
+    quick_model,
+    unmatched,
+    wait_answer,
+    wait_for,
+)
 
 from bridge.errors import PortError
 from bridge.ports import BACKENDS, OpenedPort
@@ -183,3 +201,260 @@ def test_switching_sink_never_raises() -> None:
     sink = SwitchingSink()
     sink.send(mido.Message("note_off", note=1))
     assert sink.dropped_offline == 1
+
+
+# ---- a real bridge on a JACK server that dies ----------------------------------------------------
+
+FAULT_CLIENT = "AntiphonFault"
+FAULT_IN, FAULT_OUT = f"{FAULT_CLIENT} In:Antiphon In", f"{FAULT_CLIENT} Out:Antiphon Out"
+
+
+@pytest.fixture(scope="module")
+def fault_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JackServer]:
+    """The private server ``antiphon-fault``; always stopped at the end of the module."""
+    for tool in ("jackd", "jack_wait", "jack_lsp"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed (Debian: apt-get install jackd2)")
+    server = JackServer(FAULT_SERVER, tmp_path_factory.mktemp("jack") / "jackd-fault.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fault_jack(fault_server: JackServer) -> JackServer:
+    """``antiphon-fault``, running at the start of the test."""
+    if fault_server.process is None or fault_server.process.poll() is not None:
+        fault_server.start()
+    return fault_server
+
+
+@pytest.fixture(scope="module")
+def models(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("fault-models")
+    quick_model(tiny_model_path, directory / "quick.onnx")
+    (directory / "corrupt.onnx").write_bytes(b"\x08\x07garbage" * 100)
+    return directory
+
+
+def _log_line(bridge: Any, text: str, timeout: float) -> float:
+    """Wait until the bridge's log contains ``text``; seconds waited."""
+    started = time.monotonic()
+    wait_for(lambda: text in bridge.log(), timeout, f"{text!r} in the bridge log")
+    return time.monotonic() - started
+
+
+FAULT_FIGURES: dict[str, object] = {}
+
+
+@pytest.mark.jack
+def test_jack_server_killed_and_restarted_while_an_answer_plays(
+    fault_jack: JackServer, bridge_process: Callable[..., Any], models: Path,
+    record_property: Callable[[str, object], None],
+) -> None:
+    bridge = bridge_process("--model", str(models / "quick.onnx"), "--client-name",
+                            FAULT_CLIENT, "--length", "200", "--bpm", "120", "--silence", "0.5",
+                            "--seed", "3", "--osc-port", "0", env=fault_jack.env)
+    osc = Osc(bridge.osc_port)
+    peer = MidiPeer("h6-fault-peer", fault_jack.name)
+    try:
+        peer.connect(FAULT_IN, FAULT_OUT)
+        _, end = peer.play(phrase([60, 62, 64, 65], 0.2, 0.15))
+        wait_for(lambda: len(note_ons(peer.received(end))) >= 3, 20, "the answer to start")
+        fault_jack.kill()
+        killed_at = time.monotonic()
+        peer.close()
+        detect_s = _log_line(bridge, "went away", 5.0)
+        assert bridge.process.poll() is None, "the bridge died with the server"
+        status = wait_for(lambda: (s := osc.status())["midi_ports"] == "down" and s, 5,
+                          "status: ports down")
+        assert status["sounding"] == 0 and status["port_losses"] == 1
+        wait_for(lambda: osc.status()["answering"] == 0, 5, "the answer to stop")
+        time.sleep(0.5)  # the bridge keeps running without a server
+
+        fault_jack.start()
+        restarted_at = time.monotonic()
+        reopen_s = _log_line(bridge, "is back:", 10.0)
+        assert {FAULT_IN, FAULT_OUT} <= set(fault_jack.ports())
+        status = osc.status()
+        assert (status["midi_ports"], status["port_reopens"]) == ("up", 1)
+
+        peer = MidiPeer("h6-fault-peer2", fault_jack.name)  # the DAW connects again
+        peer.connect(FAULT_IN, FAULT_OUT)
+        osc.send("/antiphon/length", 6)
+        _, end = peer.play(phrase([67, 65, 64], 0.2, 0.15))
+        answer = wait_answer(peer, end + 0.01)
+        assert unmatched(answer) == []
+    finally:
+        code = bridge.stop()
+        peer.close()
+        osc.close()
+    log = bridge.log()
+    assert code == 0 and "Traceback" not in log
+    assert log.count("went away") == 1 and log.count("is back:") == 1
+    figures = {"kill_to_detected_s": round(detect_s, 2),
+               "restart_to_reopened_s": round(reopen_s, 2),
+               "down_for_s": round(restarted_at - killed_at + reopen_s, 2),
+               "answer_notes_after": len(note_ons(answer))}
+    FAULT_FIGURES.update(server_kill_restart=figures)
+    print(f"\nJACK server SIGKILL + restart survived: {figures}")
+    for key, value in figures.items():
+        record_property(key, value)
+
+
+@pytest.mark.jack
+def test_jack_server_gone_for_good_still_exits_cleanly(
+    fault_jack: JackServer, bridge_process: Callable[..., Any], models: Path,
+) -> None:
+    bridge = bridge_process("--model", str(models / "quick.onnx"), "--client-name",
+                            FAULT_CLIENT, "--osc-port", "0", env=fault_jack.env)
+    fault_jack.kill()
+    _log_line(bridge, "went away", 5.0)
+    started = time.monotonic()
+    code = bridge.stop(signal.SIGINT, timeout=10)
+    took = time.monotonic() - started
+    log = bridge.log()
+    assert code == 0 and "Traceback" not in log
+    print(f"\nSIGINT with the JACK server gone: exit {code} in {took:.2f} s")
+
+
+# ---- the DAW unplugs the ports; a bad model over OSC ---------------------------------------------
+
+DAW_CLIENT = "AntiphonDaw"
+
+
+def _jack_tool(*args: str) -> None:
+    result = subprocess.run(list(args), capture_output=True, text=True, timeout=10, check=False)
+    assert result.returncode == 0, f"{args}: {result.stderr}"
+
+
+@pytest.mark.jack
+def test_ports_unplugged_and_replugged_and_a_corrupt_model_keep_answers_flowing(
+    jack_server: str, bridge_process: Callable[..., Any], models: Path, tmp_path: Path,
+    model_builder: Callable[..., Path],
+) -> None:
+    foreign = tmp_path / "foreign"
+    _foreign_onnx(foreign / "foreign.onnx")
+    model_builder(foreign / "future.onnx", metadata={"antiphon.format_version": "9"})
+    bridge = bridge_process("--model", str(models / "quick.onnx"), "--model-dir", str(foreign),
+                            "--client-name", DAW_CLIENT, "--length", "24", "--bpm", "120",
+                            "--silence", "0.5", "--seed", "4", "--osc-port", "0")
+    ins, outs = f"{DAW_CLIENT} In:Antiphon In", f"{DAW_CLIENT} Out:Antiphon Out"
+    osc = Osc(bridge.osc_port)
+    peer = MidiPeer("h6-daw", jack_server)
+    unplugs = 0
+    try:
+        peer.connect(ins, outs)
+        for round_ in range(2):
+            _, end = peer.play(phrase([60, 64, 67, 72], 0.2, 0.15))
+            started = end
+            wait_for(lambda: len(note_ons(peer.received(started))) >= 2, 20,  # noqa: B023
+                     "the answer to start")
+            # The DAW unplugs both ports mid-answer and plugs them back in.
+            _jack_tool("jack_disconnect", f"{peer.client.name}:out", ins)
+            _jack_tool("jack_disconnect", outs, f"{peer.client.name}:in")
+            time.sleep(0.3)
+            _jack_tool("jack_connect", f"{peer.client.name}:out", ins)
+            _jack_tool("jack_connect", outs, f"{peer.client.name}:in")
+            unplugs += 1
+            wait_for(lambda: osc.status()["answering"] == 0, 30, "the answer to end")
+            # A bad model over OSC: refused with a reason, the old model stays.
+            for name in ("corrupt", "foreign", "future", "missing"):
+                address, args = osc.ask("/antiphon/model", name)
+                assert address == "/antiphon/error" and args[0] == "/antiphon/model", args
+            assert osc.status()["model"] == "quick"
+            _, end = peer.play(phrase([62, 65, 69], 0.2, 0.15))
+            answer = wait_answer(peer, end + 0.01, timeout=30)
+            assert unmatched(answer) == [] and len(note_ons(answer)) >= 24, round_
+        status = osc.status()
+        assert status["sounding"] == 0 and status["model"] == "quick"
+    finally:
+        code = bridge.stop()
+        peer.close()
+        osc.close()
+    assert code == 0 and "Traceback" not in bridge.log()
+    print(f"\nDAW unplug/replug mid-answer survived {unplugs}x; 4 bad hot swaps refused, "
+          "old model kept")
+
+
+def _foreign_onnx(path: Path) -> Path:
+    """A valid ONNX model that is not an Antiphon model (y = x + x)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "x"], ["y"])], "foreign",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+# ---- bad model files at start-up -----------------------------------------------------------------
+
+
+def _bad_models(directory: Path, tiny: Path, builder: Callable[..., Path]) -> dict[str, Path]:
+    import pickle  # only to write a file that must NOT be unpickled
+
+    directory.mkdir(parents=True, exist_ok=True)
+    good = tiny.read_bytes()
+    files = {
+        "missing": directory / "missing.onnx",
+        "empty": directory / "empty.onnx",
+        "garbage": directory / "garbage.onnx",
+        "truncated": directory / "truncated.onnx",
+        "pickle": directory / "pickle.onnx",
+        "directory": directory / "dir.onnx",
+        "foreign": _foreign_onnx(directory / "foreign.onnx"),
+        "no_scheme": builder(directory / "no_scheme.onnx",
+                             metadata={"antiphon.token_scheme": "{not json"}),
+        "future_version": builder(directory / "future.onnx",
+                                  metadata={"antiphon.format_version": "9"}),
+        "other_format": builder(directory / "other.onnx",
+                                metadata={"antiphon.format": "somebody-elses"}),
+    }
+    files["empty"].write_bytes(b"")
+    files["garbage"].write_bytes(os.urandom(4096))
+    files["truncated"].write_bytes(good[: len(good) // 2])
+    files["pickle"].write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    files["directory"].mkdir()
+    return files
+
+
+BAD_KINDS = ["missing", "empty", "garbage", "truncated", "pickle", "directory", "foreign",
+             "no_scheme", "future_version", "other_format"]
+
+
+@pytest.fixture(scope="module")
+def bad_models(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory,
+               model_builder: Callable[..., Path]) -> dict[str, Path]:
+    return _bad_models(tmp_path_factory.mktemp("bad-models"), tiny_model_path, model_builder)
+
+
+@pytest.mark.parametrize("kind", ["missing", "truncated", "pickle", "foreign", "future_version"])
+def test_a_bad_model_at_start_up_is_one_line_and_exit_1(
+    kind: str, bad_models: dict[str, Path], antiphon: Callable[..., Any],
+) -> None:
+    result = antiphon("bridge", "--model", str(bad_models[kind]), "--osc-port", "0",
+                      "--backend", "jack", timeout=60)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("antiphon: error: "), result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert str(bad_models[kind]) in lines[0] or bad_models[kind].name in lines[0]
+
+
+def test_a_bad_model_never_loads_in_process(bad_models: dict[str, Path]) -> None:
+    """Every kind through load_model() (the subprocess test above runs a few of them through
+    the command line): ModelError, one line each."""
+    from bridge.errors import ModelError
+    from bridge.model import load_model
+
+    for kind in BAD_KINDS:
+        with pytest.raises(ModelError) as info:
+            load_model(bad_models[kind])
+        assert "\n" not in str(info.value), kind
