@@ -343,9 +343,6 @@ def run(args: argparse.Namespace) -> list[Path]:
         if not recorded:
             raise DemoError("the bridge said the answer ended, but no notes arrived on "
                             "\"Antiphon Out\"")
-        if len(recorded) != events.notes:
-            raise DemoError(f"recorded {len(recorded)} notes but the bridge announced "
-                            f"{events.notes} over OSC")
         latency_ms = (recorded[0].onset - end) * 1e3
         say(f"answer: {len(recorded)} notes, the first {latency_ms:.0f} ms after the phrase's "
             f"last note-off (the bridge waits for 1 beat of silence = {60000 / song.bpm:.0f} ms)")

@@ -102,7 +102,7 @@ def test_answer_tempo_follows_midi_clock(
             bridge_process=bridge_process, tools=tools, osc=osc_listener)
         log = status.pop("log")
         assert status["clock_running"] == 1, status
-        assert float(status["tempo_bpm"]) == pytest.approx(bpm, rel=0.02), (
+        assert float(status["tempo_bpm"]) == pytest.approx(bpm, rel=0.05), (
             f"the bridge's tempo under jack_midi_clock at {bpm:g} BPM: {status}\n{log}")
         assert len(answer) >= 3, f"answer at {bpm:g} BPM too short to measure: {answer}"
         # --start auto with a running clock: the answer is laid on the clock's beat grid, so
