@@ -107,7 +107,7 @@ def test_timed_note_rejects_wrong_types() -> None:
     with pytest.raises(TypeError):
         TimedNote(0.0, 60.0, 1.0)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        TimedNote(True, 60, 1.0)  # type: ignore[arg-type]
+        TimedNote(True, 60, 1.0)
 
 
 def test_write_rejects_bad_tempo(tmp_path: Path) -> None:
