@@ -16,7 +16,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -144,9 +144,10 @@ def answer_events(stream: EventStream, length: int, unit: str = "events", *,
     """``(position, event)`` for each note event of the answer, ``position`` in grid steps from
     the seed's last onset.  Leading rests are skipped (their time still counts in ``position``).
 
-    ``events``: stops after ``length`` note events; ``beats`` / ``bars``: stops before the first
-    event starting ``length`` beats / bars after the first note.  A model that only rests is cut
-    off after a bounded number of events.
+    A pitch the model strikes again at the same onset is dropped (MIDI cannot sound one key
+    twice at once).  ``events``: stops after ``length`` note events; ``beats`` / ``bars``: stops
+    before the first event starting ``length`` beats / bars after the first note.  A model that
+    only rests is cut off after a bounded number of events.
     """
     if unit not in LENGTH_UNITS:
         raise ValueError(f"length unit must be one of {LENGTH_UNITS}, got {unit!r}")
@@ -156,11 +157,20 @@ def answer_events(stream: EventStream, length: int, unit: str = "events", *,
     limit_steps = length * steps_per_beat * (beats_per_bar if unit == "bars" else 1)
     budget = 4 * length + 64 if unit == "events" else 4 * limit_steps + 64
     position, first, notes = 0, None, 0
+    struck: set[int] = set()  # pitches already started at ``position``
     for _ in range(budget):
         event = stream.next_event()
+        if event.shift:
+            struck.clear()
         position += event.shift
         if event.is_rest:
             continue
+        fresh = tuple(p for p in event.pitches if p not in struck)
+        if not fresh:
+            continue  # the same key struck twice at once is one note (the first one wins)
+        if len(fresh) < len(event.pitches):
+            event = replace(event, pitches=fresh)
+        struck.update(fresh)
         if first is None:
             first = position
         if unit != "events" and position - first >= limit_steps:

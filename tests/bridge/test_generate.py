@@ -22,7 +22,7 @@ from bridge.generate import (
     seed_tokens,
 )
 from bridge.schedule import Scheduler
-from bridge.tokens import Note
+from bridge.tokens import Note, TokenScheme
 
 SEED = [Note(0, 60, 2, 80), Note(2, 64, 2, 80), Note(4, 67, 4, 100), Note(8, 72, 2, 60)]
 
@@ -243,3 +243,26 @@ def test_plans_come_in_batches_before_their_notes(rig, tiny_model, events, fake_
         elif name == "note":
             played += 1
             assert played <= planned_so_far
+
+
+def test_answer_events_never_strike_one_key_twice_at_once() -> None:
+    """The model may repeat a pitch at the same onset; the answer plays it once."""
+    from bridge.generate import answer_events
+    from bridge.tokens import Event
+
+    class Scripted:
+        scheme = TokenScheme()
+
+        def __init__(self) -> None:
+            self.events = iter([
+                Event(0, (60, 64), 4, 3),
+                Event(0, (64,), 8, 3),      # 64 again at the same onset: dropped
+                Event(0, (64, 67), 2, 3),   # only 67 is new
+                Event(4, (64,), 4, 3),      # a later onset: a new note
+            ])
+
+        def next_event(self) -> Event:
+            return next(self.events)
+
+    got = list(answer_events(Scripted(), 3))  # type: ignore[arg-type]
+    assert [(pos, e.pitches) for pos, e in got] == [(0, (60, 64)), (0, (67,)), (4, (64,))]
