@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.machine import describe_machine
+from benchmarks.machine import describe_machine, load_average
 from benchmarks.options import Options
 from benchmarks.report import Section, write_results
 
@@ -110,6 +110,7 @@ def run_sections(options: Options) -> list[Section]:
         number, title = SECTIONS[key]
         print(f"[benchmarks] {number}. {title} …", file=sys.stderr, flush=True)
         start = time.perf_counter()
+        load = load_average()[0]
         try:
             module = importlib.import_module(f"benchmarks.{key}")
             section: Section = module.run(options, context)
@@ -119,6 +120,8 @@ def run_sections(options: Options) -> list[Section]:
             section = Section(number, title, error=f"{type(exc).__name__}: "
                               f"{line[0] if line else ''}".rstrip(": "))
         section.seconds = time.perf_counter() - start
+        section.notes.append(f"Load average (1 min) when the section started: {load:.2f} on "
+                             f"{os.cpu_count()} cores.")
         print(f"[benchmarks] {number}. done in {section.seconds:.1f} s"
               + (f" — NOT MEASURED: {section.error}" if section.error else ""),
               file=sys.stderr, flush=True)
@@ -138,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     machine = describe_machine()
+    options.out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     sections = run_sections(options)
     command = "python -m benchmarks" + "".join(
