@@ -2,8 +2,9 @@
 
 The grid is a line ``beat = beat0 + (t - t0) * bpm / 60`` re-anchored whenever the tempo changes,
 so beats stay continuous.  MIDI clock (0xF8, 24 per quarter note) replaces the set tempo while it
-runs: the tempo is the least-squares slope over the last ticks (robust to per-tick jitter), the
-grid phase follows the tick count, Start (0xFA) puts the next tick on beat 0, Song Position
+runs: the tempo is the least-squares slope over the last two beats of ticks (robust to per-tick
+jitter), the grid phase follows the tick count on the line through the earliest ticks (a tick is
+only ever stamped late, never early), Start (0xFA) puts the next tick on beat 0, Song Position
 Pointer moves it, Continue resumes from there, Stop freezes the position while ticks keep the
 tempo.  Without ticks for :data:`CLOCK_TIMEOUT_S` the clock counts as gone and the last tempo
 stays.  Bars start on beat 0 of the grid.
@@ -178,10 +179,10 @@ class TempoTracker:
         self._tick_count += 1
         fitted = t
         if slope is not None:
-            n = len(self._ticks)
-            mean_x = sum(x for x, _ in self._ticks) / n
-            mean_t = sum(u for _, u in self._ticks) / n
-            fitted = mean_t + (self.ticks_received - mean_x) * slope
+            # A tick can only arrive late (a busy machine delays the thread that stamps it),
+            # never early: the line through the earliest-arriving ticks is the true grid.
+            x_now = self.ticks_received
+            fitted = x_now * slope + min(u - x * slope for x, u in self._ticks)
         self._beat0, self._t0 = index / PPQN, fitted
 
 

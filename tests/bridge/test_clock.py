@@ -127,3 +127,21 @@ def test_start_default_depends_on_the_clock(fake_clock) -> None:
 def test_bad_bpm_is_refused(fake_clock, bpm: object) -> None:
     with pytest.raises((ValueError, TypeError)):
         TempoTracker(bpm, fake_clock)  # type: ignore[arg-type]
+
+
+def test_late_ticks_do_not_drag_the_grid(fake_clock) -> None:
+    """A loaded machine stamps some ticks late (never early): the grid stays on the true ticks."""
+    tempo = TempoTracker(120, fake_clock)
+    tempo.on_message(mido.Message("start"), fake_clock())
+    period = 60.0 / (140 * PPQN)
+    base = fake_clock()
+    rng = np.random.default_rng(3)
+    arrived = base
+    for i in range(96):
+        late = float(rng.uniform(0.0, 0.025)) if i % 3 else 0.0  # two ticks in three are late
+        arrived = max(arrived, base + i * period + late)  # delivered in order, as MIDI is
+        fake_clock.set(arrived)
+        tempo.on_message(TICK, arrived)
+    true_last = base + 95 * period
+    assert tempo.bpm == pytest.approx(140, rel=0.03)
+    assert tempo.beat_at(true_last) == pytest.approx(95 / PPQN, abs=0.01)  # < 5 ms at 140 BPM
