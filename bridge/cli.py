@@ -529,6 +529,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(err), 1)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `antiphon … | head` closed our stdout: not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush stays quiet
+        return 0
     except Exception as err:  # a bug: still one line, the traceback only when debugging
         logging.getLogger("antiphon").debug("unexpected error", exc_info=True)
         return _fail(f"unexpected {type(err).__name__}: {err} (--log-level debug shows where)", 1)

@@ -242,3 +242,14 @@ def test_a_missing_shipped_model_says_what_to_do(
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
     assert "shipped model" in err and "--model FILE" in err
+
+
+def test_output_cut_short_by_a_pipe_is_not_an_error(tiny_model_path: Path) -> None:
+    """`antiphon model-info FILE | head`: a reader that went away ends the command quietly."""
+    command = (f"{sys.executable} -c 'import sys; from bridge.cli import main; "
+               f"sys.exit(main(sys.argv[1:]))' model-info {tiny_model_path}")
+    # The reader closes its end at once, so every write meets a broken pipe.
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", f"{command} | exec 0<&-"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "rror" not in result.stderr
