@@ -59,7 +59,7 @@ TOKEN_SCHEME_VERSION = 1
 
 @dataclass(frozen=True, order=True)
 class Note:
-    """A quantized note: times in grid steps from the phrase start. Immutable, checked when built."""
+    """A quantized note, times in grid steps from the phrase start; checked when built."""
 
     onset: int
     pitch: int
@@ -83,7 +83,7 @@ class Note:
 
 @dataclass(frozen=True)
 class Event:
-    """One step of the music: a note or chord (``pitches`` empty for a rest) after ``shift`` steps."""
+    """One step of the music: a note or chord (no ``pitches``: a rest) ``shift`` steps on."""
 
     shift: int
     pitches: tuple[int, ...]
@@ -294,7 +294,8 @@ class TokenScheme:
             while gap > self.max_shift:
                 events.append(Event(shift=self.max_shift, pitches=()))
                 gap -= self.max_shift
-            parts = [pitches] if self.pitches_token(pitches) is not None else [(p,) for p in pitches]
+            known = self.pitches_token(pitches) is not None
+            parts = [pitches] if known else [(p,) for p in pitches]
             for i, part in enumerate(parts):
                 events.append(Event(gap if i == 0 else 0, part, duration, bucket))
             position = onset
@@ -378,7 +379,8 @@ class TokenScheme:
         for notes in phrases:
             groups: dict[tuple[int, int, int], set[int]] = {}
             for n in notes:
-                key = (n.onset, min(n.duration, self.max_duration), bare.velocity_bucket(n.velocity))
+                duration = min(n.duration, self.max_duration)
+                key = (n.onset, duration, bare.velocity_bucket(n.velocity))
                 groups.setdefault(key, set()).add(n.pitch)
             counts.update(tuple(sorted(g)) for g in groups.values() if len(g) > 1)
         chords = tuple(c for c, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:cap])
