@@ -10,7 +10,8 @@ Two readers, chosen by file suffix:
 
 :func:`load_corpus` quantizes each piece with :meth:`TokenScheme.quantize` and caches the result
 in ``cache_dir`` under a key made of the file's contents hash, the token-scheme version and the
-grid, as ``.npy`` (``allow_pickle=False``) or ``.json`` — nothing is ever unpickled.  A corrupt,
+grid, as ``.npy`` (``allow_pickle=False``) or ``.json`` — nothing is ever unpickled.  Silences
+longer than :data:`MAX_SILENCE_BEATS` are shortened to it.  A corrupt,
 unreadable or empty file costs one warning line and is counted in :attr:`Corpus.skipped`; it never
 stops the run.  Called from the main thread of an offline command.
 """
@@ -52,7 +53,10 @@ DEFAULT_CACHE_DIR = (
     Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "antiphon" / "corpus"
 )
 MIDI_SUFFIXES = (".mid", ".midi")
-_READER_VERSION = 2  # bump when a reader changes what it extracts: invalidates the cache
+_READER_VERSION = 3  # bump when a reader changes what it extracts: invalidates the cache
+MAX_SILENCE_BEATS = 16
+"""Longer gaps between onsets are shortened to this (a hostile or broken file's 2^28-beat
+silence would otherwise become tens of millions of rest tokens)."""
 
 RawNote = tuple[float, int, float, int]
 """``(onset_beats, pitch, duration_beats, velocity)`` as read from a file, before quantization."""
@@ -165,12 +169,27 @@ def read_file(path: str | os.PathLike[str]) -> list[RawNote]:
     return read_score(path)
 
 
+def close_silences(notes: Sequence[Note], max_gap: int) -> list[Note]:
+    """``notes`` (sorted) with every gap between consecutive onsets longer than ``max_gap``
+    steps shortened to ``max_gap``; everything after a gap moves earlier with it."""
+    closed: list[Note] = []
+    cut = 0
+    previous: int | None = None
+    for note in notes:
+        if previous is not None and note.onset - previous > max_gap:
+            cut += note.onset - previous - max_gap
+        previous = note.onset
+        closed.append(note if not cut else Note(note.onset - cut, note.pitch, note.duration,
+                                                note.velocity))
+    return closed
+
+
 def _convert(path: str, grid: tuple[int, int, int, int]) -> tuple[str, Any]:
     """Worker: read and quantize one file. ``("ok", int32 array [n, 4])`` or ``("error", why)``."""
     steps, max_shift, max_duration, buckets = grid
     scheme = TokenScheme(steps, max_shift, max_duration, buckets)
     try:
-        notes = scheme.quantize(read_file(path))
+        notes = close_silences(scheme.quantize(read_file(path)), MAX_SILENCE_BEATS * steps)
     except AntiphonError as exc:  # already one clear line, naming the file
         return "error", str(exc).removeprefix(f"{path}: ")
     except Exception as exc:  # a bad file must never stop the run
