@@ -177,6 +177,12 @@ class PortSupervisor:
         """Open both ports (PortError with one line if they cannot be); input not yet delivered."""
         server = self._probe() if self._probe is not None else None
         self._open_ports()
+        if server is None and self._probe is not None:
+            # The ports opened, yet no server socket answers where jackd2 puts it (jackd1, a
+            # custom JACK_TMPDIR): watching would mistake that for a loss, so don't.
+            log.info("cannot watch the JACK server (no jackd2 socket found); a server restart "
+                     "will need a bridge restart")
+            self._probe = None
         self._server = server
 
     def start(self, queue: Queue[tuple[float, mido.Message]],

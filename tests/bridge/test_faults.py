@@ -100,7 +100,7 @@ class FakeServer:
     def _opener(self, kind: str) -> Callable[..., OpenedPort]:
         def open_port(backend: Any, *, name: str, client_name: str, existing: str | None
                       ) -> OpenedPort:
-            if self.identity is None or self.refuse:
+            if self.refuse:
                 self.refuse = max(0, self.refuse - 1)
                 raise PortError(f"cannot open MIDI {kind}put (fake)")
             rt = FakeRt(name)
@@ -458,3 +458,19 @@ def test_a_bad_model_never_loads_in_process(bad_models: dict[str, Path]) -> None
         with pytest.raises(ModelError) as info:
             load_model(bad_models[kind])
         assert "\n" not in str(info.value), kind
+
+
+def test_a_server_that_cannot_be_watched_is_not_mistaken_for_a_lost_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server, lost = FakeServer(monkeypatch), list[int]()
+    server.identity = None  # the ports open, but no jackd2 socket answers (jackd1, JACK_TMPDIR)
+    sup, _ = _supervisor(server, lost)
+    try:
+        server.identity = 1
+        sup.poll()
+        server.identity = None
+        sup.poll()
+        assert lost == [] and sup.up
+    finally:
+        sup.close()
