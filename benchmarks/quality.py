@@ -319,7 +319,7 @@ def _plot(out_dir: Path, rows: list[tuple[str, str, dict[str, float]]]) -> str:
             ax.axhline(real[key], color="black", ls=":", label="real continuation")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("temperature")
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7, loc="best")
     fig.tight_layout()
     name = "quality.png"
     fig.savefig(out_dir / name, dpi=110)

@@ -95,3 +95,11 @@ def test_table_and_section_markdown() -> None:
         Table(["a"], [["1", "2"]]).markdown()
     text = Section(3, "Title", error="Boom").markdown()
     assert text.startswith("## 3. Title") and "Not measured in this run:** Boom" in text
+
+
+def test_training_curve_read_at_a_moment() -> None:
+    from benchmarks.training import value_at
+
+    points = [(0.0, 10.0), (10.0, 6.0), (20.0, 5.0)]
+    assert value_at(points, 5.0) == pytest.approx(8.0)
+    assert value_at(points, 20.0) == 5.0 and value_at(points, 30.0) == 5.0
