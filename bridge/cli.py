@@ -79,6 +79,16 @@ def _optional_int(text: str) -> int | None:
         ) from None
 
 
+def _queue_size(text: str) -> int:
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 16 <= size <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"must be 16..1000000, got {size}")
+    return size
+
+
 def _port_number(text: str) -> int:
     try:
         port = int(text)
@@ -139,6 +149,9 @@ def _add_bridge(subparsers: Any) -> None:
                    help="MIDI channel the answer plays on, 1..16 (default %(default)s)")
     g.add_argument("--passthrough", action="store_true",
                    help="also send what you play straight to the output port")
+    g.add_argument("--input-queue", type=_queue_size, default=4096, metavar="N",
+                   help="MIDI messages that may wait for the engine; more are dropped, counted "
+                        "and logged (default %(default)s)")
 
     g = p.add_argument_group("tempo and timing")
     g.add_argument("--bpm", type=float, default=d.bpm,
@@ -403,7 +416,8 @@ def _run_bridge(args: argparse.Namespace) -> int:
             stack.callback(ports.close)
             events = OscEvents(*osc_out) if osc_out else NullEvents()
             stack.callback(events.close)
-            engine = Engine(model, SettingsBox(settings), ports.sink, events, model_dirs=dirs)
+            engine = Engine(model, SettingsBox(settings), ports.sink, events, model_dirs=dirs,
+                            input_queue_size=args.input_queue)
             engine.add_status(ports.stats)
             engine.start()
             stack.callback(engine.stop)
