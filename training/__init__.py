@@ -1,7 +1,15 @@
 """Offline training: MIDI corpora → tokens → Keras LSTM → one self-describing ONNX file.
 
-TensorFlow and music21 are imported only inside this package (lazily, by the commands that need
-them).  ``training`` may import ``bridge`` (for the token scheme); ``bridge`` never imports it.
+Data flow, one module per step::
+
+    corpus (files → quantized notes, cached) → dataset (split, chord vocabulary, windows)
+    → model (Keras LSTM) / reference (the seed paper's window net) → train (fit, checkpoints,
+    resume, early stop; distribute for several workers) → export (→ ONNX) → evaluate (held-out
+    NLL and top-1 beside markov baselines; runtime opens the files with onnxruntime)
+
+``cli`` wires ``antiphon train`` and ``antiphon evaluate``.  TensorFlow and music21 are imported
+only inside this package, lazily, by the commands that need them.  ``training`` may import
+``bridge`` (the token scheme, the MIDI file reader, the model loader); ``bridge`` never imports it.
 """
 
 __all__: list[str] = []

@@ -135,8 +135,9 @@ def run_train(args: argparse.Namespace) -> int:
     except (AntiphonError, OSError) as exc:
         print(f"antiphon train: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("antiphon train: interrupted before training started", file=sys.stderr)
+    except KeyboardInterrupt:  # outside fit (which reports its own): loading or exporting
+        print(f"antiphon train: interrupted; whatever {run_dir} holds is kept "
+              "(run the same command with --resume to continue)", file=sys.stderr)
         return 130
 
 

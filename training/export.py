@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,7 +76,9 @@ def _export_raw(model: keras.Model) -> onnx.ModelProto:
 
     with tempfile.TemporaryDirectory(prefix="antiphon-export-") as tmp:
         path = Path(tmp) / "model.onnx"
-        model.export(str(path), format="onnx", verbose=False)
+        with warnings.catch_warnings():  # tf2onnx's numpy-2 shim warns about np.object
+            warnings.simplefilter("ignore", FutureWarning)
+            model.export(str(path), format="onnx", verbose=False)
         return onnx.load(str(path))
 
 

@@ -399,6 +399,7 @@ def train(config: TrainConfig, *, out: Path, run_dir: Path, resume: bool = False
     say(f"data: {len(prepared.x):,} training windows, {len(prepared.val_x):,} held-out windows; "
         f"split {prepared.summary['split']}")
 
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     import keras
 
     from training.distribute import make_strategy, patch_keras_for_multi_worker
@@ -491,7 +492,8 @@ def _export_and_score(prepared: Prepared, model: Any, training: dict[str, Any], 
         rows, info = evaluate_step_model(load_model(staged), corpus, every=config.held_out_every)
     else:
         rows, info = evaluate_reference(WindowRunner(staged), corpus, every=config.held_out_every)
-    training["held_out"] = {**rows[0].to_dict(), **info}
+    training["held_out"] = {**rows[0].to_dict(), **{
+        k: v for k, v in info.items() if k not in ("held_out_events", "held_out_tokens")}}
     training["markov"] = [r.to_dict() for r in rows[1:]]
     update_metadata(staged, {"antiphon.training": json.dumps(training, separators=(",", ":"),
                                                              sort_keys=True)})
