@@ -478,6 +478,7 @@ def test_a_lost_note_off_does_not_block_later_answers(
 FLOOD_RATE = 10_000  # messages per second, always
 FLOOD_SECONDS = float(os.environ.get("ANTIPHON_FLOOD_SECONDS", "3"))  # 10 for the full run
 FLOOD_CLIENT = "AntiphonFlood"
+FLOOD_QUEUE = 16  # the smallest input queue, so that the flood can overflow it
 
 
 def flood_messages(count: int, seed: int = 6) -> list[bytes]:
@@ -535,7 +536,7 @@ def test_a_10k_per_second_flood_through_jack(
     model = quick_model(tiny_model_path, tmp_path / "models" / "quick.onnx")
     bridge = bridge_process("--model", str(model), "--client-name", FLOOD_CLIENT,
                             "--passthrough", "--bpm", "120", "--silence", "0.5", "--length", "8",
-                            "--seed", "2", "--osc-port", "0")
+                            "--seed", "2", "--osc-port", "0", "--input-queue", str(FLOOD_QUEUE))
     peer = MidiPeer("h6-flood-peer", jack_server)
     recorder = None
     try:
@@ -553,13 +554,13 @@ def test_a_10k_per_second_flood_through_jack(
         sent_s = (peer.flood_last_frame - peer.flood_first_frame) / peer.rate  # type: ignore[operator]
         time.sleep(0.5)
         flooded = osc.status()
-        for ch in range(16):  # the DAW stops: all notes off, pedal up
-            peer.send_raw(bytes([0xB0 | ch, 123, 0]))
-            peer.send_raw(bytes([0xB0 | ch, 64, 0]))
+        stop = [mido.Message("control_change", channel=ch, control=control, value=0)
+                for ch in range(16) for control in (123, 64)]  # the DAW stops: all notes off
+        peer.play([(i * 0.002, msg) for i, msg in enumerate(stop)])  # paced for the small queue
         time.sleep(1.0)
         after = osc.status()
         assert bridge.process.poll() is None, "the bridge died"
-        assert max(s["queue"] for s in [*samples, after]) <= 4096
+        assert max(s["queue"] for s in [*samples, after]) <= FLOOD_QUEUE
 
         osc.send("/antiphon/tempo", 120)  # the flood's MIDI clock left some tempo behind
         _, end = peer.play(phrase([60, 64, 67], 0.2, 0.15))
