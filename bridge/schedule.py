@@ -299,11 +299,24 @@ class Scheduler:
             answer.pending -= 1
             key = (answer.channel, value // 128 if kind == _ON else value)
             if kind == _ON:
+                duration = self._sounding_beats_locked(answer_id, key[1], beat, duration)
                 self._note_on_locked(answer, uid, key, value % 128, duration, now - due)
             elif self._owner.get(key) == (answer_id, uid):
                 self._note_off_locked(key)
             self._finish_if_done_locked(answer_id)
         return None
+
+    def _sounding_beats_locked(self, answer_id: int, pitch: int, beat: float,
+                               duration: float) -> float:
+        """How long a note starting now will sound: its duration, unless the same answer
+        strikes the same key again before it ends (that note-on ends it: see
+        :meth:`_note_on_locked`).  What ``note`` events report, so they match the MIDI."""
+        end = beat + duration
+        for entry in self._heap:
+            if (entry[1] == _ON and entry[3] == answer_id and entry[5] // 128 == pitch
+                    and beat < entry[0] < end):
+                end = entry[0]
+        return end - beat
 
     def _note_on_locked(self, answer: _Answer, uid: int, key: tuple[int, int], velocity: int,
                         duration: float, lateness: float) -> None:

@@ -152,6 +152,19 @@ def test_answer_note_retriggered_by_a_later_note_keeps_sounding(sched, sink,
     assert sink.sounding() == set()
 
 
+def test_note_events_report_how_long_a_retriggered_note_sounds(sched, events,
+                                                               fake_clock) -> None:
+    """A note cut short by the same key struck again reports the time it really sounds."""
+    t0 = fake_clock()
+    sched.open_answer(1, 0.0, 1)
+    sched.add_notes(1, [PlannedNote(0.0, 60, 100, 2.0), PlannedNote(1.0, 60, 90, 2.0),
+                        PlannedNote(0.5, 64, 80, 2.0)])
+    sched.close_answer(1)
+    run_to(sched, fake_clock, t0 + 3)
+    notes = [args for name, args in events.calls if name == "note"]
+    assert notes == [(60, 100, 1.0), (64, 80, 2.0), (60, 90, 2.0)]
+
+
 def test_thread_plays_on_a_fake_clock_and_stop_silences(sched, sink, fake_clock,
                                                         until) -> None:
     t0 = fake_clock()
