@@ -74,11 +74,23 @@ def test_oscsend_sets_and_oscdump_hears_every_note(
     assert re.search(r"answer 1: seed \d+ events, answer 7 events", bridge.log()), bridge.log()
     assert midi, "no MIDI answer recorded"
     assert len(notes) == len(midi), (notes, midi)
-    # one for one: the same (pitch, velocity) notes, each with the duration OSC announced
-    # (sorted, because the notes of a chord may be announced in any order)
+    # one for one: the same (pitch, velocity) notes, each with the duration OSC announced,
+    # paired per key in time order (the notes of a chord may be announced in any order)
     spb = 60.0 / BPM
-    announced = sorted((int(p), int(v), float(b) * spb) for p, v, b in notes)
-    played = sorted((n.pitch, n.velocity, n.duration) for n in midi)
-    assert [a[:2] for a in announced] == [p[:2] for p in played]
-    for (_, _, osc_s), (_, _, midi_s) in zip(announced, played, strict=True):
-        assert osc_s == pytest.approx(midi_s, abs=0.05)  # a busy machine may start one late
+    assert sorted((int(p), int(v)) for p, v, _ in notes) == sorted(
+        (n.pitch, n.velocity) for n in midi)
+    announced: dict[int, list[float]] = {}
+    for p, _, b in notes:
+        announced.setdefault(int(p), []).append(float(b) * spb)
+    played = sorted(midi, key=lambda n: n.onset)
+    for pitch, durations in announced.items():
+        heard = [n for n in played if n.pitch == pitch]
+        for osc_s, note in zip(durations, heard, strict=True):
+            end = note.onset + note.duration
+            # A key struck again while it sounds ends the older note (one key, one sound);
+            # when that strike was not generated yet as the older note began, OSC announced
+            # the planned length: the MIDI note may only be shorter, ending on that strike.
+            restruck = any(abs(n.onset - end) < 0.005 for n in heard if n is not note)
+            if restruck and osc_s > note.duration:
+                continue
+            assert osc_s == pytest.approx(note.duration, abs=0.05)  # a busy machine: one late
