@@ -382,9 +382,19 @@ def train(config: TrainConfig, *, out: Path, run_dir: Path, resume: bool = False
     cluster = cluster_from_env()
     state = read_state(run_dir)
     if resume:
-        if state is None:
+        if state is None and not run_dir.is_dir():
             raise ConfigError(f"nothing to resume: no {STATE} in {run_dir}")
-        _check_resumable(state["config"], config)
+        if state is None:  # interrupted before its first epoch was saved
+            say(f"nothing saved yet in {run_dir}: starting from epoch 0")
+            resume = False
+        else:
+            _check_resumable(state["config"], config)
+    if cluster.is_chief:
+        # From here on an interrupted run leaves its run directory, so --resume always works;
+        # temporary files of a write a crash cut short are dropped.
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in run_dir.glob(".tmp-*"):
+            stale.unlink(missing_ok=True)
     started = time.monotonic()
 
     # Corpus first: its worker processes fork before TensorFlow exists in this process.
