@@ -17,7 +17,9 @@ import math
 import os
 import shlex
 import shutil
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -247,14 +249,54 @@ def _prepare_seed(config: TrainConfig, corpus: Corpus, saved: dict[str, Any] | N
 
 # ----- Keras callback ---------------------------------------------------------------------------
 
+class _DeferredInterrupt:
+    """Ctrl-C during ``fit``: remembered, then raised as KeyboardInterrupt at the next batch
+    boundary (:meth:`check`, from the Keras callback).
+
+    Python raises KeyboardInterrupt wherever the main thread is; inside TensorFlow's C++ that
+    surfaces as ``SystemError: bad argument to internal function`` with a traceback instead of
+    the resume hint.  A second Ctrl-C interrupts at once.  Main thread only.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> _DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def _make_keeper(run_dir: Path, state: dict[str, Any], config: TrainConfig, cluster: Cluster,
-                 started: float) -> Any:
+                 started: float, check_interrupt: Callable[[], None] = lambda: None) -> Any:
     import keras
 
     class RunKeeper(keras.callbacks.Callback):
-        """Per epoch: checkpoint, state, CSV row, learning curve, early stop, time budget."""
+        """Per epoch: checkpoint, state, CSV row, learning curve, early stop, time budget.
+        Per batch: a deferred Ctrl-C (``check_interrupt``)."""
+
+        def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
+            check_interrupt()
+
+        def on_test_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
+            check_interrupt()
 
         def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            check_interrupt()
             self._t0 = time.monotonic()
 
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
@@ -447,12 +489,14 @@ def train(config: TrainConfig, *, out: Path, run_dir: Path, resume: bool = False
         f"run directory {run_dir}"
         + (f", {cluster.workers} workers" if cluster.distributed else ""))
     if state.get("stopped") is None and state["epoch"] < config.epochs:
-        keeper = _make_keeper(run_dir, state, config, cluster, started)
+        interrupt = _DeferredInterrupt()
+        keeper = _make_keeper(run_dir, state, config, cluster, started, interrupt.check)
         try:
-            model.fit(train_data, validation_data=val_data, epochs=config.epochs,
-                      initial_epoch=state["epoch"], steps_per_epoch=config.steps_per_epoch,
-                      callbacks=[keeper], shuffle=False,  # tf.data shuffles already
-                      verbose=1 if sys.stdout.isatty() else 2)
+            with interrupt:
+                model.fit(train_data, validation_data=val_data, epochs=config.epochs,
+                          initial_epoch=state["epoch"], steps_per_epoch=config.steps_per_epoch,
+                          callbacks=[keeper], shuffle=False,  # tf.data shuffles already
+                          verbose=1 if sys.stdout.isatty() else 2)
         except KeyboardInterrupt:
             say(f"\ninterrupted: {state['epoch']} of {config.epochs} epochs are saved in "
                 f"{run_dir}; resume with: {resume_hint(argv)}")

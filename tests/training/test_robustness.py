@@ -7,7 +7,8 @@
 * ``antiphon train`` (a tiny model, in a subprocess) gets SIGINT at random moments — start-up,
   corpus, fit, export — and is resumed until it finishes: it reaches the asked epoch count, the
   checkpoint ``state.json`` names always exists, and one SIGKILL (a crash) on the way loses
-  nothing either.  ``ANTIPHON_TRAIN_INTERRUPTS`` sets how many interrupts (default 3).
+  nothing either.  ``ANTIPHON_TRAIN_INTERRUPTS`` sets how many SIGINTs (default 2; the seed of
+  the moments is printed, ``ANTIPHON_TRAIN_SEED`` replays it).
 * The atomic writers (checkpoints, state, CSV, model file, corpus cache) leave the previous file
   intact and no temporary file behind when the write fails half-way.
 """
@@ -274,7 +275,7 @@ def test_corpus_cache_survives_failed_and_damaged_writes(
 
 # ---- Ctrl-C at random moments, then --resume ----------------------------------------------------
 
-INTERRUPTS = int(os.environ.get("ANTIPHON_TRAIN_INTERRUPTS", "3"))
+INTERRUPTS = int(os.environ.get("ANTIPHON_TRAIN_INTERRUPTS", "2"))
 EPOCHS = 5
 
 
@@ -320,8 +321,8 @@ def test_sigint_at_random_moments_then_resume_reaches_the_same_epochs(
     log: list[str] = []
     signals = [signal.SIGINT] * INTERRUPTS
     signals.insert(rng.randrange(len(signals) + 1), signal.SIGKILL)  # one crash on the way
-    for sig in [*signals, None]:
-        resume = ("--resume",) if _state(tmp_path) is not None else ()
+    for n, sig in enumerate([*signals, None]):
+        resume = ("--resume",) if n else ()  # always --resume after an interrupt, even an early one
         process = subprocess.Popen(_train_command(midi_corpus, tmp_path, *resume), cwd=REPO,
                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    text=True)
@@ -333,9 +334,8 @@ def test_sigint_at_random_moments_then_resume_reaches_the_same_epochs(
         delay = rng.uniform(0.5, 12.0)  # TensorFlow start-up, corpus, fit, export
         try:
             _, err = process.communicate(timeout=delay)
-            log.append(f"finished before its {sig.name} at {delay:.1f} s")
-            if process.returncode == 0:
-                break
+            log.append(f"finished (exit {process.returncode}) before its {sig.name} at "
+                       f"{delay:.1f} s")  # the next one resumes a finished run
         except subprocess.TimeoutExpired:
             process.send_signal(sig)
             _, err = process.communicate(timeout=120)
@@ -343,7 +343,10 @@ def test_sigint_at_random_moments_then_resume_reaches_the_same_epochs(
             log.append(f"{sig.name} at {delay:.1f} s ({_phase(err)}) → exit "
                        f"{process.returncode}, epoch {state['epoch'] if state else '-'}")
             if sig == signal.SIGINT:
-                assert process.returncode in (0, 130), err[-3000:]
+                # 130 (interrupted, state kept) or 0; killed by the signal itself only if it came
+                # while the finished process was already shutting down, the model written.
+                finished = _phase(err) == "done"
+                assert process.returncode in (0, 130) or finished, err[-3000:]
                 assert "Traceback" not in err, err[-3000:]
         _check_run_dir(tmp_path)
     state = _state(tmp_path)
