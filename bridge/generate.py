@@ -80,9 +80,12 @@ def seed_tokens(scheme: TokenScheme, seed: Sequence[Note],
                 max_events: int = MAX_SEED_EVENTS) -> tuple[list[int], int]:
     """BOS + the tokens of the seed's last ``max_events`` events; also returns the event count.
 
-    When events are dropped the first one kept starts the phrase (shift 0).
+    When events are dropped the first one kept starts the phrase (shift 0).  Silences longer
+    than ``max_events`` full shifts are shortened to that first: the last ``max_events`` events
+    stay exactly the same, but a file with a 2^28-beat silence no longer becomes tens of millions
+    of rest events (``antiphon continue`` took minutes on a 40-byte file).
     """
-    events = scheme.events_from_notes(seed)
+    events = scheme.events_from_notes(_close_gaps(seed, max_events, scheme.max_shift))
     if len(events) > max_events:
         events = events[-max_events:]
         first = events[0]
@@ -91,6 +94,24 @@ def seed_tokens(scheme: TokenScheme, seed: Sequence[Note],
     for event in events:
         tokens.extend(scheme.event_tokens(event))
     return tokens, len(events)
+
+
+def _close_gaps(notes: Sequence[Note], shifts: int, max_shift: int) -> list[Note]:
+    """``notes`` by onset, every gap between onsets longer than ``shifts`` full shifts shortened
+    by whole shifts (so the shift of the note after it, and ``shifts`` rests before that note,
+    come out the same)."""
+    closed: list[Note] = []
+    cut = 0
+    previous: int | None = None
+    for note in sorted(notes):
+        if previous is not None:
+            excess = note.onset - previous - shifts * max_shift
+            if excess > 0:
+                cut += excess // max_shift * max_shift
+        previous = note.onset
+        closed.append(Note(note.onset - cut, note.pitch, note.duration, note.velocity)
+                      if cut else note)
+    return closed
 
 
 class EventStream:
