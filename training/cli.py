@@ -43,6 +43,8 @@ def _add_corpus_arguments(parser: argparse.ArgumentParser, *, cache_default: str
     group.add_argument("--cache-dir", default=cache_default, metavar="DIR",
                        help="where converted pieces are cached (default %(default)s)")
     group.add_argument("--no-cache", action="store_true", help="convert every file again")
+    group.add_argument("--no-progress", action="store_true",
+                       help="no progress bar while converting")
 
 
 def register_train(subparsers: _Subparsers) -> argparse.ArgumentParser:
@@ -97,7 +99,6 @@ def register_train(subparsers: _Subparsers) -> argparse.ArgumentParser:
     fit.add_argument("--max-minutes", type=float, default=None, metavar="M",
                      help="stop after the epoch that crosses this wall-clock budget")
     fit.add_argument("--seed", type=int, default=1, help="random seed (default %(default)s)")
-    fit.add_argument("--no-progress", action="store_true", help="no progress bar while converting")
     parser.set_defaults(func=run_train)
     return parser
 
@@ -190,7 +191,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
             base = TokenScheme(steps_per_beat=int(params.get("steps_per_beat", 4)))
         corpus = load_sources(base, composers=composers, midi_dirs=midi, max_pieces=max_pieces,
-                              cache_dir=None if args.no_cache else Path(args.cache_dir))
+                              cache_dir=None if args.no_cache else Path(args.cache_dir),
+                              progress=not args.no_progress)
         if isinstance(runner, LstmModel):
             rows, info = evaluate_step_model(runner, corpus, every=every, orders=args.orders,
                                              name=f"LSTM ({args.model.name})")

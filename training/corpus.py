@@ -313,7 +313,8 @@ def _convert_all(
     from tqdm import tqdm
 
     count = min(len(todo), workers or os.cpu_count() or 1)
-    bar = tqdm(total=len(todo), desc="converting", unit="file", disable=not progress)
+    # disable=None: a bar on a terminal only, not in a log file
+    bar = tqdm(total=len(todo), desc="converting", unit="file", disable=None if progress else True)
     results: dict[int, tuple[str, Any]] = {}
     try:
         if count <= 1 or len(todo) < 4:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from training.reference import ReferenceConfig, ReferenceVocabulary, build_refer
 from training.runtime import WindowRunner  # noqa: E402
 
 
-def _shake(model: keras.Model, seed: int) -> None:
+def _shake(model: Any, seed: int) -> None:
     """Random weights large enough that the recurrent state matters (initial ones are tame)."""
     rng = np.random.default_rng(seed)
     model.set_weights([rng.normal(0, 0.4, w.shape).astype(np.float32)
@@ -32,7 +33,7 @@ def _shake(model: keras.Model, seed: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[keras.Model, LstmConfig, Path]:
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, LstmConfig, Path]:
     config = LstmConfig(SCHEME.vocab_size, embedding=16, units=(32, 24), dropout=0.1)
     model = build_lstm(config)
     _shake(model, 7)
