@@ -24,7 +24,7 @@ from bridge.clock import Clock, TempoTracker
 from bridge.model import LstmModel
 from bridge.sampling import mask_table, sample
 from bridge.schedule import PlannedNote, Scheduler, Wait, condition_wait
-from bridge.tokens import Event, Note, TokenScheme
+from bridge.tokens import Event, Note, TokenScheme, close_gaps
 
 __all__ = [
     "FLUSH_MARGIN_S",
@@ -85,7 +85,10 @@ def seed_tokens(scheme: TokenScheme, seed: Sequence[Note],
     stay exactly the same, but a file with a 2^28-beat silence no longer becomes tens of millions
     of rest events (``antiphon continue`` took minutes on a 40-byte file).
     """
-    events = scheme.events_from_notes(_close_gaps(seed, max_events, scheme.max_shift))
+    # Gaps beyond ``max_events`` full shifts lose whole shifts: the shift of the note after the
+    # gap and the ``max_events`` rests before it come out the same.
+    events = scheme.events_from_notes(
+        close_gaps(seed, max_events * scheme.max_shift, quantum=scheme.max_shift))
     if len(events) > max_events:
         events = events[-max_events:]
         first = events[0]
@@ -94,24 +97,6 @@ def seed_tokens(scheme: TokenScheme, seed: Sequence[Note],
     for event in events:
         tokens.extend(scheme.event_tokens(event))
     return tokens, len(events)
-
-
-def _close_gaps(notes: Sequence[Note], shifts: int, max_shift: int) -> list[Note]:
-    """``notes`` by onset, every gap between onsets longer than ``shifts`` full shifts shortened
-    by whole shifts (so the shift of the note after it, and ``shifts`` rests before that note,
-    come out the same)."""
-    closed: list[Note] = []
-    cut = 0
-    previous: int | None = None
-    for note in sorted(notes):
-        if previous is not None:
-            excess = note.onset - previous - shifts * max_shift
-            if excess > 0:
-                cut += excess // max_shift * max_shift
-        previous = note.onset
-        closed.append(Note(note.onset - cut, note.pitch, note.duration, note.velocity)
-                      if cut else note)
-    return closed
 
 
 class EventStream:

@@ -51,6 +51,7 @@ __all__ = [
     "Kind",
     "Note",
     "TokenScheme",
+    "close_gaps",
 ]
 
 TOKEN_SCHEME_VERSION = 1
@@ -425,6 +426,27 @@ class TokenScheme:
         if not isinstance(data, dict):
             raise TokenError("token scheme JSON must be an object")
         return cls.from_dict(data)
+
+
+def close_gaps(notes: Iterable[Note], max_gap: int, quantum: int = 1) -> list[Note]:
+    """``notes`` by onset, every gap between consecutive onsets longer than ``max_gap`` steps
+    shortened by whole multiples of ``quantum`` steps (to ``max_gap`` exactly when ``quantum`` is
+    1); everything after a gap moves earlier with it.  Keeps a 2^28-beat silence in a hostile
+    file from becoming millions of rest tokens (the corpus reader and the seed both call it)."""
+    if max_gap < 0 or quantum < 1:
+        raise ValueError(f"max_gap must be >= 0 and quantum >= 1, got {max_gap}, {quantum}")
+    closed: list[Note] = []
+    cut = 0
+    previous: int | None = None
+    for note in sorted(notes):
+        if previous is not None:
+            excess = note.onset - previous - max_gap
+            if excess > 0:
+                cut += excess // quantum * quantum
+        previous = note.onset
+        closed.append(Note(note.onset - cut, note.pitch, note.duration, note.velocity)
+                      if cut else note)
+    return closed
 
 
 class Decoder:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from bridge.errors import AntiphonError, ConfigError
-from bridge.tokens import TOKEN_SCHEME_VERSION, Note, TokenScheme
+from bridge.tokens import TOKEN_SCHEME_VERSION, Note, TokenScheme, close_gaps
 
 __all__ = [
     "DEFAULT_CACHE_DIR",
@@ -169,27 +169,12 @@ def read_file(path: str | os.PathLike[str]) -> list[RawNote]:
     return read_score(path)
 
 
-def close_silences(notes: Sequence[Note], max_gap: int) -> list[Note]:
-    """``notes`` (sorted) with every gap between consecutive onsets longer than ``max_gap``
-    steps shortened to ``max_gap``; everything after a gap moves earlier with it."""
-    closed: list[Note] = []
-    cut = 0
-    previous: int | None = None
-    for note in notes:
-        if previous is not None and note.onset - previous > max_gap:
-            cut += note.onset - previous - max_gap
-        previous = note.onset
-        closed.append(note if not cut else Note(note.onset - cut, note.pitch, note.duration,
-                                                note.velocity))
-    return closed
-
-
 def _convert(path: str, grid: tuple[int, int, int, int]) -> tuple[str, Any]:
     """Worker: read and quantize one file. ``("ok", int32 array [n, 4])`` or ``("error", why)``."""
     steps, max_shift, max_duration, buckets = grid
     scheme = TokenScheme(steps, max_shift, max_duration, buckets)
     try:
-        notes = close_silences(scheme.quantize(read_file(path)), MAX_SILENCE_BEATS * steps)
+        notes = close_gaps(scheme.quantize(read_file(path)), MAX_SILENCE_BEATS * steps)
     except AntiphonError as exc:  # already one clear line, naming the file
         return "error", str(exc).removeprefix(f"{path}: ")
     except Exception as exc:  # a bad file must never stop the run

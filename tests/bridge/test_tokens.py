@@ -190,3 +190,15 @@ def test_notes_are_checked_when_built(bad: dict[str, int]) -> None:
 def test_numpy_ints_are_accepted() -> None:
     note = Note(np.int64(0), np.int64(60), np.int64(2), np.int64(V))  # type: ignore[arg-type]
     assert SCHEME.decode(SCHEME.encode([note])) == [Note(0, 60, 2, V)]
+
+
+def test_close_gaps_shortens_only_long_silences() -> None:
+    from bridge.tokens import close_gaps
+
+    notes = [Note(0, 60, 2, V), Note(4, 62, 2, V), Note(1000, 64, 2, V), Note(1003, 65, 2, V)]
+    assert [n.onset for n in close_gaps(notes, 16)] == [0, 4, 20, 23]
+    # by whole quanta: the remainder of the gap modulo the quantum survives
+    assert [n.onset for n in close_gaps(notes, 64, quantum=32)] == [0, 4, 1000 - 928, 1003 - 928]
+    assert close_gaps(notes, 10_000) == notes
+    with pytest.raises(ValueError):
+        close_gaps(notes, 4, quantum=0)
