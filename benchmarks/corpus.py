@@ -1,8 +1,7 @@
 """Section 5 — corpus preparation: pieces/s on a first run (all cores) vs served from the cache.
 
 Reads the Bach chorales music21 ships with ``training.corpus.load_corpus`` into a fresh temporary
-cache, then again from that cache; in a full run also once on a single core, which shows what
-the process pool buys.  Main thread only.
+cache, then again from that cache.  Main thread only.
 """
 
 from __future__ import annotations
@@ -46,9 +45,6 @@ def run(options: Options, context: dict[str, object]) -> Section:
     with tempfile.TemporaryDirectory(prefix="antiphon-bench-cache-") as cache:
         timed(f"first run, {cores} processes", cache, None)
         timed("cached", cache, None)
-    if not options.quick and cores > 1:
-        with tempfile.TemporaryDirectory(prefix="antiphon-bench-cache-") as cache:
-            timed("first run, 1 process", cache, 1)
     base = runs[0][1]
     table = Table(["run", "pieces", "seconds", "pieces/s", "speed vs first run"])
     for label, seconds, pieces in runs:

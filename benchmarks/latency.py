@@ -31,7 +31,7 @@ __all__ = ["BPM", "PHRASE", "Round", "match_plan", "run"]
 BPM = 300.0  # fastest tempo the bridge accepts: fast rounds
 SILENCE_BEATS = 0.25  # shortest phrase-ending silence the bridge accepts
 ANSWER_EVENTS = 3  # latency rounds: short answers, stopped once their first note is heard
-TIMING_EVENTS = 32  # timing rounds: answers played to their end
+TIMING_EVENTS = 128  # timing rounds: long answers (fewer tails to wait for), played to the end
 PHRASE = [(0.0, 60, 0.25, 90), (0.25, 64, 0.25, 90), (0.5, 67, 0.25, 90)]
 """(onset_beats, pitch, duration_beats, velocity): a short arpeggio, 0.15 s at 300 bpm."""
 
@@ -61,27 +61,43 @@ def match_plan(note_ons: list[tuple[float, int]], plan: list[tuple[float, int]],
                seconds_per_beat: float) -> list[float]:
     """Timing errors (received − intended, seconds) of an answer's received note-ons.
 
-    Each received note-on is matched, in order, to the earliest unmatched planned note of the same
-    pitch.  The answer's grid is anchored at the median of ``received − planned`` over its matched
-    notes (the bridge's own anchor time is not visible from outside), so a single late note shows
-    as one late note rather than shifting all the others.  Notes planned but never heard (an
-    interrupted answer) are left out; fewer than two matches give no figure.
+    The bridge's own anchor time is not visible from outside, so the answer's grid is anchored at
+    the median of ``received − planned`` (a single late note then shows as one late note rather
+    than shifting all the others).  First a provisional anchor from matching each received
+    note-on, in order, to the earliest unmatched planned note of its pitch; then every note-on is
+    matched to the unmatched planned note of its pitch nearest to it on that grid, so a planned
+    note that never sounded (an interrupted answer, a re-struck pitch) cannot shift the matches
+    after it.  Fewer than two matches give no figure.
     """
     if not note_ons or not plan:
         return []
     planned = sorted(plan)
-    used = [False] * len(planned)
-    offsets: list[float] = []
-    for t, pitch in sorted(note_ons):
-        for i, (beat, p) in enumerate(planned):
-            if not used[i] and p == pitch:
-                used[i] = True
-                offsets.append(t - beat * seconds_per_beat)
-                break
-    if len(offsets) < 2:
+    received = sorted(note_ons)
+
+    def offsets(anchor: float | None) -> list[float]:
+        used = [False] * len(planned)
+        out = []
+        for t, pitch in received:
+            best, best_gap = -1, float("inf")
+            for i, (beat, p) in enumerate(planned):
+                if used[i] or p != pitch:
+                    continue
+                gap = 0.0 if anchor is None else abs(t - anchor - beat * seconds_per_beat)
+                if gap < best_gap:
+                    best, best_gap = i, gap
+                if anchor is None:
+                    break  # greedy: the earliest unmatched one
+            if best >= 0:
+                used[best] = True
+                out.append(t - planned[best][0] * seconds_per_beat)
+        return out
+
+    first = offsets(None)
+    if len(first) < 2:
         return []
-    anchor = float(np.median(offsets))
-    return [o - anchor for o in offsets]
+    final = offsets(float(np.median(first)))
+    anchor = float(np.median(final))
+    return [o - anchor for o in final]
 
 
 def run(options: Options, context: dict[str, object]) -> Section:
@@ -123,20 +139,20 @@ def run(options: Options, context: dict[str, object]) -> Section:
         section.data[f"period_{period}"] = result
     section.tables.append(table)
     counts = Table(["JACK period", "latency rounds", "answers heard", "missed",
-                    "clock slips", "timing rounds", "notes timed",
+                    "early notes", "timing rounds", "notes timed",
                     "bridge RSS while answering (MiB)"], caption="**Rounds**")
     for period, result in per_period.items():
         counts.rows.append([str(period), str(result["rounds"]), str(result["heard"]),
-                            str(result["missed"]), str(result["clock_slips"]),
+                            str(result["missed"]), str(result["early"]),
                             str(result["timing_rounds"]),
                             str(result["timing"].n),
                             fmt(result["rss_kib"] / 1024 if result["rss_kib"] else None)])
     section.tables.append(counts)
     section.figures.append(_plot(options.out_dir, per_period))
     section.notes.append(
-        "missed = an answer began and ended without a note reaching the peer; clock slips = a "
-        "first note stamped before the request (JACK's frame-time estimate slipped on an "
-        "overloaded machine) — both left out of the figures; all zero on a quiet machine."
+        "missed = an answer began and ended without a note reaching the peer; early notes = a "
+        "note-on heard before the request (the previous answer's last MIDI still in flight) — "
+        "both counted and left out of the figures."
     )
     rss = [r["rss_kib"] for r in per_period.values() if r["rss_kib"]]
     if rss:
@@ -202,15 +218,15 @@ def _measure(period: int, env: dict[str, str], options: Options) -> dict[str, An
         link.close()
     measured = rounds[warmup:] if len(rounds) > warmup else rounds
     spb = 60.0 / BPM
-    # a first note stamped before it was asked for means JACK's frame-time estimate slipped
-    # (an overloaded machine): counted, not used
+    # a first note before the request belongs to the previous answer (should not happen after
+    # the settling pause in _round): counted, not used
     phrase_lat = [r.first_note - r.asked_at for r in measured
                   if r.kind == "phrase" and r.first_note is not None
                   and r.first_note >= r.asked_at]
     trigger_lat = [r.first_note - r.asked_at for r in measured
                    if r.kind == "trigger" and r.first_note is not None
                    and r.first_note >= r.asked_at]
-    slipped = sum(r.first_note is not None and r.first_note < r.asked_at for r in measured)
+    early = sum(r.first_note is not None and r.first_note < r.asked_at for r in measured)
     errors: list[float] = []
     for r in timing:
         errors += match_plan(r.note_ons, r.plan, spb)
@@ -223,7 +239,7 @@ def _measure(period: int, env: dict[str, str], options: Options) -> dict[str, An
         "rounds": len(measured),
         "heard": sum(r.first_note is not None for r in measured),
         "missed": sum(r.first_note is None for r in measured),
-        "clock_slips": slipped,
+        "early": early,
         "timing_rounds": len(timing),
         "timing_missed": sum(not r.ended for r in timing),
         "rss_kib": max(rss) if rss else bridge.rss_kib("VmHWM"),
@@ -234,7 +250,14 @@ def _measure(period: int, env: dict[str, str], options: Options) -> dict[str, An
 def _round(kind: str, peer: Any, link: OscLink, phrase: list[Any], *, stop: bool,
            timeout: float = 5.0) -> Round:
     """Ask for one answer; with ``stop``, send ``/antiphon/stop`` as soon as its first note is
-    heard; either way wait for ``/antiphon/answer/end`` (or ``timeout``)."""
+    heard; either way wait for ``/antiphon/answer/end`` (or ``timeout``).
+
+    Starts by letting three JACK periods pass: ``/antiphon/answer/end`` travels over UDP at
+    once, while the previous answer's last MIDI (a chord's other notes, the stop's note-offs)
+    still waits for the next period — it must not count as this round's answer.
+    """
+    period = peer.client.blocksize / peer.rate
+    time.sleep(3 * period + 0.005)
     peer.clear()
     link.take()
     if kind == "phrase":

@@ -27,7 +27,7 @@ class Options:
     notes: int = 2000  # minimum answer notes for the timing-error figure, per period
     periods: tuple[int, ...] = (64, 256)
     launches: int = 7  # bridge start-ups
-    train_seconds: float = 90.0  # time budget per architecture
+    train_seconds: float = 75.0  # time budget per architecture
     corpus_pieces: int | None = None  # None: every chorale
     quality_pieces: int | None = None  # None: every held-out piece
     temperatures: tuple[float, ...] = (0.8, 1.0, 1.2)

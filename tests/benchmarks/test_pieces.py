@@ -86,6 +86,10 @@ def test_match_plan_on_the_answers_own_grid() -> None:
     assert sorted(match_plan(late_first, plan, spb)) == pytest.approx([0, 0, 0, 0.7])
     assert match_plan(received[:1], plan, spb) == []  # nothing to compare with
     assert match_plan([(5.0, 60), (5.21, 64)], plan, spb) == pytest.approx([-0.005, 0.005])
+    # a planned C that never sounded must not pair the later C with it
+    repeated = [(0.0, 60), (0.5, 62), (1.0, 60), (2.0, 60), (2.5, 64)]
+    heard = [(1.0, 60), (1.1, 62), (1.4, 60), (1.5, 64)]  # the C at beat 1.0 was dropped
+    assert match_plan(heard, repeated, spb) == pytest.approx([0, 0, 0, 0])
 
 
 def test_table_and_section_markdown() -> None:
