@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pieces", type=int, default=None,
                    help="held-out pieces for the quality section (default all)")
     p.add_argument("--temperatures", default=None,
-                   help="sampling temperatures for the quality section (default 0.8,1.0,1.2)")
+                   help="sampling temperatures for the quality section (default 0.05,0.8,1.0,1.2)")
     return p
 
 

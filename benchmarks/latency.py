@@ -26,7 +26,7 @@ from benchmarks.options import REPO, Options
 from benchmarks.report import Section, Table
 from benchmarks.stats import Summary, fmt, summarize
 
-__all__ = ["BPM", "PHRASE", "Round", "match_plan", "run"]
+__all__ = ["BPM", "PHRASE", "Round", "match_plan", "run", "steady"]
 
 BPM = 300.0  # fastest tempo the bridge accepts: fast rounds
 SILENCE_BEATS = 0.25  # shortest phrase-ending silence the bridge accepts
@@ -55,6 +55,29 @@ class Round:
     note_ons: list[tuple[float, int]] = field(default_factory=list)  # (JACK s, pitch)
     plan: list[tuple[float, int]] = field(default_factory=list)  # (beat, pitch)
     ended: bool = False
+    clock: list[tuple[float, float]] = field(default_factory=list)  # (JACK s, monotonic s)
+    jumps: int = 0  # JACK clock jumps against the monotonic clock during the round
+
+
+def steady(times: list[float], clock: list[tuple[float, float]],
+           threshold: float) -> tuple[list[float], int]:
+    """JACK times corrected for the JACK clock's jumps against the monotonic clock.
+
+    The dummy driver's frame counter does not catch up when a cycle runs late, so after a
+    hiccup everything stamped in frames is shifted for good; the bridge schedules on the
+    monotonic clock.  ``clock`` holds ``(JACK s, monotonic s)`` samples taken during the round;
+    each time is moved by the change of ``JACK − monotonic`` since the first sample, as of the
+    last sample at or before it.  Returns the corrected times and how many jumps larger than
+    ``threshold`` seconds the samples show.
+    """
+    if len(clock) < 2:
+        return list(times), 0
+    jack_t = np.array([c[0] for c in clock])
+    drift = jack_t - np.array([c[1] for c in clock])
+    drift -= drift[0]
+    jumps = int(np.count_nonzero(np.abs(np.diff(drift)) > threshold))
+    index = np.clip(np.searchsorted(jack_t, times, side="right") - 1, 0, len(clock) - 1)
+    return [float(t - drift[i]) for t, i in zip(times, index, strict=True)], jumps
 
 
 def match_plan(note_ons: list[tuple[float, int]], plan: list[tuple[float, int]],
@@ -139,11 +162,11 @@ def run(options: Options, context: dict[str, object]) -> Section:
         section.data[f"period_{period}"] = result
     section.tables.append(table)
     counts = Table(["JACK period", "latency rounds", "answers heard", "missed",
-                    "early notes", "timing rounds", "notes timed",
+                    "early notes", "JACK clock jumps", "timing rounds", "notes timed",
                     "bridge RSS while answering (MiB)"], caption="**Rounds**")
     for period, result in per_period.items():
         counts.rows.append([str(period), str(result["rounds"]), str(result["heard"]),
-                            str(result["missed"]), str(result["early"]),
+                            str(result["missed"]), str(result["early"]), str(result["clock_jumps"]),
                             str(result["timing_rounds"]),
                             str(result["timing"].n),
                             fmt(result["rss_kib"] / 1024 if result["rss_kib"] else None)])
@@ -152,7 +175,10 @@ def run(options: Options, context: dict[str, object]) -> Section:
     section.notes.append(
         "missed = an answer began and ended without a note reaching the peer; early notes = a "
         "note-on heard before the request (the previous answer's last MIDI still in flight) — "
-        "both counted and left out of the figures."
+        "both counted and left out of the figures. JACK clock jumps = moments the dummy "
+        "driver's frame clock fell behind the monotonic clock (a late cycle; its frame count "
+        "never catches up): JACK-stamped times are corrected by the measured jump, since the "
+        "bridge schedules on the monotonic clock."
     )
     rss = [r["rss_kib"] for r in per_period.values() if r["rss_kib"]]
     if rss:
@@ -240,6 +266,7 @@ def _measure(period: int, env: dict[str, str], options: Options) -> dict[str, An
         "heard": sum(r.first_note is not None for r in measured),
         "missed": sum(r.first_note is None for r in measured),
         "early": early,
+        "clock_jumps": sum(r.jumps for r in rounds + timing),
         "timing_rounds": len(timing),
         "timing_missed": sum(not r.ended for r in timing),
         "rss_kib": max(rss) if rss else bridge.rss_kib("VmHWM"),
@@ -257,7 +284,11 @@ def _round(kind: str, peer: Any, link: OscLink, phrase: list[Any], *, stop: bool
     still waits for the next period — it must not count as this round's answer.
     """
     period = peer.client.blocksize / peer.rate
-    time.sleep(3 * period + 0.005)
+    for _ in range(20):  # until three periods pass with nothing arriving
+        before = len(peer.received())
+        time.sleep(3 * period + 0.002)
+        if len(peer.received()) == before:
+            break
     peer.clear()
     link.take()
     if kind == "phrase":
@@ -267,11 +298,13 @@ def _round(kind: str, peer: Any, link: OscLink, phrase: list[Any], *, stop: bool
         asked = peer.now()
         link.send("/antiphon/trigger")
     result = Round(kind, asked)
+    result.clock.append((peer.now(), time.monotonic()))
     answer_id: int | None = None
     stopped = False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not result.ended:
         time.sleep(0.002)
+        result.clock.append((peer.now(), time.monotonic()))
         for _, address, args in link.take():
             if address == "/antiphon/answer/begin" and args:
                 answer_id = int(args[0])
@@ -285,7 +318,12 @@ def _round(kind: str, peer: Any, link: OscLink, phrase: list[Any], *, stop: bool
         if stop and not stopped and _note_ons(peer):
             link.send("/antiphon/stop")
             stopped = True
-    result.note_ons = _note_ons(peer)
+    result.clock.append((peer.now(), time.monotonic()))
+    heard = _note_ons(peer)
+    times, result.jumps = steady([result.asked_at, *(t for t, _ in heard)], result.clock,
+                                 threshold=max(0.002, period))
+    result.asked_at = times[0]
+    result.note_ons = [(t, p) for t, (_, p) in zip(times[1:], heard, strict=True)]
     if result.note_ons:
         result.first_note = min(t for t, _ in result.note_ons)
     return result

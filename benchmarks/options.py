@@ -30,7 +30,7 @@ class Options:
     train_seconds: float = 75.0  # time budget per architecture
     corpus_pieces: int | None = None  # None: every chorale
     quality_pieces: int | None = None  # None: every held-out piece
-    temperatures: tuple[float, ...] = (0.8, 1.0, 1.2)
+    temperatures: tuple[float, ...] = (0.05, 0.8, 1.0, 1.2)
     seed_bars: int = 4
     answer_bars: int = 4
     sections: tuple[str, ...] = field(default=(

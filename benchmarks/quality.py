@@ -21,7 +21,7 @@ from benchmarks.options import Options
 from benchmarks.report import Section, Table
 from benchmarks.stats import fmt
 
-__all__ = ["Answerer", "Case", "cases_from_pieces", "evaluate", "run"]
+__all__ = ["Answerer", "Case", "cases_from_pieces", "compare", "evaluate", "run"]
 
 BEATS_PER_BAR = 4
 
@@ -127,8 +127,9 @@ def run(options: Options, context: dict[str, object]) -> Section:
         "overlap with the real continuations (1 = same distribution); mean polyphony (notes "
         "sounding per occupied 16th) and pitch range (semitones), to compare with the real row; "
         "degenerate = answers in which one onset (same pitches and duration) makes up more than "
-        "half the onsets, or with fewer than 4 onsets. Sampling: top-p 0.95 where the model "
-        "supports it; same seeds, lengths and random seeds for every answerer."
+        "half the onsets, or with fewer than 4 onsets. Sampling: the bridge's sampler for every "
+        "answerer (top-p 0.95, the temperatures shown; 0.05 is the bridge's lowest, close to the "
+        "reference implementation's argmax); same seeds, lengths and random seeds for all."
     )
     table = Table(["answerer", "temperature", *(label for _, label in COLUMNS)],
                   caption="**Answers vs the real continuation** (means over pieces)")
@@ -138,18 +139,48 @@ def run(options: Options, context: dict[str, object]) -> Section:
     section.tables.append(table)
     section.notes.extend(notes)
     section.figures.append(_plot(options.out_dir, rows))
-    ours = _row_at(rows, answerers[0].name, 1.0)
-    for other in answerers[1:]:
-        theirs = _row_at(rows, other.name, 1.0)
-        if ours and theirs:
+    real_stats = rows[0][2]
+    for temperature in dict.fromkeys((1.0, min(options.temperatures))):
+        ours = _row_at(rows, answerers[0].name, temperature)
+        for other in answerers[1:]:
+            theirs = _row_at(rows, other.name, temperature)
+            if not (ours and theirs):
+                continue
+            wins, losses = compare(ours, theirs, real_stats)
             section.headline.append((
-                f"quality at T=1: pitch-class distance ↓ / degenerate ↓ vs {other.name}",
-                f"{fmt(ours['pch_distance'])} / {_cell('degenerate', ours['degenerate'])}",
-                f"{fmt(theirs['pch_distance'])} / {_cell('degenerate', theirs['degenerate'])}",
-                "Antiphon closer" if ours["pch_distance"] < theirs["pch_distance"]
-                else "Antiphon behind",
+                f"quality at T={temperature:g}: statistics closer to the real continuation",
+                f"{len(wins)} of {len(COMPARED)}",
+                f"{other.name}: {len(losses)}",
+                "Antiphon behind on " + ", ".join(losses) if losses else "none behind",
             ))
     return section
+
+
+COMPARED = {
+    "pch_distance": "pitch-class distance", "key_consistency": "key consistency",
+    "duration_overlap": "durations", "ioi_overlap": "inter-onset intervals",
+    "polyphony": "polyphony", "pitch_range": "pitch range", "degenerate": "degeneracy",
+}
+
+
+def compare(ours: dict[str, float], theirs: dict[str, float],
+            real: dict[str, float]) -> tuple[list[str], list[str]]:
+    """Which statistics of ``ours`` are closer to the real continuation than ``theirs`` (wins)
+    and which are farther (losses); ties count as neither.  Distance and degeneracy: lower is
+    closer; overlaps: higher; key consistency, polyphony, pitch range: nearer the real value."""
+    wins: list[str] = []
+    losses: list[str] = []
+    for key, label in COMPARED.items():
+        if key in ("pch_distance", "degenerate"):
+            a, b = ours[key], theirs[key]
+        elif key in ("duration_overlap", "ioi_overlap"):
+            a, b = -ours[key], -theirs[key]
+        else:
+            a, b = abs(ours[key] - real[key]), abs(theirs[key] - real[key])
+        if not (np.isfinite(a) and np.isfinite(b)) or abs(a - b) < 1e-9:
+            continue
+        (wins if a < b else losses).append(label)
+    return wins, losses
 
 
 def _cell(key: str, value: float) -> str:

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from benchmarks import musicstats as ms
-from benchmarks.latency import match_plan
+from benchmarks.latency import match_plan, steady
 from benchmarks.report import Section, Table
 from benchmarks.stats import fmt, ratio, summarize
 from bridge.tokens import Note
@@ -107,3 +107,26 @@ def test_training_curve_read_at_a_moment() -> None:
     points = [(0.0, 10.0), (10.0, 6.0), (20.0, 5.0)]
     assert value_at(points, 5.0) == pytest.approx(8.0)
     assert value_at(points, 20.0) == 5.0 and value_at(points, 30.0) == 5.0
+
+
+def test_steady_removes_a_jack_clock_jump() -> None:
+    # JACK time runs with monotonic time, then falls 12 ms behind for good at JACK 10.5 s
+    clock = [(10.0, 100.0), (10.5, 100.5), (10.988, 101.0), (11.488, 101.5)]
+    times, jumps = steady([10.2, 10.7, 11.2], clock, threshold=0.002)
+    assert jumps == 1
+    assert times == pytest.approx([10.2, 10.7, 11.212])
+    assert steady([1.0], [], threshold=0.002) == ([1.0], 0)
+
+
+def test_quality_compare_counts_closer_statistics() -> None:
+    from benchmarks.quality import compare
+
+    real = {"pch_distance": 0.0, "key_consistency": 0.9, "duration_overlap": 1.0,
+            "ioi_overlap": 1.0, "polyphony": 4.0, "pitch_range": 30.0, "degenerate": 0.0}
+    ours = {"pch_distance": 0.3, "key_consistency": 0.7, "duration_overlap": 0.9,
+            "ioi_overlap": 0.9, "polyphony": 3.9, "pitch_range": 36.0, "degenerate": 0.0}
+    theirs = {"pch_distance": 0.2, "key_consistency": 0.8, "duration_overlap": 0.4,
+              "ioi_overlap": 0.7, "polyphony": 2.0, "pitch_range": 26.0, "degenerate": 0.0}
+    wins, losses = compare(ours, theirs, real)
+    assert wins == ["durations", "inter-onset intervals", "polyphony"]
+    assert losses == ["pitch-class distance", "key consistency", "pitch range"]
