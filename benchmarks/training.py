@@ -23,7 +23,7 @@ from benchmarks.options import Options
 from benchmarks.report import Section, Table
 from benchmarks.stats import Summary, fmt, ratio, summarize
 
-__all__ = ["Curve", "run", "value_at"]
+__all__ = ["Curve", "recipe", "run", "value_at"]
 
 VAL_WINDOWS_SEED = 256  # held-out windows scored per evaluation (the reference net is slow)
 
@@ -41,6 +41,26 @@ class Curve:
     eval_seconds: float = 0.0
     parameters: int = 0
     onnx: Path | None = None
+
+
+def recipe(path: Path, arch: str) -> Any:
+    """The :class:`training.train.TrainConfig` a shipped model was trained with (its
+    ``antiphon.training`` params), else ``antiphon train``'s defaults for ``arch``."""
+    import json
+
+    from training.train import TrainConfig
+
+    params: dict[str, Any] = {}
+    if path.is_file():
+        from training.export import read_metadata
+
+        try:
+            info = json.loads(read_metadata(path).get("antiphon.training", "{}"))
+            params = dict(info.get("params") or {})
+        except (ValueError, TypeError, AttributeError):
+            params = {}
+    params.pop("max_minutes", None)
+    return TrainConfig.from_dict({**params, "arch": arch})
 
 
 def _corpus(options: Options) -> Any:
@@ -180,10 +200,9 @@ def _train(name: str, prepared: dict[str, Any], budget: float, batch: int,
 def run(options: Options, context: dict[str, object]) -> Section:
     import keras
 
-    from training.train import TrainConfig
-
     section = Section(4, "Training")
-    config = TrainConfig()
+    configs = {"default": recipe(options.model, "default"),
+               "seed": recipe(options.reference_model, "seed")}
     corpus, base = _corpus(options)
     rng = np.random.default_rng(options.rng_seed)
     keras.utils.set_random_seed(options.rng_seed)
@@ -193,12 +212,12 @@ def run(options: Options, context: dict[str, object]) -> Section:
     quick = options.quick
     for arch, label, prepare in (
         ("default", "default (Antiphon)",
-         lambda: _prepare_default(corpus, base, config, 16 if quick else 1024)),
+         lambda: _prepare_default(corpus, base, configs["default"], 16 if quick else 1024)),
         ("seed", "--arch seed (reference)",
-         lambda: _prepare_seed(corpus, config, 16 if quick else VAL_WINDOWS_SEED)),
+         lambda: _prepare_seed(corpus, configs["seed"], 16 if quick else VAL_WINDOWS_SEED)),
     ):
         prepared = prepare()
-        curve, model = _train(label, prepared, options.train_seconds, config.batch, rng,
+        curve, model = _train(label, prepared, options.train_seconds, configs[arch].batch, rng,
                               points=2 if quick else 8, first_steps=1 if quick else 4)
         curve.markov = _markov_nats(prepared)
         curves[arch] = curve
@@ -209,13 +228,16 @@ def run(options: Options, context: dict[str, object]) -> Section:
             context[f"{arch}_budget_onnx"] = path
         keras.backend.clear_session()
     context["reference_onnx"] = curves["seed"].onnx
+    d_cfg, s_cfg = configs["default"], configs["seed"]
     section.method = (
         f"{len(corpus.pieces)} Bach chorales, split as `antiphon train` splits them (every 10th "
-        "held out); both architectures built, compiled and fed as `antiphon train` does "
-        f"(TrainConfig defaults: batch {config.batch}, Adam {config.lr:g}; default: embedding "
-        f"{config.embedding} → LSTM {'×'.join(map(str, config.units))}, windows of "
-        f"{config.window} tokens, every position predicts its next token; seed: one-hot window "
-        "of 100 events → LSTM 512 → LSTM 256 → softmax, one prediction per window), each "
+        "held out); both architectures built, compiled and fed as `antiphon train` does, with "
+        "the settings the shipped models were trained with (their `antiphon.training` params). "
+        f"Default: embedding {d_cfg.embedding} → LSTM {'×'.join(map(str, d_cfg.units))}, "
+        f"windows of {d_cfg.window} tokens, batch {d_cfg.batch}, Adam {d_cfg.lr:g}, every "
+        "position predicts its next token. Seed: one-hot window of 100 events → LSTM 512 → "
+        f"LSTM 256 → softmax, batch {s_cfg.batch}, Adam {s_cfg.lr:g}, one prediction per "
+        "window. Each "
         f"trained for the same {options.train_seconds:g} s of `fit` time in chunks. After each "
         "chunk the held-out loss is measured on fixed held-out windows (evaluation time not "
         "counted) and converted to nats per event: Antiphon's events are 2–4 tokens "
