@@ -35,14 +35,15 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Measure Antiphon beside its baselines in one run and write "
-        "benchmarks/RESULTS.md, results.json and PNG plots (about 15 min on 2 cores; "
-        "--quick: a smoke run of every section in about a minute).",
+        "benchmarks/RESULTS.md, results.json and PNG plots (about 12 min on 2 cores; "
+        "--quick: a smoke run of every section in one to two minutes).",
     )
     d = Options()
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes for CI (the numbers mean nothing)")
     p.add_argument("--out", type=Path, default=None,
-                   help=f"where RESULTS.md and plots go (default {d.out_dir})")
+                   help=f"where RESULTS.md and plots go (default {d.out_dir}; with --quick "
+                   "a temporary folder, so a smoke run never replaces the real results)")
     p.add_argument("--only", default=None,
                    help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
     p.add_argument("--model", type=Path, default=None,
@@ -79,10 +80,13 @@ def options_from(args: argparse.Namespace) -> Options:
         value = getattr(args, flag)
         if value is not None:
             changes[name] = value
-    if args.periods:
-        changes["periods"] = tuple(int(x) for x in args.periods.split(","))
-    if args.temperatures:
-        changes["temperatures"] = tuple(float(x) for x in args.temperatures.split(","))
+    try:
+        if args.periods:
+            changes["periods"] = tuple(int(x) for x in args.periods.split(","))
+        if args.temperatures:
+            changes["temperatures"] = tuple(float(x) for x in args.temperatures.split(","))
+    except ValueError:
+        raise ValueError("--periods and --temperatures take comma-separated numbers") from None
     if args.only:
         only = tuple(s.strip() for s in args.only.split(",") if s.strip())
         unknown = [s for s in only if s not in SECTIONS]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,10 +38,32 @@ class Options:
         "inference", "latency", "startup", "training", "corpus", "quality"))
     rng_seed: int = 1234
 
+    def __post_init__(self) -> None:
+        for name in ("events", "keras_events", "seed_events", "answers", "notes", "launches",
+                     "seed_bars", "answer_bars"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got "
+                                 f"{getattr(self, name)}")
+        if not self.train_seconds > 0:
+            raise ValueError(f"--train-seconds must be > 0, got {self.train_seconds}")
+        if self.quality_pieces is not None and self.quality_pieces < 1:
+            raise ValueError(f"--pieces must be >= 1, got {self.quality_pieces}")
+        for period in self.periods:
+            if period < 16 or period & (period - 1):
+                raise ValueError(f"JACK periods must be powers of two >= 16, got {period}")
+        if not self.periods:
+            raise ValueError("--periods needs at least one period")
+        for temperature in self.temperatures:
+            if not 0.05 <= temperature <= 5:
+                raise ValueError(f"temperatures must be 0.05..5, got {temperature}")
+        if not self.temperatures:
+            raise ValueError("--temperatures needs at least one value")
+
     @classmethod
     def quick_sizes(cls, **overrides: object) -> Options:
         """The smoke run: every section, tiny sizes (well under two minutes)."""
         sizes: dict[str, object] = dict(
+            out_dir=Path(tempfile.gettempdir()) / "antiphon-bench-quick",  # keep the real results
             quick=True, events=40, keras_events=5, answers=4, notes=20, launches=2, periods=(64,),
             train_seconds=4.0, corpus_pieces=12, quality_pieces=3, temperatures=(1.0,),
             seed_bars=2, answer_bars=2,

@@ -130,3 +130,18 @@ def test_quality_compare_counts_closer_statistics() -> None:
     wins, losses = compare(ours, theirs, real)
     assert wins == ["durations", "inter-onset intervals", "polyphony"]
     assert losses == ["pitch-class distance", "key consistency", "pitch range"]
+
+
+def test_options_refuse_bad_sizes_and_quick_keeps_real_results() -> None:
+    from benchmarks.__main__ import main
+    from benchmarks.options import Options
+
+    with pytest.raises(ValueError, match="answers"):
+        Options(answers=0)
+    with pytest.raises(ValueError, match="powers of two"):
+        Options(periods=(100,))
+    with pytest.raises(ValueError, match="temperatures"):
+        Options(temperatures=(0.0,))
+    assert Options.quick_sizes().out_dir != Options().out_dir
+    assert main(["--answers", "0"]) == 2
+    assert main(["--only", "nonsense"]) == 2
