@@ -28,6 +28,7 @@ import pytest
 import rtmidi
 from pythonosc.osc_message import OscMessage
 from pythonosc.udp_client import SimpleUDPClient
+from reliability_support import unmatched
 
 from bridge.ports import find_port
 from bridge.tokens import TokenScheme
@@ -156,20 +157,6 @@ def play_phrase(player: Peer) -> float:
             time.sleep(delay)
         player.send(msg)
     return time.monotonic()
-
-
-def unmatched(messages: list[tuple[float, mido.Message]]) -> list[tuple[int, int]]:
-    """(channel, pitch) of note-ons without a later note-off."""
-    open_notes: dict[tuple[int, int], int] = {}
-    for _, msg in messages:
-        if msg.type not in ("note_on", "note_off"):
-            continue
-        key = (msg.channel, msg.note)
-        if msg.type == "note_on" and msg.velocity > 0:
-            open_notes[key] = open_notes.get(key, 0) + 1
-        elif open_notes.get(key):
-            open_notes[key] -= 1
-    return [key for key, n in open_notes.items() for _ in range(n)]
 
 
 def note_ons(messages: list[tuple[float, mido.Message]]) -> list[tuple[float, mido.Message]]:
