@@ -1,0 +1,494 @@
+"""The native JACK backend: one JACK client, sample-accurate MIDI in and out.
+
+RtMidi's JACK backend stamps input when a Python thread drains its queue and sends output
+"now", so both land on period boundaries, and it schedules on the monotonic clock while the DAW
+lives in JACK frames.  :class:`JackMidiPorts` uses JACK-Client (the system's libjack through
+cffi, so it also runs under PipeWire's JACK: ``pw-jack antiphon bridge``):
+
+* one client (``Antiphon``) with the MIDI ports ``Antiphon In`` and ``Antiphon Out``, so
+  ``jack_lsp`` and a DAW's connection list show ``Antiphon:Antiphon In`` — one device with two
+  ports, as DAWs show plugins and hardware (RtMidi needs a client per port);
+* the engine's clock is the client's frame counter (:class:`~bridge.jack_native_clock.FrameClock`):
+  input, tempo grid and scheduling all happen in frame time, so answers stay on the DAW's grid
+  after xruns;
+* input: the process callback copies each event and its exact frame time
+  (``last_frame_time + offset``) into a preallocated :class:`~bridge.jack_native_clock.EventRing`;
+  :class:`JackMidiInput`'s thread decodes it, converts the frame to the engine's clock once and
+  feeds the engine's queue like :class:`~bridge.midi_poll.PolledMidiInput`;
+* output: :class:`JackOutput` is the sink; the scheduler hands it notes ahead of time
+  (:meth:`JackOutput.send_at` with their due time, :data:`LOOKAHEAD_PERIODS` periods early) and
+  the process callback writes each at its exact frame offset in the period where it is due.
+  Messages sent "now" (passthrough, panic, note-offs on stop) go out at the start of the next
+  period; the wire order is always the order of the calls (frames never decrease), so a
+  note-off can never overtake its note-on.
+
+The process callback never blocks, never logs, and allocates little: it takes no lock, only
+the GIL (kept short by the supervisor's switch interval).  Bad input is counted, not raised.
+
+Threads: :meth:`JackMidiPorts.open` / :meth:`~JackMidiPorts.close` run in the main or the
+supervisor's watcher thread; :meth:`JackMidiPorts.process` in JACK's realtime thread;
+the shutdown and xrun callbacks in libjack's notification thread; :class:`JackOutput` is called
+by the scheduler and control threads; :class:`JackMidiInput` has its own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from queue import Full, Queue
+from typing import Any, Protocol
+
+import mido
+
+from bridge.errors import PortError
+from bridge.jack_native_clock import FRAME_MASK, EventRing, FrameClock, SpscRing, frame_delta
+
+__all__ = [
+    "DEFAULT_CLIENT",
+    "LOOKAHEAD_PERIODS",
+    "JackMidiInput",
+    "JackMidiPorts",
+    "JackOutput",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CLIENT = "Antiphon"
+IN_RING = 4096
+"""Input events the ring holds between two drains (a burst of 4096 within ~1 ms)."""
+OUT_RING = 4096
+"""Output events handed ahead that the ring holds."""
+POLL_S = 0.0005
+"""How often :class:`JackMidiInput` drains the input ring (latency to the engine, not timing)."""
+LOOKAHEAD_PERIODS = 3
+"""How many periods ahead the scheduler hands notes to the process callback (at least
+:data:`MIN_LOOKAHEAD_S`): the scheduler thread's wake-up jitter must fit in it."""
+MIN_LOOKAHEAD_S = 0.004
+DRAIN_S = 0.25
+"""How long :meth:`JackMidiPorts.close` waits for queued output (the note-offs) to go out."""
+
+_IGNORED = (0xF0, 0xFE)  # system exclusive, active sensing: filtered like the RtMidi backends
+
+
+class JackPort(Protocol):
+    """The part of ``jack.MidiPort`` used here (tests fake it)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def incoming_midi_events(self) -> Iterator[tuple[int, Any]]: ...
+
+    def clear_buffer(self) -> None: ...
+
+    def write_midi_event(self, time: int, event: bytes) -> None: ...
+
+
+class JackPorts(Protocol):
+    def register(self, shortname: str) -> Any: ...
+
+
+class JackClient(Protocol):
+    """The part of ``jack.Client`` used here (tests fake it)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def samplerate(self) -> int: ...
+
+    @property
+    def blocksize(self) -> int: ...
+
+    @property
+    def frame_time(self) -> int: ...
+
+    @property
+    def last_frame_time(self) -> int: ...
+
+    @property
+    def midi_inports(self) -> Any: ...
+
+    @property
+    def midi_outports(self) -> Any: ...
+
+    def set_process_callback(self, callback: Callable[[int], None]) -> None: ...
+
+    def set_shutdown_callback(self, callback: Callable[[Any, str], None]) -> None: ...
+
+    def set_xrun_callback(self, callback: Callable[[float], None]) -> None: ...
+
+    def activate(self) -> None: ...
+
+    def deactivate(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def connect(self, source: Any, destination: Any) -> None: ...
+
+    def get_ports(self, name_pattern: str = "", is_audio: bool = False, is_midi: bool = False,
+                  is_input: bool = False, is_output: bool = False) -> list[Any]: ...
+
+
+ClientFactory = Callable[[str], JackClient]
+
+
+def real_client(name: str) -> JackClient:
+    """A JACK-Client client on ``$JACK_DEFAULT_SERVER`` that never starts a server itself."""
+    try:
+        import jack
+    except (ImportError, OSError) as err:  # no JACK-Client, or no libjack on the system
+        raise PortError(f"the native JACK backend needs JACK-Client and libjack ({err}); "
+                        "install them or use --backend rtmidi-jack") from None
+    try:
+        client: JackClient = jack.Client(name, no_start_server=True)
+    except jack.JackOpenError as err:
+        server = os.environ.get("JACK_DEFAULT_SERVER", "default")
+        raise PortError(f"cannot reach the JACK server {server!r} ({err}); start it "
+                        f"(`jackd -n {server} -d dummy &`) or choose another --backend") from None
+    return client
+
+
+class JackOutput:
+    """The native backend's :class:`~bridge.midi_out.MidiSink`: hands messages to the process
+    callback through a lock-free ring.  Never raises.
+
+    Producers (scheduler, control threads) serialise on one lock among themselves; the callback
+    never takes it.  Counters: ``sent`` (handed over), ``failed`` (ring full, detached, closed).
+    """
+
+    def __init__(self, ring: SpscRing[tuple[int, bytes, bool]], clock: FrameClock) -> None:
+        self._ring = ring
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: int | None = None  # the frame of the newest event handed over
+        self._closed = False
+        self.asap_back = 0
+        """Frames before "now" that an as-soon-as-possible message is stamped (one period)."""
+        self.sent = 0
+        self.failed = 0
+
+    def send(self, msg: mido.Message) -> None:
+        """Send ``msg`` as soon as possible: the start of the next period (any thread)."""
+        self._hand(msg, None)
+
+    def send_at(self, msg: mido.Message, due: float | None) -> None:
+        """Send ``msg`` at the frame of clock time ``due`` (the start of the next period if
+        that has passed; None: as soon as possible).  Any thread."""
+        self._hand(msg, due)
+
+    def _hand(self, msg: mido.Message, due: float | None) -> None:
+        with self._lock:
+            if self._closed:
+                self._failure(msg, "output closed")
+                return
+            if due is None:  # a period back: due in the next period even if it starts late
+                now = self._clock.frame_now()
+                frame = None if now is None else (now - self.asap_back) & FRAME_MASK
+            else:
+                frame = self._clock.to_frame(due)
+            if frame is None:
+                self._failure(msg, "no JACK client")
+                return
+            if self._last is not None and frame_delta(frame, self._last) < 0:
+                frame = self._last  # never before an event handed earlier: wire order = call order
+            try:
+                data = bytes(msg.bytes())
+            except Exception as err:  # not a message object
+                self._failure(msg, str(err) or type(err).__name__)
+                return
+            if not self._ring.push((frame, data, due is not None)):
+                self._failure(msg, "output ring full")
+                return
+            self._last = frame
+            self.sent += 1
+
+    def _failure(self, msg: object, why: str) -> None:
+        self.failed += 1
+        if self.failed == 1 or self.failed % 100 == 0:
+            log.warning("MIDI out: could not send %s: %s (%d failures)", msg, why, self.failed)
+
+    @property
+    def pending(self) -> int:
+        """Events handed over and not yet written by the callback."""
+        return len(self._ring)
+
+    def stats(self) -> dict[str, int]:
+        return {"sent": self.sent, "failed": self.failed}
+
+    def close(self) -> None:
+        """Refuse further sends. Idempotent."""
+        with self._lock:
+            self._closed = True
+
+
+class JackMidiInput:
+    """Feeds ``queue`` with ``(t, mido.Message)`` from the ports' input ring, ``t`` the event's
+    exact frame time on the engine's clock.  Counters: ``received``, ``dropped`` (engine queue
+    full, or the input ring overflowed), ``malformed`` (undecodable or oversized).  Own thread
+    (stop Event + join in :meth:`close`)."""
+
+    def __init__(self, ring: EventRing, queue: Queue[tuple[float, mido.Message]],
+                 clock: FrameClock, *, poll_s: float = POLL_S, start: bool = True) -> None:
+        self._ring = ring
+        self._queue = queue
+        self._clock = clock
+        self._poll_s = poll_s
+        self._rejected0, self._oversized0 = ring.rejected, ring.oversized
+        self.received = 0
+        self._queue_full = 0
+        self._undecodable = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="antiphon-jack-in", daemon=True)
+        if start:
+            self._thread.start()
+
+    @property
+    def dropped(self) -> int:
+        return self._queue_full + self._ring.rejected - self._rejected0
+
+    @property
+    def malformed(self) -> int:
+        return self._undecodable + self._ring.oversized - self._oversized0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.drain()
+            self._stop.wait(self._poll_s)
+        self.drain()
+
+    def drain(self) -> int:
+        """Decode and deliver everything in the ring (this class's thread; tests call it)."""
+        delivered = 0
+        while (event := self._ring.pop()) is not None:
+            frame, data = event
+            if data[0] in _IGNORED:
+                continue
+            try:
+                message = mido.Message.from_bytes(data)
+            except Exception:  # ValueError, TypeError, IndexError: anything undecodable
+                self._undecodable += 1
+                continue
+            try:
+                self._queue.put_nowait((self._clock.from_frame(frame), message))
+            except Full:
+                self._queue_full += 1
+                continue
+            self.received += 1
+            delivered += 1
+        return delivered
+
+    def stats(self) -> dict[str, int]:
+        return {"received": self.received, "dropped": self.dropped, "malformed": self.malformed}
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop draining (joined). Idempotent."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+
+class JackMidiPorts:
+    """One JACK client with a MIDI input and output port, running on ``clock``.
+
+    :meth:`open` creates, activates and (``in_existing`` / ``out_existing``) connects; it
+    attaches ``clock`` to the client's frame counter.  :attr:`output` is the sink,
+    :meth:`listen` starts a :class:`JackMidiInput`.  :attr:`lost` turns True when the server
+    shuts the client down.  Counters in :meth:`jack_stats`.
+    """
+
+    def __init__(
+        self,
+        clock: FrameClock,
+        *,
+        client_name: str = DEFAULT_CLIENT,
+        in_name: str = "Antiphon In",
+        out_name: str = "Antiphon Out",
+        in_existing: str | None = None,
+        out_existing: str | None = None,
+        client_factory: ClientFactory = real_client,
+        in_ring: int = IN_RING,
+        out_ring: int = OUT_RING,
+    ) -> None:
+        for kind, name in (("input", in_name), ("output", out_name)):
+            if not name.strip():
+                raise PortError(f"the MIDI {kind} port needs a name")
+        self.clock = clock
+        self.client_name = client_name
+        self.in_name, self.out_name = in_name, out_name
+        self._in_existing, self._out_existing = in_existing, out_existing
+        self._factory = client_factory
+        self._in_ring = EventRing(in_ring)
+        self._out_ring: SpscRing[tuple[int, bytes, bool]] = SpscRing(out_ring)
+        self.output = JackOutput(self._out_ring, clock)
+        self._client: JackClient | None = None
+        self._in_port: JackPort | None = None
+        self._out_port: JackPort | None = None
+        self.lost = False
+        self.period = 0
+        self.rate = 0
+        self.in_shown, self.out_shown = in_name, out_name
+        # written by the process callback only
+        self.cycles = 0
+        self.out_written = 0
+        self.out_late = 0  # timed events written after the period they were due in
+        self.out_late_frames_max = 0
+        self.out_full = 0  # the port's buffer was full: retried next period
+        self.callback_errors = 0
+        # written by the xrun callback only
+        self.xruns = 0
+
+    # ----- main / watcher thread --------------------------------------------------------------
+    @property
+    def up(self) -> bool:
+        return self._client is not None
+
+    @property
+    def lookahead_s(self) -> float:
+        """How early the scheduler should hand notes over (seconds)."""
+        if self.rate <= 0:
+            return MIN_LOOKAHEAD_S
+        return max(MIN_LOOKAHEAD_S, LOOKAHEAD_PERIODS * self.period / self.rate)
+
+    def open(self) -> None:
+        """Create the client and its ports, activate, connect; PortError with one line."""
+        client = self._factory(self.client_name)
+        try:
+            self._in_port = client.midi_inports.register(self.in_name)
+            self._out_port = client.midi_outports.register(self.out_name)
+            self.rate, self.period = int(client.samplerate), int(client.blocksize)
+            self.output.asap_back = self.period
+            client.set_shutdown_callback(self._on_shutdown)
+            client.set_xrun_callback(self._on_xrun)
+            client.set_process_callback(self.process)
+            self.lost = False
+            self.clock.attach(lambda: client.frame_time, self.rate)
+            self._client = client
+            client.activate()
+            self.in_shown, self.out_shown = self.in_name, self.out_name
+            if self._in_existing is not None:
+                self.in_shown = self._connect(client, self._in_existing, "input")
+            if self._out_existing is not None:
+                self.out_shown = self._connect(client, self._out_existing, "output")
+        except Exception as err:
+            self._client = None
+            self.clock.detach()
+            _close_client(client)
+            if isinstance(err, PortError):
+                raise
+            raise PortError(f"cannot open the JACK MIDI ports {self.in_name!r} / "
+                            f"{self.out_name!r} ({err}); choose another --backend") from None
+
+    def _connect(self, client: JackClient, wanted: str, kind: str) -> str:
+        from bridge.ports import find_port
+
+        # our input listens to another client's output port, and the other way round
+        is_output = kind == "input"
+        own = f"{client.name}:"
+        names = [p.name for p in client.get_ports(is_midi=True, is_output=is_output,
+                                                  is_input=not is_output)
+                 if not p.name.startswith(own)]
+        found = names[find_port(names, wanted, kind)]
+        if kind == "input":
+            client.connect(found, self._in_port)
+        else:
+            client.connect(self._out_port, found)
+        return found
+
+    def listen(self, queue: Queue[tuple[float, mido.Message]]) -> JackMidiInput:
+        """Start feeding ``queue`` from the input (events already in the ring are dropped)."""
+        while self._in_ring.pop() is not None:
+            pass
+        return JackMidiInput(self._in_ring, queue, self.clock)
+
+    def drain(self, timeout: float = DRAIN_S) -> bool:
+        """Wait until the callback wrote every event handed over (True), at most ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self._out_ring and not self.lost and self._client is not None:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.001)
+        return not self._out_ring
+
+    def close(self, *, drain: bool = True) -> None:
+        """Send what is queued (``drain``), then deactivate and close the client. Idempotent."""
+        client = self._client
+        if client is None:
+            return
+        if drain and not self.lost:
+            self.drain()
+        self.output.close()
+        self.clock.detach()
+        self._client = None
+        _close_client(client)
+
+    def jack_stats(self) -> dict[str, int]:
+        """The backend's own counters (any thread)."""
+        return {
+            "jack_xruns": self.xruns,
+            "jack_out_late": self.out_late,
+            "jack_out_late_frames_max": self.out_late_frames_max,
+            "jack_out_buffer_full": self.out_full,
+            "jack_callback_errors": self.callback_errors,
+        }
+
+    # ----- libjack's threads --------------------------------------------------------------------
+    def _on_shutdown(self, status: object, reason: str) -> None:
+        """Notification thread: the server closed us.  Nothing that talks to JACK here."""
+        self.lost = True
+        self.clock.detach()
+
+    def _on_xrun(self, delayed_usecs: float) -> None:
+        self.xruns += 1
+
+    def process(self, frames: int) -> None:
+        """JACK's realtime thread, once per period: input to the ring, due output to the port.
+
+        No locks, no logging, no waiting; an exception is counted and the period goes on.
+        """
+        client, in_port, out_port = self._client, self._in_port, self._out_port
+        if client is None or in_port is None or out_port is None:
+            return
+        try:
+            start = client.last_frame_time
+            ring = self._in_ring
+            for offset, data in in_port.incoming_midi_events():
+                ring.push((start + offset) & FRAME_MASK, data)
+            out_port.clear_buffer()
+            self._write_due(out_port, start, frames)
+            self.cycles += 1
+        except Exception:
+            self.callback_errors += 1
+
+    def _write_due(self, port: JackPort, start: int, frames: int) -> None:
+        ring = self._out_ring
+        floor = 0  # JACK wants the events of a period in frame order
+        while (item := ring.peek()) is not None:
+            frame, data, timed = item
+            offset = frame_delta(frame, start)
+            if offset >= frames:
+                return
+            if offset < 0:
+                if timed:
+                    self.out_late += 1
+                    self.out_late_frames_max = max(self.out_late_frames_max, -offset)
+                offset = 0
+            offset = max(offset, floor)
+            try:
+                port.write_midi_event(offset, data)
+            except Exception:  # the period's buffer is full: the rest goes next period
+                self.out_full += 1
+                return
+            ring.pop()
+            floor = offset
+            self.out_written += 1
+
+
+def _close_client(client: JackClient) -> None:
+    for step in (client.deactivate, client.close):
+        try:
+            step()
+        except Exception as err:  # a client of a dead server: nothing left to free
+            log.debug("closing the JACK client: %s", err)

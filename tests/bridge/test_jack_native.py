@@ -1,0 +1,402 @@
+"""The native JACK backend on a fake JACK client: frame clock, rings, input stamps, output offsets.
+
+The fake client runs no thread: a test sets its frame counter and calls the process callback for
+one period, exactly as JACK's realtime thread would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from queue import Queue
+from typing import Any
+
+import mido
+import pytest
+
+from bridge.errors import PortError
+from bridge.jack_native import JackMidiPorts
+from bridge.jack_native_clock import EventRing, FrameClock, SpscRing, frame_delta
+
+RATE = 48000
+PERIOD = 64
+
+
+class FakeFallback:
+    def __init__(self, t: float = 500.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class FakePort:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.incoming: list[tuple[int, bytes]] = []
+        self.written: list[tuple[int, bytes]] = []
+        self.capacity = 1000  # events one period's buffer takes
+
+    def incoming_midi_events(self) -> Iterator[tuple[int, memoryview]]:
+        for offset, data in self.incoming:
+            yield offset, memoryview(data)
+
+    def clear_buffer(self) -> None:
+        self.written = []
+
+    def write_midi_event(self, time: int, event: bytes) -> None:
+        if len(self.written) >= self.capacity:
+            raise RuntimeError("Error writing MIDI event")
+        if self.written and time < self.written[-1][0]:
+            raise RuntimeError("out of order")
+        assert 0 <= time < PERIOD
+        self.written.append((time, bytes(event)))
+
+
+class FakeRegistry:
+    def __init__(self, owner: FakeClient) -> None:
+        self.owner = owner
+
+    def register(self, shortname: str) -> FakePort:
+        port = FakePort(f"{self.owner.name}:{shortname}")
+        self.owner.ports.append(port)
+        return port
+
+
+class FakeClient:
+    """The part of jack.Client the backend uses; ``cycle`` runs one period."""
+
+    def __init__(self, name: str, start_frame: int = 0) -> None:
+        self.name = name
+        self.samplerate = RATE
+        self.blocksize = PERIOD
+        self.frame_time = start_frame
+        self.last_frame_time = start_frame
+        self.ports: list[FakePort] = []
+        self.midi_inports = FakeRegistry(self)
+        self.midi_outports = FakeRegistry(self)
+        self.process: Callable[[int], None] | None = None
+        self.shutdown: Callable[[Any, str], None] | None = None
+        self.active = False
+        self.closed = False
+        self.connections: list[tuple[object, object]] = []
+        self.others: list[FakePort] = []
+
+    def set_process_callback(self, callback: Callable[[int], None]) -> None:
+        self.process = callback
+
+    def set_shutdown_callback(self, callback: Callable[[Any, str], None]) -> None:
+        self.shutdown = callback
+
+    def set_xrun_callback(self, callback: Callable[[float], None]) -> None:
+        self.xrun = callback
+
+    def activate(self) -> None:
+        self.active = True
+
+    def deactivate(self) -> None:
+        self.active = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def connect(self, source: object, destination: object) -> None:
+        self.connections.append((source, destination))
+
+    def get_ports(self, name_pattern: str = "", is_audio: bool = False, is_midi: bool = False,
+                  is_input: bool = False, is_output: bool = False) -> list[FakePort]:
+        return list(self.others)
+
+    def cycle(self, incoming: list[tuple[int, bytes]] | None = None) -> list[tuple[int, bytes]]:
+        """Run the period that starts at ``frame_time``; returns what was written."""
+        start = self.frame_time
+        self.last_frame_time = start
+        self.ports[0].incoming = incoming or []
+        assert self.process is not None
+        self.process(PERIOD)
+        self.frame_time = (start + PERIOD) & 0xFFFF_FFFF
+        return self.ports[1].written
+
+
+@pytest.fixture
+def fallback() -> FakeFallback:
+    return FakeFallback()
+
+
+def open_ports(fallback: FakeFallback, start_frame: int = 0,
+               **kwargs: Any) -> tuple[JackMidiPorts, FakeClient]:
+    made: list[FakeClient] = []
+
+    def factory(name: str) -> FakeClient:
+        made.append(FakeClient(name, start_frame))
+        return made[-1]
+
+    ports = JackMidiPorts(FrameClock(fallback), client_factory=factory, **kwargs)
+    ports.open()
+    return ports, made[0]
+
+
+# ----- frame arithmetic and the clock ----------------------------------------------------------
+def test_frame_delta_crosses_the_wrap() -> None:
+    assert frame_delta(5, 0xFFFF_FFFB) == 10
+    assert frame_delta(0xFFFF_FFFB, 5) == -10
+    assert frame_delta(1000, 10) == 990
+
+
+def test_frame_clock_runs_on_frames_while_attached(fallback: FakeFallback) -> None:
+    frames = [4800]
+    clock = FrameClock(fallback)
+    t0 = clock()
+    clock.attach(lambda: frames[0], RATE)
+    assert clock() == pytest.approx(t0)
+    fallback.t += 10.0  # the monotonic clock no longer counts
+    frames[0] += RATE // 2
+    assert clock() == pytest.approx(t0 + 0.5)
+    assert clock.to_frame(t0 + 0.5) == 4800 + RATE // 2
+    assert clock.to_frame(t0 + 1.0) == 4800 + RATE
+    assert clock.from_frame(4800 + 480) == pytest.approx(t0 + 0.01)
+
+
+def test_frame_clock_unwraps_the_32_bit_counter(fallback: FakeFallback) -> None:
+    frames = [0xFFFF_FF00]
+    clock = FrameClock(fallback)
+    clock.attach(lambda: frames[0], RATE)
+    t0 = clock()
+    frames[0] = 0x100  # 512 frames later, across the wrap
+    assert clock() == pytest.approx(t0 + 512 / RATE)
+    assert clock.to_frame(t0 + 600 / RATE) == 600 - 256
+    assert clock.from_frame(0xFFFF_FFF0) == pytest.approx(t0 + 240 / RATE)
+
+
+def test_frame_clock_never_goes_back_across_a_server_restart(fallback: FakeFallback) -> None:
+    frames = [RATE * 100]
+    clock = FrameClock(fallback)
+    clock.attach(lambda: frames[0], RATE)
+    frames[0] += RATE * 2
+    before = clock()
+    clock.detach()
+    assert clock.to_frame(before) is None and clock.frame_now() is None
+    fallback.t += 1.0
+    assert clock() == pytest.approx(before + 1.0)  # runs on the fallback meanwhile
+    frames[0] = 0  # the new server counts from zero
+    clock.attach(lambda: frames[0], RATE)
+    frames[0] = RATE // 4
+    assert clock() == pytest.approx(before + 1.25)
+
+
+def test_frame_clock_holds_while_frames_step_back(fallback: FakeFallback) -> None:
+    frames = [10_000]
+    clock = FrameClock(fallback)
+    clock.attach(lambda: frames[0], RATE)
+    frames[0] = 10_480
+    later = clock()
+    frames[0] = 10_470  # jack_frame_time's estimate corrected backwards
+    assert clock() == later
+
+
+# ----- rings ------------------------------------------------------------------------------------
+def test_spsc_ring_is_fifo_and_counts_rejects() -> None:
+    ring: SpscRing[int] = SpscRing(4)
+    assert [ring.push(i) for i in range(6)] == [True] * 4 + [False] * 2
+    assert ring.rejected == 2 and len(ring) == 4
+    assert ring.peek() == 0
+    assert [ring.pop() for _ in range(5)] == [0, 1, 2, 3, None]
+    assert ring.push(9) and ring.pop() == 9
+    with pytest.raises(ValueError, match="power of two"):
+        SpscRing(3)
+
+
+def test_event_ring_copies_the_bytes() -> None:
+    ring = EventRing(2, width=3)
+    buffer = bytearray(b"\x90\x3c\x40")
+    assert ring.push(7, memoryview(buffer))
+    buffer[1] = 0x3E  # JACK reuses its buffer: the ring must hold a copy
+    assert ring.push(8, b"\xf8")
+    assert not ring.push(9, b"\x80\x3c\x00")
+    assert not ring.push(9, b"\xf0\x7d\x01\xf7")
+    assert (ring.rejected, ring.oversized) == (1, 1)
+    assert ring.pop() == (7, b"\x90\x3c\x40")
+    assert ring.pop() == (8, b"\xf8")
+    assert ring.pop() is None
+
+
+# ----- input --------------------------------------------------------------------------------------
+def test_input_is_stamped_with_its_exact_frame(fallback: FakeFallback) -> None:
+    ports, client = open_ports(fallback, start_frame=96_000)
+    queue: Queue[tuple[float, mido.Message]] = Queue()
+    reader = ports.listen(queue)
+    try:
+        t0 = ports.clock()
+        client.cycle([(0, b"\x90\x3c\x64"), (17, b"\x80\x3c\x00")])
+        client.cycle([(63, b"\xf8")])
+        reader.close()  # joined: it drained everything on its way out
+    finally:
+        ports.close()
+    got = [queue.get_nowait() for _ in range(queue.qsize())]
+    assert [m.type for _, m in got] == ["note_on", "note_off", "clock"]
+    assert [round((t - t0) * RATE) for t, _ in got] == [0, 17, PERIOD + 63]
+    assert reader.stats() == {"received": 3, "dropped": 0, "malformed": 0}
+
+
+def test_input_counts_overflow_malformed_and_full_queue(fallback: FakeFallback) -> None:
+    ports, client = open_ports(fallback, in_ring=4)
+    queue: Queue[tuple[float, mido.Message]] = Queue(maxsize=2)
+    reader = ports.listen(queue)
+    reader.close()  # drive it by hand
+    client.cycle([(i, b"\x90\x3c\x64") for i in range(6)])  # 2 more than the ring holds
+    assert reader.drain() == 2  # the queue holds 2
+    assert reader.stats() == {"received": 2, "dropped": 4, "malformed": 0}
+    client.cycle([(0, b"\x90\x3c"), (1, b"\xf0\x01\x02\x03\xf7"), (2, b"\xfe"),
+                  (3, b"\x90\x01\x02\x03")])
+    queue.get_nowait()
+    reader.drain()
+    # truncated note-on: undecodable; sysex and active sensing: filtered; 4 bytes: oversized
+    assert reader.stats() == {"received": 2, "dropped": 4, "malformed": 3}
+    ports.close()
+
+
+# ----- output -------------------------------------------------------------------------------------
+def test_output_lands_on_its_exact_frame(fallback: FakeFallback) -> None:
+    ports, client = open_ports(fallback, start_frame=1000)
+    t0 = ports.clock()
+    note_on = mido.Message("note_on", note=60, velocity=90)
+    note_off = mido.Message("note_off", note=60)
+    ports.output.send_at(note_on, t0 + 100 / RATE)  # frame 1100: second period, offset 36
+    ports.output.send_at(note_off, t0 + 300 / RATE)  # frame 1300: fifth period, offset 44
+    periods = [list(client.cycle()) for _ in range(5)]
+    assert periods == [[], [(36, note_on.bin())], [], [], [(44, note_off.bin())]]
+    assert ports.out_late == 0 and ports.output.stats() == {"sent": 2, "failed": 0}
+    ports.close()
+
+
+def test_late_output_goes_at_offset_zero_and_is_counted(fallback: FakeFallback) -> None:
+    ports, client = open_ports(fallback, start_frame=1000)
+    t0 = ports.clock()
+    client.cycle()
+    client.cycle()  # now at frame 1128
+    msg = mido.Message("note_on", note=61, velocity=80)
+    ports.output.send_at(msg, t0 + 10 / RATE)
+    assert client.cycle() == [(0, msg.bin())]
+    assert (ports.out_late, ports.out_late_frames_max) == (1, 118)
+    ports.close()
+
+
+def test_sent_now_goes_at_the_next_period_start_and_never_overtakes(
+        fallback: FakeFallback) -> None:
+    ports, client = open_ports(fallback, start_frame=0)
+    t0 = ports.clock()
+    on = mido.Message("note_on", note=62, velocity=80)
+    off = mido.Message("note_off", note=62)
+    ports.output.send_at(on, t0 + 150 / RATE)  # handed ahead, due in the third period
+    ports.output.send(off)  # a cancel right after: must not come before its note-on
+    assert client.cycle() == []
+    assert client.cycle() == []
+    assert client.cycle() == [(22, on.bin()), (22, off.bin())]
+    client.frame_time += 5  # "now" is inside the period that runs next time: offset 0
+    passthrough = mido.Message("control_change", control=1, value=3)
+    ports.output.send(passthrough)
+    client.frame_time -= 5
+    assert client.cycle() == [(0, passthrough.bin())]
+    assert ports.out_late == 0  # "as soon as possible" is never late
+    ports.close()
+
+
+def test_output_across_the_frame_wrap(fallback: FakeFallback) -> None:
+    ports, client = open_ports(fallback, start_frame=0xFFFF_FFFF - 100)
+    t0 = ports.clock()
+    msg = mido.Message("note_on", note=63, velocity=70)
+    ports.output.send_at(msg, t0 + 140 / RATE)  # frame 39 after the wrap
+    written = [list(client.cycle()) for _ in range(3)]
+    assert written == [[], [], [(140 - 128, msg.bin())]]
+    ports.close()
+
+
+def test_a_full_port_buffer_retries_next_period(fallback: FakeFallback) -> None:
+    ports, client = open_ports(fallback)
+    client.ports[1].capacity = 2
+    t0 = ports.clock()
+    msgs = [mido.Message("note_on", note=n, velocity=80) for n in (60, 61, 62)]
+    for msg in msgs:
+        ports.output.send_at(msg, t0 + 3 / RATE)
+    assert [d for _, d in client.cycle()] == [msgs[0].bin(), msgs[1].bin()]
+    assert client.cycle() == [(0, msgs[2].bin())]
+    assert ports.out_full == 1 and ports.out_late == 1
+    ports.close()
+
+
+def test_output_ring_full_and_closed_count_as_failed(fallback: FakeFallback) -> None:
+    ports, _ = open_ports(fallback, out_ring=2)
+    msg = mido.Message("note_on", note=60, velocity=1)
+    for _ in range(3):
+        ports.output.send_at(msg, ports.clock() + 1.0)
+    assert ports.output.stats() == {"sent": 2, "failed": 1}
+    ports.close(drain=False)
+    ports.output.send(msg)
+    assert ports.output.stats() == {"sent": 2, "failed": 2}
+
+
+def test_close_waits_for_queued_note_offs(fallback: FakeFallback) -> None:
+    import threading
+
+    ports, client = open_ports(fallback)
+    ports.output.send(mido.Message("note_off", note=60))
+    runner = threading.Thread(target=client.cycle)
+    runner.start()
+    ports.close()
+    runner.join()
+    assert client.closed and not client.active
+    assert ports.out_written == 1 and not ports.clock.attached
+
+
+# ----- lifecycle ----------------------------------------------------------------------------------
+def test_shutdown_callback_marks_lost_and_detaches_the_clock(fallback: FakeFallback) -> None:
+    ports, client = open_ports(fallback)
+    assert ports.clock.attached and ports.up
+    assert client.shutdown is not None
+    client.shutdown(None, "server gone")
+    assert ports.lost and not ports.clock.attached
+    ports.close()  # no drain wait on a dead server
+    assert client.closed
+
+
+def test_existing_ports_are_connected(fallback: FakeFallback) -> None:
+    made: list[FakeClient] = []
+
+    def factory(name: str) -> FakeClient:
+        client = FakeClient(name)
+        client.others = [FakePort("Ardour:MIDI out"), FakePort("Antiphon:Antiphon In")]
+        made.append(client)
+        return client
+
+    ports = JackMidiPorts(FrameClock(fallback), client_factory=factory, in_existing="ardour")
+    ports.open()
+    assert ports.in_shown == "Ardour:MIDI out"
+    assert made[0].connections == [("Ardour:MIDI out", made[0].ports[0])]
+    ports.close()
+
+
+def test_open_failure_is_one_port_error_and_closes_the_client(fallback: FakeFallback) -> None:
+    made: list[FakeClient] = []
+
+    def factory(name: str) -> FakeClient:
+        made.append(FakeClient(name))
+        return made[-1]
+
+    ports = JackMidiPorts(FrameClock(fallback), client_factory=factory, in_existing="nothing")
+    with pytest.raises(PortError, match="no MIDI input port named 'nothing'"):
+        ports.open()
+    assert made[0].closed and not ports.up and not ports.clock.attached
+    with pytest.raises(PortError, match="needs a name"):
+        JackMidiPorts(FrameClock(fallback), in_name=" ")
+
+
+def test_callback_errors_are_counted_not_raised(fallback: FakeFallback) -> None:
+    ports, client = open_ports(fallback)
+
+    def broken() -> Iterator[tuple[int, memoryview]]:
+        raise RuntimeError("port gone")
+        yield  # pragma: no cover
+
+    client.ports[0].incoming_midi_events = broken  # type: ignore[method-assign]
+    client.cycle()
+    assert ports.callback_errors == 1
+    ports.close()
