@@ -410,6 +410,8 @@ class JackMidiPorts:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.001)
+        if self.rate > 0:  # the clients after us read this period's buffer: let them
+            time.sleep(2 * self.period / self.rate)
         return not self._out_ring
 
     def close(self, *, drain: bool = True) -> None:
