@@ -79,7 +79,9 @@ class Engine:
 
     ``clock`` and ``wait`` are injected (tests use a fake clock); ``model_dirs`` are the only
     places :meth:`swap_model` may load from; ``stuck_hold_s`` is how long a key may stay down
-    before a silence counts as the phrase's end anyway (see the module docstring).
+    before a silence counts as the phrase's end anyway (see the module docstring);
+    ``output_lookahead_s`` is how early the scheduler hands notes to a sink that places them at
+    their due time (the native JACK backend's; see :class:`~bridge.schedule.Scheduler`).
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class Engine:
         input_queue_size: int = 4096,
         lookahead_beats: float = 4.0,
         stuck_hold_s: float = STUCK_HOLD_S,
+        output_lookahead_s: float = 0.0,
     ) -> None:
         if not (math.isfinite(stuck_hold_s) and stuck_hold_s > 0):
             raise ValueError(f"stuck_hold_s must be > 0, got {stuck_hold_s}")
@@ -107,7 +110,8 @@ class Engine:
         first = settings.get()
         self.tempo = TempoTracker(first.bpm, clock, first.beats_per_bar)
         self.scheduler = Scheduler(sink, self.tempo, events, clock, wait=wait,
-                                   on_answer_end=self._on_played)
+                                   on_answer_end=self._on_played,
+                                   lookahead_s=output_lookahead_s)
         self.generator = AnswerGenerator(self.scheduler, self.tempo, clock=clock, wait=wait,
                                          lookahead_beats=lookahead_beats,
                                          on_report=self._on_generated)

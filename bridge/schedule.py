@@ -12,6 +12,11 @@ Threads: the scheduler thread runs :meth:`Scheduler._run`; the generation worker
 and closes answers; the control / OSC threads cancel, pass through and panic.  One Condition
 guards everything and wakes the thread (no polling); ``wait`` is injected so tests run on a fake
 clock.
+
+With ``lookahead_s`` > 0 and a sink that has ``send_at`` (the native JACK backend's), note-ons and
+note-offs are handed to the sink that much before they are due, with their due time, and the sink
+places each at its exact frame; what is sent "now" (cancel, panic, passthrough) never overtakes
+what was handed before it.
 """
 
 from __future__ import annotations
@@ -98,8 +103,14 @@ class Scheduler:
         wait: Wait = condition_wait,
         on_answer_end: Callable[[Playback], None] | None = None,
         max_wait_s: float = 0.25,
+        lookahead_s: float = 0.0,
     ) -> None:
+        if not (math.isfinite(lookahead_s) and lookahead_s >= 0):
+            raise ValueError(f"lookahead_s must be >= 0, got {lookahead_s}")
         self._sink = sink
+        self._send_at: Callable[[mido.Message, float | None], None] | None = getattr(
+            sink, "send_at", None)
+        self._lookahead = lookahead_s if self._send_at is not None else 0.0
         self._tempo = tempo
         self._events = events
         self._clock = clock
@@ -268,7 +279,8 @@ class Scheduler:
 
     # ----- the thread ---------------------------------------------------------------------------
     def pump(self) -> float | None:
-        """Send everything due now; returns when the next entry is due (None: nothing queued)."""
+        """Send everything due now (or within the lookahead); returns when the next entry is to
+        be sent (None: nothing queued)."""
         with self._cond:
             return self._pump_locked()
 
@@ -290,8 +302,8 @@ class Scheduler:
         while self._heap:
             beat, kind, _, answer_id, uid, value, duration = self._heap[0]
             due = self._tempo.time_at_beat(beat)
-            if due > now + 1e-6:
-                return due
+            if due > now + self._lookahead + 1e-6:
+                return due - self._lookahead
             heapq.heappop(self._heap)
             answer = self._answers.get(answer_id)
             if answer is None:
@@ -300,9 +312,9 @@ class Scheduler:
             key = (answer.channel, value // 128 if kind == _ON else value)
             if kind == _ON:
                 duration = self._sounding_beats_locked(answer_id, key[1], beat, duration)
-                self._note_on_locked(answer, uid, key, value % 128, duration, now - due)
+                self._note_on_locked(answer, uid, key, value % 128, duration, now, due)
             elif self._owner.get(key) == (answer_id, uid):
-                self._note_off_locked(key)
+                self._note_off_locked(key, due)
             self._finish_if_done_locked(answer_id)
         return None
 
@@ -319,23 +331,24 @@ class Scheduler:
         return end - beat
 
     def _note_on_locked(self, answer: _Answer, uid: int, key: tuple[int, int], velocity: int,
-                        duration: float, lateness: float) -> None:
+                        duration: float, now: float, due: float) -> None:
+        lateness = now - due
         if key in self._owner:
-            self._note_off_locked(key)  # retrigger: end the older note on this key first
-        self._send(mido.Message("note_on", channel=key[0], note=key[1], velocity=velocity))
+            self._note_off_locked(key, due)  # retrigger: end the older note on this key first
+        self._send(mido.Message("note_on", channel=key[0], note=key[1], velocity=velocity), due)
         self._owner[key] = (answer.playback.answer_id, uid)
         playback = answer.playback
-        if playback.first_note_at is None:
-            playback.first_note_at = self._clock()
+        if playback.first_note_at is None:  # when it sounds: handed ahead, it sounds when due
+            playback.first_note_at = max(self._clock(), due)
         playback.notes_played += 1
         if lateness > _LATE_S:
             playback.late_notes += 1
             self.late_notes += 1
         self._emit("note", key[1], velocity, duration)
 
-    def _note_off_locked(self, key: tuple[int, int]) -> None:
+    def _note_off_locked(self, key: tuple[int, int], due: float | None = None) -> None:
         self._owner.pop(key, None)
-        self._send(mido.Message("note_off", channel=key[0], note=key[1], velocity=0))
+        self._send(mido.Message("note_off", channel=key[0], note=key[1], velocity=0), due)
 
     def _cancel_locked(self, answer_ids: list[int]) -> None:
         for answer_id in answer_ids:
@@ -370,9 +383,13 @@ class Scheduler:
             except Exception:
                 log.exception("on_answer_end callback failed")
 
-    def _send(self, msg: mido.Message) -> None:
+    def _send(self, msg: mido.Message, due: float | None = None) -> None:
+        """Send ``msg`` now, or hand it over for time ``due`` when the sink places messages."""
         try:
-            self._sink.send(msg)
+            if self._send_at is not None and due is not None and self._lookahead > 0:
+                self._send_at(msg, due)
+            else:
+                self._sink.send(msg)
             self.sent += 1
         except Exception:  # the sink should not raise; if it does, keep playing
             log.exception("MIDI send failed: %s", msg)

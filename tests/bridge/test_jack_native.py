@@ -13,9 +13,11 @@ from typing import Any
 import mido
 import pytest
 
+from bridge.clock import TempoTracker
 from bridge.errors import PortError
 from bridge.jack_native import JackMidiPorts
 from bridge.jack_native_clock import EventRing, FrameClock, SpscRing, frame_delta
+from bridge.schedule import PlannedNote, Scheduler
 
 RATE = 48000
 PERIOD = 64
@@ -338,7 +340,7 @@ def test_close_waits_for_queued_note_offs(fallback: FakeFallback) -> None:
     import threading
 
     ports, client = open_ports(fallback)
-    ports.output.send(mido.Message("note_off", note=60))
+    ports.output.send(mido.Message("note_off", note=60, velocity=0))
     runner = threading.Thread(target=client.cycle)
     runner.start()
     ports.close()
@@ -400,3 +402,55 @@ def test_callback_errors_are_counted_not_raised(fallback: FakeFallback) -> None:
     client.cycle()
     assert ports.callback_errors == 1
     ports.close()
+
+
+# ----- the scheduler hands notes ahead -----------------------------------------------------------
+class TimedSink:
+    """Records ``(now, due, message)``; ``due`` None for "as soon as possible"."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.log: list[tuple[float, float | None, mido.Message]] = []
+
+    def send(self, msg: mido.Message) -> None:
+        self.log.append((self.clock(), None, msg))
+
+    def send_at(self, msg: mido.Message, due: float | None) -> None:
+        self.log.append((self.clock(), due, msg))
+
+
+def test_scheduler_hands_notes_ahead_with_their_due_time(fake_clock: Any, events: Any) -> None:
+    sink = TimedSink(fake_clock)
+    tempo = TempoTracker(120.0, fake_clock)
+    sched = Scheduler(sink, tempo, events, fake_clock, wait=fake_clock.wait, lookahead_s=0.01)
+    t0 = fake_clock()
+    assert sched.open_answer(1, tempo.beat_at(t0) + 1.0, 1)  # 0.5 s from now
+    sched.add_notes(1, [PlannedNote(0.0, 60, 100, 0.5), PlannedNote(1.0, 62, 90, 0.5)])
+    assert sched.pump() == pytest.approx(t0 + 0.49)
+    assert sink.log == []
+    fake_clock.advance(0.49)
+    assert sched.pump() == pytest.approx(t0 + 0.74)  # the note-off, handed 10 ms early
+    on = mido.Message("note_on", note=60, velocity=100)
+    assert sink.log == [(pytest.approx(t0 + 0.49), pytest.approx(t0 + 0.5), on)]
+    fake_clock.advance(0.25)
+    sched.pump()
+    off = mido.Message("note_off", note=60, velocity=0)
+    assert sink.log[-1][1:] == (pytest.approx(t0 + 0.75), off)
+    fake_clock.advance(0.25)  # the second note-on is handed over, due in 10 ms...
+    sched.pump()
+    assert sink.log[-1][1] == pytest.approx(t0 + 1.0)
+    sched.cancel_answer(1)  # ...and cancelled: its note-off goes "now", after it
+    assert sink.log[-1][1:] == (None, mido.Message("note_off", note=62, velocity=0))
+    assert sched.sounding() == []
+
+
+def test_scheduler_without_a_placing_sink_sends_when_due(fake_clock: Any, events: Any,
+                                                         sink: Any) -> None:
+    tempo = TempoTracker(120.0, fake_clock)
+    sched = Scheduler(sink, tempo, events, fake_clock, wait=fake_clock.wait, lookahead_s=0.01)
+    t0 = fake_clock()
+    sched.open_answer(1, tempo.beat_at(t0) + 1.0, 1)
+    sched.add_notes(1, [PlannedNote(0.0, 60, 100, 0.5)])
+    assert sched.pump() == pytest.approx(t0 + 0.5)  # no send_at: the lookahead is ignored
+    with pytest.raises(ValueError, match="lookahead_s"):
+        Scheduler(sink, tempo, events, fake_clock, lookahead_s=-1.0)
