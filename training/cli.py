@@ -94,6 +94,9 @@ def register_train(subparsers: _Subparsers) -> argparse.ArgumentParser:
                      help="stop after this many epochs without held-out improvement; 0 = never")
     fit.add_argument("--augment", type=int, default=0, metavar="SEMITONES",
                      help="add every training piece transposed by ±1..N semitones")
+    fit.add_argument("--transpose", type=int, default=0, metavar="SEMITONES",
+                     help="move each training window by its own random shift in ±N semitones, "
+                          "drawn anew every epoch, so every key is seen (default %(default)s)")
     fit.add_argument("--steps-per-epoch", type=int, default=None, metavar="N",
                      help="batches per epoch (default: one pass over the training windows)")
     fit.add_argument("--max-minutes", type=float, default=None, metavar="M",
@@ -123,6 +126,7 @@ def run_train(args: argparse.Namespace) -> int:
             arch=args.arch, composers=list(args.corpus), midi_dirs=[str(d) for d in args.midi],
             max_pieces=args.max_pieces, held_out_every=args.held_out_every or 10,
             steps_per_beat=args.steps_per_beat, chord_cap=args.chord_cap, augment=args.augment,
+            transpose=args.transpose,
             embedding=args.embedding, dropout=args.dropout,
             units=list(args.units or ([512, 256] if args.arch == "seed" else [256, 256])),
             window=args.window, batch=args.batch,

@@ -5,13 +5,17 @@ Two readers, chosen by file suffix:
 * ``.mid`` / ``.midi`` — :func:`read_midi`, the bridge's mido reader (≈ 17× faster than
   music21): every track merged, channel 10 (drums) left out, ``note_on`` with velocity 0 counted
   as a note-off, times in beats from the file's ticks-per-beat (tempo changes do not move notes).
-* anything else music21 can parse (MusicXML, Humdrum, ABC…) — :func:`read_score`, with music21
-  imported lazily; tied notes are merged into one note.
+* anything else music21 can parse (MusicXML, Humdrum, ABC…) — :func:`read_tunes`, with music21
+  imported lazily; tied notes are merged into one note, grace notes and chord symbols left
+  out.  A file that parses to an ``Opus`` (an ABC file of folk tunes holds hundreds) gives one
+  piece per tune, named ``path#NNNN`` after its position in the file; a tune without notes is
+  left out.
 
 :func:`load_corpus` quantizes each piece with :meth:`TokenScheme.quantize` and caches the result
 in ``cache_dir`` under a key made of the file's contents hash, the token-scheme version and the
-grid, as ``.npy`` (``allow_pickle=False``) or ``.json`` — nothing is ever unpickled.  Silences
-longer than :data:`MAX_SILENCE_BEATS` are shortened to it.  A corrupt,
+grid, as one ``.npy`` per file (``allow_pickle=False``; rows ``tune, onset, pitch, duration,
+velocity``, tune −1 for a file that is one score) or ``.json`` — nothing is ever unpickled.
+Silences longer than :data:`MAX_SILENCE_BEATS` are shortened to it.  A corrupt,
 unreadable or empty file costs one warning line and is counted in :attr:`Corpus.skipped`; it never
 stops the run.  Called from the main thread of an offline command.
 """
@@ -47,13 +51,14 @@ __all__ = [
     "read_file",
     "read_midi",
     "read_score",
+    "read_tunes",
 ]
 
 DEFAULT_CACHE_DIR = (
     Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "antiphon" / "corpus"
 )
 MIDI_SUFFIXES = (".mid", ".midi")
-_READER_VERSION = 3  # bump when a reader changes what it extracts: invalidates the cache
+_READER_VERSION = 4  # bump when a reader changes what it extracts: invalidates the cache
 MAX_SILENCE_BEATS = 16
 """Longer gaps between onsets are shortened to this (a hostile or broken file's 2^28-beat
 silence would otherwise become tens of millions of rest tokens)."""
@@ -129,16 +134,15 @@ def read_midi(path: str | os.PathLike[str]) -> list[RawNote]:
     return [note.as_tuple() for note in read_song(Path(path)).notes]
 
 
-def read_score(path: str | os.PathLike[str]) -> list[RawNote]:
-    """Notes of any score music21 parses (offsets are in quarter notes = beats); ties merged."""
-    from music21 import converter  # lazy
-
-    score = converter.parse(str(path), forceSource=True)
+def _score_notes(score: Any) -> list[RawNote]:
+    """Notes of one music21 score (offsets are in quarter notes = beats); ties merged."""
     parts = list(getattr(score, "parts", None) or [score])
     notes: list[RawNote] = []
     for part in parts:
         tied: dict[int, int] = {}  # pitch → index in notes of the note a tie continues
         for element in part.flatten().notes:
+            if element.duration.isGrace or "ChordSymbol" in element.classes:
+                continue  # ornaments and chord-name annotations are not sounding notes
             onset = float(element.offset)
             duration = float(element.duration.quarterLength)
             velocity = element.volume.velocity
@@ -162,27 +166,75 @@ def read_score(path: str | os.PathLike[str]) -> list[RawNote]:
     return notes
 
 
-def read_file(path: str | os.PathLike[str]) -> list[RawNote]:
-    """Dispatch on the suffix: mido for MIDI files, music21 for everything else."""
+def read_tunes(path: str | os.PathLike[str]) -> list[list[RawNote]] | list[RawNote]:
+    """What music21 parses from ``path``: one note list per tune for an ``Opus`` (a list of
+    lists, tunes in file order), else the score's notes (a flat list)."""
+    from music21 import converter, stream  # lazy
+
+    parsed = converter.parse(str(path), forceSource=True)
+    if isinstance(parsed, stream.Opus):
+        return [_score_notes(score) for score in parsed.scores]
+    return _score_notes(parsed)
+
+
+def read_score(path: str | os.PathLike[str]) -> list[RawNote]:
+    """Notes of any score music21 parses; an ``Opus``'s tunes laid end to end, as one piece."""
+    read = read_tunes(path)
+    if read and isinstance(read[0], list):
+        notes: list[RawNote] = []
+        end = 0.0
+        for tune in read:
+            tune_notes: list[RawNote] = tune
+            notes.extend((end + o, p, d, v) for o, p, d, v in tune_notes)
+            end += max((o + d for o, _, d, _ in tune_notes), default=0.0)
+        return notes
+    return read  # type: ignore[return-value]
+
+
+def read_file(path: str | os.PathLike[str]) -> list[list[RawNote]] | list[RawNote]:
+    """Dispatch on the suffix: mido for MIDI files, music21 for everything else (which may give
+    one note list per tune, see :func:`read_tunes`)."""
     if Path(path).suffix.lower() in MIDI_SUFFIXES:
         return read_midi(path)
-    return read_score(path)
+    return read_tunes(path)
 
 
 def _convert(path: str, grid: tuple[int, int, int, int]) -> tuple[str, Any]:
-    """Worker: read and quantize one file. ``("ok", int32 array [n, 4])`` or ``("error", why)``."""
+    """Worker: read and quantize one file.
+
+    ``("ok", int32 array [n, 5])`` with rows ``tune, onset, pitch, duration, velocity`` (tune −1
+    for a file that is one score), or ``("error", why)``.
+    """
     steps, max_shift, max_duration, buckets = grid
     scheme = TokenScheme(steps, max_shift, max_duration, buckets)
     try:
-        notes = close_gaps(scheme.quantize(read_file(path)), MAX_SILENCE_BEATS * steps)
+        read = read_file(path)
+        opus = bool(read) and isinstance(read[0], list)
+        tunes: list[list[RawNote]] = read if opus else [read]  # type: ignore[assignment,list-item]
+        rows: list[list[int]] = []
+        for number, raw in enumerate(tunes):
+            notes = close_gaps(scheme.quantize(raw), MAX_SILENCE_BEATS * steps)
+            tag = number if opus else -1
+            rows.extend([tag, n.onset, n.pitch, n.duration, n.velocity] for n in notes)
     except AntiphonError as exc:  # already one clear line, naming the file
         return "error", str(exc).removeprefix(f"{path}: ")
     except Exception as exc:  # a bad file must never stop the run
         text = str(exc).strip().splitlines()
         return "error", f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-    if not notes:
+    if not rows:
         return "error", "no notes"
-    return "ok", np.array([[n.onset, n.pitch, n.duration, n.velocity] for n in notes], np.int32)
+    return "ok", np.array(rows, np.int32)
+
+
+def _pieces(path: Path, rows: np.ndarray) -> list[Piece]:
+    """A converted file's rows → one piece, or one piece per tune of an opus (``path#NNNN``)."""
+    pieces: list[Piece] = []
+    tags = rows[:, 0]
+    for tag in np.unique(tags).tolist():
+        chosen = rows[tags == tag, 1:].tolist()
+        notes = tuple(Note(int(o), int(p), int(d), int(v)) for o, p, d, v in chosen)
+        pieces.append(Piece(str(path) if tag < 0 else f"{path}#{tag:04d}", notes))
+    return pieces
 
 
 # ----- cache -----------------------------------------------------------------------------------
@@ -218,7 +270,7 @@ def _cache_get(cache_dir: Path, key: str) -> tuple[str, Any] | None:
     try:
         if npy.exists():
             array = np.load(npy, allow_pickle=False)
-            if array.ndim == 2 and array.shape[1] == 4:
+            if array.ndim == 2 and array.shape[1] == 5:
                 return "ok", array
         elif err.exists():
             return "error", str(json.loads(err.read_text())["error"])
@@ -281,8 +333,7 @@ def load_corpus(
     for i, path in enumerate(files):
         status, value = results[i]
         if status == "ok":
-            notes = tuple(Note(int(o), int(p), int(d), int(v)) for o, p, d, v in value.tolist())
-            corpus.pieces.append(Piece(str(path), notes))
+            corpus.pieces.extend(_pieces(path, value))
         else:
             corpus.skipped.append((str(path), value))
             say(f"warning: skipped {path}: {value}")

@@ -28,6 +28,8 @@ __all__ = [
     "concat",
     "split_pieces",
     "transpose",
+    "transpose_windows",
+    "transposition_table",
     "windows",
 ]
 
@@ -65,6 +67,44 @@ def transpose(notes: Sequence[Note], semitones: int) -> tuple[Note, ...]:
         for n in notes
         if 0 <= n.pitch + semitones <= 127
     )
+
+
+def transposition_table(scheme: TokenScheme, semitones: int) -> np.ndarray:
+    """``table[k, token]``: ``token`` moved by ``k - semitones`` semitones, or −1 where it cannot
+    move (a note leaving MIDI 0..127, a chord whose transposition is not in the vocabulary).
+
+    Tokens that carry no pitch map to themselves.  Row ``semitones`` is the identity.
+    """
+    if not 0 <= semitones <= 12:
+        raise ConfigError(f"transposition must be 0..12 semitones, got {semitones}")
+    tokens = np.arange(scheme.vocab_size, dtype=np.int32)
+    table = np.tile(tokens, (2 * semitones + 1, 1))
+    chord_ids = {chord: scheme.chord_base + i for i, chord in enumerate(scheme.chords)}
+    for row, shift in enumerate(range(-semitones, semitones + 1)):
+        pitch = np.arange(128) + shift
+        moved = np.where((pitch >= 0) & (pitch <= 127), scheme.note_base + pitch, -1)
+        table[row, scheme.note_base:scheme.note_base + 128] = moved
+        for chord, token in chord_ids.items():
+            table[row, token] = chord_ids.get(tuple(p + shift for p in chord), -1)
+    return table
+
+
+def transpose_windows(x: np.ndarray, y: np.ndarray, table: np.ndarray,
+                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Each window (row of ``x`` and its targets ``y``) moved by its own random shift, drawn
+    uniformly from the shifts of ``table`` that keep every token of that window valid.
+
+    The identity shift is always valid, so every window gets one.  The numpy twin of the
+    TensorFlow map in :mod:`training.train` (which tests compare against).
+    """
+    rows = table[:, x]  # [shifts, n, length]
+    targets = table[:, y]
+    valid: np.ndarray = np.all((rows >= 0) & (targets >= 0), axis=2)  # [shifts, n]
+    choice = np.empty(len(x), np.int64)
+    for i in range(len(x)):
+        choice[i] = rng.choice(np.flatnonzero(valid[:, i]))
+    index = np.arange(len(x))
+    return rows[choice, index], targets[choice, index]
 
 
 @dataclass(frozen=True)

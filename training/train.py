@@ -33,7 +33,7 @@ import numpy as np
 from bridge.errors import ConfigError
 from bridge.tokens import TokenScheme
 from training.corpus import DEFAULT_CACHE_DIR, Corpus, load_sources
-from training.dataset import build_dataset, concat, windows
+from training.dataset import build_dataset, concat, transposition_table, windows
 from training.distribute import Cluster, cluster_from_env
 from training.model import LstmConfig
 from training.reference import (
@@ -63,6 +63,7 @@ class TrainConfig:
     steps_per_beat: int = 4
     chord_cap: int = 512
     augment: int = 0
+    transpose: int = 0
     embedding: int = 128
     units: list[int] = field(default_factory=lambda: [256, 256])
     dropout: float = 0.2
@@ -90,6 +91,10 @@ class TrainConfig:
             raise ConfigError(f"--steps-per-epoch must be >= 1, got {self.steps_per_epoch}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ConfigError(f"--max-minutes must be > 0, got {self.max_minutes}")
+        if not 0 <= self.transpose <= 12:
+            raise ConfigError(f"--transpose must be 0..12 semitones, got {self.transpose}")
+        if self.transpose and self.arch != "default":
+            raise ConfigError("--transpose works with --arch default only")
         if self.held_out_every < 2:
             raise ConfigError(f"--held-out-every must be >= 2, got {self.held_out_every}")
 
@@ -165,6 +170,7 @@ class Prepared:
     export: Callable[[Any, dict[str, Any], Path], None]
     summary: dict[str, Any]
     saved_vocabulary: dict[str, Any]
+    transposition: np.ndarray | None = None  # see training.dataset.transposition_table
 
 
 def _prepare_default(config: TrainConfig, corpus: Corpus, saved: dict[str, Any] | None
@@ -201,8 +207,11 @@ def _prepare_default(config: TrainConfig, corpus: Corpus, saved: dict[str, Any] 
             p.notes)) for p in corpus.pieces)), "tokens": int(sum(len(t) for t in data.train))},
         "split": data.summary(),
     }
+    table = transposition_table(data.scheme, config.transpose) if config.transpose else None
+    if table is not None:
+        summary["split"]["transpose_semitones"] = config.transpose
     return Prepared(x, y, val_x, val_y, build, export, summary,
-                    {"scheme": data.scheme.to_dict()})
+                    {"scheme": data.scheme.to_dict()}, table)
 
 
 def _prepare_seed(config: TrainConfig, corpus: Corpus, saved: dict[str, Any] | None) -> Prepared:
@@ -391,13 +400,33 @@ def _plot(csv_path: Path, png_path: Path) -> None:
 
 # ----- the run ------------------------------------------------------------------------------------
 
+def _transposer(table: np.ndarray, seed: int) -> Any:
+    """tf.data map: one window moved by a random shift among those that keep it valid
+    (:func:`training.dataset.transpose_windows` is the numpy twin)."""
+    import tensorflow as tf
+
+    lookup = tf.constant(table, tf.int32)
+    generator = tf.random.Generator.from_seed(seed)
+
+    def move(x: Any, y: Any) -> tuple[Any, Any]:
+        rows, targets = tf.gather(lookup, x, axis=1), tf.gather(lookup, y, axis=1)
+        valid = tf.reduce_all((rows >= 0) & (targets >= 0), axis=1)  # [shifts]
+        noise = generator.uniform(tf.shape(valid))
+        pick = tf.argmax(tf.where(valid, noise, -1.0), output_type=tf.int32)
+        return rows[pick], targets[pick]
+
+    return move
+
+
 def _dataset(x: np.ndarray, y: np.ndarray, batch: int, *, shuffle: bool, seed: int,
-             repeat: bool, distributed: bool) -> Any:
+             repeat: bool, distributed: bool, transposition: np.ndarray | None = None) -> Any:
     import tensorflow as tf
 
     data = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
         data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    if transposition is not None:
+        data = data.map(_transposer(transposition, seed))
     data = data.batch(batch)
     if repeat:
         data = data.repeat()
@@ -482,7 +511,7 @@ def train(config: TrainConfig, *, out: Path, run_dir: Path, resume: bool = False
     batch = config.batch * cluster.workers
     train_data = _dataset(prepared.x, prepared.y, batch, shuffle=True, seed=config.seed,
                           repeat=config.steps_per_epoch is not None,
-                          distributed=cluster.distributed)
+                          distributed=cluster.distributed, transposition=prepared.transposition)
     val_data = _dataset(prepared.val_x, prepared.val_y, batch, shuffle=False, seed=0,
                         repeat=False, distributed=cluster.distributed)
     say(f"model: {model.count_params():,} parameters; epochs {state['epoch']}→{config.epochs}, "

@@ -8,7 +8,15 @@ from training_support import SCHEME
 
 from bridge.tokens import Note
 from training.corpus import Piece
-from training.dataset import build_dataset, concat, split_pieces, transpose, windows
+from training.dataset import (
+    build_dataset,
+    concat,
+    split_pieces,
+    transpose,
+    transpose_windows,
+    transposition_table,
+    windows,
+)
 
 
 def _pieces(count: int) -> list[Piece]:
@@ -75,3 +83,43 @@ def test_streams_start_with_bos_and_concatenate() -> None:
     assert all(t[0] == SCHEME.bos for t in data.train + data.held_out)
     assert len(concat(data.train)) == sum(len(t) for t in data.train)
     assert data.summary()["held_out_events"] == 2 * 2  # two pieces, two events each
+
+
+def test_transposition_table_moves_notes_and_known_chords_only() -> None:
+    scheme = SCHEME.with_chords_from([[Note(0, 60, 4, 80), Note(0, 64, 4, 80),
+                                       Note(4, 62, 4, 80), Note(4, 66, 4, 80)]], 8)
+    table = transposition_table(scheme, 2)
+    assert table.shape == (5, scheme.vocab_size)
+    assert (table[2] == np.arange(scheme.vocab_size)).all()  # row N is the identity
+    c4, e4 = scheme.note_base + 60, scheme.pitches_token([60, 64])
+    d4_fs4 = scheme.pitches_token([62, 66])
+    assert table[4, c4] == scheme.note_base + 62 and table[0, c4] == scheme.note_base + 58
+    assert table[4, e4] == d4_fs4 and table[0, d4_fs4] == e4
+    assert table[3, e4] == -1  # (61, 65) is not in the vocabulary
+    assert table[0, scheme.note_base] == -1 and table[4, scheme.note_base + 127] == -1
+    assert table[0, scheme.shift_token(3)] == scheme.shift_token(3)  # no pitch: unchanged
+    with pytest.raises(ValueError, match=r"0\.\.12"):
+        transposition_table(scheme, 13)
+
+
+def test_each_window_gets_its_own_valid_shift() -> None:
+    notes = [Note(4 * i, 60 + (i % 5), 4, 80) for i in range(64)]
+    stream = np.asarray(SCHEME.encode(notes), np.int32)
+    x, y = windows(stream, 16, stride=4)
+    table = transposition_table(SCHEME, 6)
+    moved_x, moved_y = transpose_windows(x, y, table, np.random.default_rng(0))
+    assert moved_x.shape == x.shape and (moved_x[:, 1:] == moved_y[:, :-1]).all()
+    pitch = (x >= SCHEME.note_base) & (x < SCHEME.note_base + 128)
+    shifts = set()
+    for row in range(len(x)):
+        delta = set((moved_x[row] - x[row])[pitch[row]].tolist())
+        assert len(delta) == 1  # one shift per window
+        shifts |= delta
+        assert (moved_x[row][~pitch[row]] == x[row][~pitch[row]]).all()
+    assert len(shifts) >= 8  # windows are spread over many keys
+    high = np.asarray(SCHEME.encode([Note(0, 125, 4, 80), Note(4, 127, 4, 80)]), np.int32)
+    hx, hy = windows(np.concatenate([high, high]), 8)
+    for seed in range(10):  # only shifts that keep 127 in range: ≤ 0
+        mx, _ = transpose_windows(hx, hy, table, np.random.default_rng(seed))
+        held = (hx >= SCHEME.note_base) & (hx < SCHEME.note_base + 128)
+        assert (mx[held] <= hx[held]).all() and (mx[~held] == hx[~held]).all()
