@@ -103,8 +103,13 @@ class EventStream:
     """Primes ``model`` with ``seed`` (one call) and then yields sampled events one by one."""
 
     def __init__(self, model: LstmModel, seed: Sequence[Note], params: SamplingParams,
-                 rng: np.random.Generator, *, max_seed_events: int = MAX_SEED_EVENTS) -> None:
+                 rng: np.random.Generator, *, max_seed_events: int = MAX_SEED_EVENTS,
+                 bias: np.ndarray | None = None) -> None:
         from bridge.tokens import Decoder
+
+        if bias is not None and bias.shape != (model.vocab_size,):
+            raise ValueError(f"bias has shape {bias.shape}, the vocabulary {model.vocab_size}")
+        self.bias = bias  # added to every step's logits (key lock, register; bridge.follow)
 
         self.model = model
         self.scheme = model.scheme
@@ -128,7 +133,7 @@ class EventStream:
         while True:
             last = self._decoder.last
             token = sample(
-                self._logits,
+                self._logits if self.bias is None else self._logits + self.bias,
                 self._masks[last] if last is not None else self.scheme.allowed(None),
                 temperature=self.params.temperature,
                 top_k=self.params.top_k,
@@ -199,15 +204,16 @@ def continue_notes(
     top_p: float = 1.0,
     seed: int | None = None,
     beats_per_bar: int = 4,
+    bias: np.ndarray | None = None,
 ) -> list[Note]:
     """Continue ``phrase`` (the seed notes, positional) synchronously, for offline use.
 
     Returns grid notes whose onsets count from the phrase's last onset, so the first sits at the
     shift the model chose; add the phrase's last onset to place them after it.  ``seed=N`` makes
-    the result reproducible.
+    the result reproducible; ``bias`` is added to the logits (see :mod:`bridge.follow`).
     """
     stream = EventStream(model, phrase, SamplingParams(temperature, top_k, top_p),
-                         answer_rng(seed))
+                         answer_rng(seed), bias=bias)
     scheme = model.scheme
     notes: set[Note] = set()
     for position, event in answer_events(stream, length, length_unit,
@@ -233,6 +239,7 @@ class AnswerJob:
     rng: np.random.Generator = field(default_factory=np.random.default_rng, compare=False)
     start: str = "now"  # now | beat | bar (resolved, not "auto")
     channel: int = 1  # 1..16
+    bias: np.ndarray | None = field(default=None, compare=False)  # logit bias (bridge.follow)
 
 
 @dataclass
@@ -272,6 +279,7 @@ class AnswerGenerator:
         self._clock = clock
         self._wait = wait
         self.lookahead_beats = lookahead_beats
+        self.playhead_waits = 0  # wake-ups while waiting for the playhead (tests step by it)
         self._on_report = on_report
         self._cond = threading.Condition()
         self._pending: AnswerJob | None = None
@@ -368,22 +376,28 @@ class AnswerGenerator:
                     log.exception("on_report failed")
 
     def _generate(self, job: AnswerJob, report: AnswerReport) -> None:
-        """Stream one answer into the scheduler.  Notes go over in batches: the first event at
-        once (latency), then whatever was generated before the worker sleeps for the playhead,
-        or sooner if the batch's first note is due within :data:`FLUSH_MARGIN_S`."""
+        """Stream one answer into the scheduler.  Notes go over in batches of whole onsets (a
+        chord's notes leave together, in one JACK period): the first onset as soon as it is
+        complete (the next event starts later), then whatever was generated before the worker
+        sleeps for the playhead, or sooner if the batch's first note is due within
+        :data:`FLUSH_MARGIN_S`."""
         started = time.perf_counter()
         self._waited = 0.0
-        stream = EventStream(job.model, job.seed, job.params, job.rng)
+        stream = EventStream(job.model, job.seed, job.params, job.rng, bias=job.bias)
         report.seed_events = stream.seed_events
         report.prime_ms = stream.prime_seconds * 1e3
         scheme = job.model.scheme
         steps_per_beat = scheme.steps_per_beat
         first: int | None = None
+        onset: int | None = None  # the position of the onset the batch ends with
+        flushed = False
         opened = False
         batch: list[PlannedNote] = []
 
         def flush() -> bool:
+            nonlocal flushed
             ok = not batch or self._scheduler.add_notes(job.answer_id, batch)
+            flushed = flushed or bool(batch)
             batch.clear()
             if not ok:
                 report.cancelled = True  # cancelled by the engine (interrupt, panic, swap)
@@ -404,18 +418,23 @@ class AnswerGenerator:
                         return
                     opened = True
                 beat = (position - first) / steps_per_beat
+                if onset is not None and position != onset:  # the batch holds whole onsets
+                    if batch and (not flushed or self._due_soon(job, batch[0].beat)) \
+                            and not flush():
+                        return
+                    if self._beyond_lookahead(job, beat):
+                        if not flush():
+                            return
+                        self._wait_for_playhead(job, beat)
+                        if self._is_cancelled(job):
+                            report.cancelled = True
+                            return
+                onset = position
                 velocity = scheme.bucket_velocity(event.velocity_bucket)
                 batch.extend(PlannedNote(beat, p, velocity, event.duration / steps_per_beat)
                              for p in event.pitches)
                 report.answer_events += 1
                 report.notes += len(event.pitches)
-                if ((report.answer_events == 1 or self._due_soon(job, batch[0].beat))
-                        and not flush()):
-                    return
-                if self._beyond_lookahead(job, beat):
-                    if not flush():
-                        return
-                    self._wait_for_playhead(job, beat)
             if not self._is_cancelled(job):
                 flush()
         finally:
@@ -446,4 +465,5 @@ class AnswerGenerator:
                     self._wait(self._cond, ahead * self._tempo.seconds_per_beat())
                 finally:
                     self._waiting = False
+                    self.playhead_waits += 1
                     self._waited += time.perf_counter() - began

@@ -25,6 +25,7 @@ import contextlib
 import os
 import socket
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -41,6 +42,7 @@ __all__ = [
     "PortList",
     "choose_backend",
     "find_port",
+    "input_hears_itself",
     "list_ports",
     "open_input",
     "open_output",
@@ -281,6 +283,8 @@ class OpenedPort:
     name: str
     virtual: bool
     backend: Backend
+    rt_port_name: str
+    """The name of the port RtMidi made on its own client (JACK: ``<client> In:<this>``)."""
 
     def close(self) -> None:
         """Close the port and free the RtMidi client (main thread, after its users stopped)."""
@@ -327,7 +331,7 @@ def _open(
             f"cannot open MIDI {kind}put {target} on {backend.name} ({err}); "
             "check the name or choose another --backend"
         ) from None
-    return OpenedPort(rt, shown, existing is None, backend)
+    return OpenedPort(rt, shown, existing is None, backend, name)
 
 
 def open_input(
@@ -343,8 +347,57 @@ def open_input(
     drives the tempo).  No callback is set here: :class:`bridge.midi_in.MidiInput` registers it.
     """
     port = _open("in", backend, name, client_name, existing)
-    port.rt.ignore_types(sysex=True, timing=False, active_sense=True)
+    _filter_input(port)
     return port
+
+
+def _filter_input(port: OpenedPort, *, sysex: bool = True) -> None:
+    port.rt.ignore_types(sysex=sysex, timing=False, active_sense=True)
+
+
+SELF_TEST_SYSEX = (0xF0, 0x7D, 0x41, 0x6E, 0x74, 0x69, 0xF7)
+"""What the input self-test sends itself: a System Exclusive message with the non-commercial
+manufacturer ID 0x7D ("Anti"), which no instrument acts on and the engine never sees."""
+
+
+def input_hears_itself(port: OpenedPort, client_name: str = DEFAULT_CLIENT, *,
+                       timeout_s: float = 1.0, poll_s: float = 0.002) -> bool:
+    """Is the JACK input ``port`` being scheduled?  A loopback self-test (main or watcher thread,
+    before the input is drained by anybody else).
+
+    A short-lived RtMidi output client connects to ``port`` and sends :data:`SELF_TEST_SYSEX`;
+    True as soon as the input queue holds it, False after ``timeout_s``.  An input client that
+    jackd never runs ("client = … was not finished, state = Triggered" in jackd's log) hears
+    nothing.  Other messages that arrive meanwhile (an ``--in`` source already playing) are
+    dropped: the bridge is not listening yet.  PortError if the probe cannot connect.
+    """
+    target = f"{client_name} In:{port.rt_port_name}"
+    probe = _client("out", port.backend, f"{client_name} self-test")
+    _filter_input(port, sysex=False)
+    try:
+        with _quiet_stderr():
+            names = probe.get_ports()
+            if target not in names:
+                raise PortError(f"the input self-test cannot find the port {target!r} "
+                                f"(visible: {', '.join(map(repr, names)) or 'none'})")
+            probe.open_port(names.index(target), "probe")
+        while port.rt.get_message() is not None:  # anything queued before the probe
+            pass
+        probe.send_message(SELF_TEST_SYSEX)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            while (event := port.rt.get_message()) is not None:
+                if tuple(event[0]) == SELF_TEST_SYSEX:
+                    return True
+            time.sleep(poll_s)
+        return False
+    except rtmidi.RtMidiError as err:
+        raise PortError(f"the MIDI input self-test failed ({err})") from None
+    finally:
+        with contextlib.suppress(rtmidi.RtMidiError):
+            probe.close_port()
+        probe.delete()
+        _filter_input(port)
 
 
 def open_output(

@@ -14,6 +14,11 @@ every ``poll_s`` seconds and
   it waits for the server and reopens the same ports on it, without a process restart.  The
   DAW has to connect them again (a new JACK server knows no connections).
 
+Opening: the input client first, then the output, then on JACK a loopback self-test of the input
+(:func:`bridge.ports.input_hears_itself`); an input that does not hear itself is reopened (logged,
+counted as ``midi_in_deaf_reopens`` in ``/antiphon/status``), so the bridge never sits deaf
+without saying so.
+
 Input: on JACK, :class:`~bridge.midi_poll.PolledMidiInput` (RtMidi queues in C++, a thread
 drains it: JACK's realtime thread never waits for Python's GIL); elsewhere the callback
 :class:`~bridge.midi_in.MidiInput` (ALSA's and CoreMIDI's threads are not realtime and their
@@ -46,7 +51,7 @@ from bridge.errors import PortError
 from bridge.midi_in import MidiInput
 from bridge.midi_out import MidiOutput
 from bridge.midi_poll import PolledMidiInput
-from bridge.ports import Backend, OpenedPort, open_input, open_output
+from bridge.ports import Backend, OpenedPort, input_hears_itself, open_input, open_output
 
 __all__ = ["PortSpec", "PortSupervisor", "SwitchingSink", "jack_server_identity"]
 
@@ -54,6 +59,13 @@ log = logging.getLogger(__name__)
 
 SWITCH_INTERVAL_S = 0.0005
 """Python's thread switch interval while the ports are open (see the module docstring)."""
+
+DEAF_TRIES = 4
+"""How many times the ports are opened while the input fails its self-test (then PortError)."""
+
+InputCheck = Callable[[OpenedPort, str], bool]
+"""Is this freshly opened input port alive (hears its own self-test)? Default on JACK:
+:func:`bridge.ports.input_hears_itself`."""
 
 ServerProbe = Callable[[], "object | None"]
 """Identifies the running server (equal while it is the same one); None when none answers."""
@@ -129,6 +141,7 @@ class PortSupervisor:
         *,
         clock: Clock = time.monotonic,
         server_probe: ServerProbe | None = None,
+        input_check: InputCheck | None = None,
         poll_s: float = 0.2,
         report_every_s: float = 1.0,
     ) -> None:
@@ -141,6 +154,9 @@ class PortSupervisor:
         if server_probe is None and backend.name == "jack":
             server_probe = jack_server_identity
         self._probe = server_probe
+        if input_check is None and backend.name == "jack":
+            input_check = input_hears_itself
+        self._input_check = input_check
         self._poll_s = poll_s
         self._report_every = report_every_s
         self._stop = threading.Event()
@@ -158,6 +174,7 @@ class PortSupervisor:
         self._last_error = ""
         self.losses = 0
         self.reopens = 0
+        self.deaf_reopens = 0
 
     # ----- main thread ----------------------------------------------------------------------------
     @property
@@ -238,6 +255,7 @@ class PortSupervisor:
             "midi_out_dropped_offline": self.sink.dropped_offline,
             "port_losses": self.losses,
             "port_reopens": self.reopens,
+            "midi_in_deaf_reopens": self.deaf_reopens,
         }
 
     # ----- watcher thread -------------------------------------------------------------------------
@@ -307,15 +325,44 @@ class PortSupervisor:
 
     # ----- ports (lock held, or before the watcher starts) ----------------------------------------
     def _open_ports(self) -> None:
+        """Input first, then output, then (JACK) the input's self-test; reopened while deaf.
+
+        Order matters: with python-rtmidi's bundled libjack, an output client opened before the
+        input client left the input unscheduled in 11-22 of 30 starts (deaf: the ports exist,
+        nothing is heard); input first, 0 of 30.  The self-test catches whatever else could
+        leave the input deaf; after :data:`DEAF_TRIES` deaf opens, PortError.
+        """
         spec = self.spec
-        out_port = open_output(self.backend, name=spec.out_name, client_name=spec.client,
-                               existing=spec.out_existing)
-        try:
+        for attempt in range(1, DEAF_TRIES + 1):
             in_port = open_input(self.backend, name=spec.in_name, client_name=spec.client,
                                  existing=spec.in_existing)
-        except PortError:
+            try:
+                out_port = open_output(self.backend, name=spec.out_name,
+                                       client_name=spec.client, existing=spec.out_existing)
+            except PortError:
+                in_port.close()
+                raise
+            try:
+                alive = self._input_check is None or self._input_check(in_port, spec.client)
+            except PortError:
+                in_port.close()
+                out_port.close()
+                raise
+            if alive:
+                break
+            self.deaf_reopens += 1
+            log.warning('MIDI in: "%s" heard nothing of its own self-test (the JACK server '
+                        "does not run its client); reopening both ports (%d of %d)",
+                        in_port.name, attempt, DEAF_TRIES)
+            in_port.close()
             out_port.close()
-            raise
+        else:
+            raise PortError(f'the MIDI input "{spec.in_name}" stays deaf: the JACK server did '
+                            f"not run its client in {DEAF_TRIES} opens (see its log); restart "
+                            "the JACK server")
+        if attempt > 1:
+            log.warning('MIDI in: "%s" hears its self-test after %d opens', in_port.name,
+                        attempt)
         with self._lock:
             self._out, self._in = out_port, in_port
             self._output = MidiOutput(out_port.rt)

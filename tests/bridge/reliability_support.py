@@ -44,9 +44,10 @@ def jack_env(server: str) -> dict[str, str]:
 class JackServer:
     """A dummy JACK server of our own: ``start``, ``kill`` (SIGKILL), ``stop`` (always call it)."""
 
-    def __init__(self, name: str, log_path: Path) -> None:
+    def __init__(self, name: str, log_path: Path, *, sync: bool = False) -> None:
         self.name = name
         self.log_path = log_path
+        self.sync = sync  # jackd -S: clients run one after another, a late one delays the cycle
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.kills = 0
@@ -65,7 +66,8 @@ class JackServer:
             raise RuntimeError(f"a JACK server {self.name!r} already runs (a stale one?)")
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                ["jackd", "-n", self.name, "-d", "dummy", "-r", "48000", "-p", "64"],
+                ["jackd", *(["-S"] if self.sync else []), "-n", self.name, "-d", "dummy",
+                 "-r", "48000", "-p", "64"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, **self.env},
             )

@@ -46,7 +46,7 @@ from reliability_support import (
 
 from bridge.errors import PortError
 from bridge.ports import BACKENDS, OpenedPort
-from bridge.supervisor import PortSpec, PortSupervisor, SwitchingSink
+from bridge.supervisor import DEAF_TRIES, PortSpec, PortSupervisor, SwitchingSink
 
 # ---- the supervisor on fake ports ----------------------------------------------------------------
 
@@ -93,9 +93,17 @@ class FakeServer:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.identity: object | None = 1
         self.refuse = 0  # how many opens fail with PortError
+        self.deaf = 0  # how many opened inputs fail their self-test
         self.opened: list[FakeRt] = []
         monkeypatch.setattr("bridge.supervisor.open_output", self._opener("out"))
         monkeypatch.setattr("bridge.supervisor.open_input", self._opener("in"))
+        monkeypatch.setattr("bridge.supervisor.input_hears_itself", self._self_test)
+
+    def _self_test(self, port: OpenedPort, client: str) -> bool:
+        if self.deaf:
+            self.deaf -= 1
+            return False
+        return True
 
     def _opener(self, kind: str) -> Callable[..., OpenedPort]:
         def open_port(backend: Any, *, name: str, client_name: str, existing: str | None
@@ -105,7 +113,7 @@ class FakeServer:
                 raise PortError(f"cannot open MIDI {kind}put (fake)")
             rt = FakeRt(name)
             self.opened.append(rt)
-            return OpenedPort(rt, name, True, backend)
+            return OpenedPort(rt, name, True, backend, name)
 
         return open_port
 
@@ -129,7 +137,7 @@ def test_server_loss_stops_sending_and_the_return_reopens_the_ports(
     server, lost = FakeServer(monkeypatch), list[int]()
     sup, inbox = _supervisor(server, lost)
     try:
-        out_rt, in_rt = server.opened
+        in_rt, out_rt = server.opened  # the input client first (see test_input_opens_first)
         note = mido.Message("note_on", note=60, velocity=90)
         sup.sink.send(note)
         in_rt.deliver([0x90, 61, 80])
@@ -152,7 +160,7 @@ def test_server_loss_stops_sending_and_the_return_reopens_the_ports(
         assert not sup.up
         sup.poll()
         assert sup.up and lost == [1]
-        out2, in2 = server.opened[2:]
+        in2, out2 = server.opened[2:]
         sup.sink.send(note)
         in2.deliver([0x80, 61, 0])
         assert until(lambda: inbox.qsize() == 2)
@@ -172,6 +180,45 @@ def test_server_loss_stops_sending_and_the_return_reopens_the_ports(
     assert all(rt.is_deleted for rt in server.opened)
 
 
+def test_input_opens_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An RtMidi output client opened before the input left the input deaf on JACK (issue 9)."""
+    server, lost = FakeServer(monkeypatch), list[int]()
+    sup, _inbox = _supervisor(server, lost)
+    try:
+        assert [rt.name for rt in server.opened] == ["Antiphon In", "Antiphon Out"]
+    finally:
+        sup.close()
+
+
+def test_a_deaf_input_is_reopened_logged_and_counted(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, until: Any,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="bridge.supervisor")
+    server, lost = FakeServer(monkeypatch), list[int]()
+    server.deaf = 2
+    sup, inbox = _supervisor(server, lost)
+    try:
+        assert len(server.opened) == 6 and all(rt.is_deleted for rt in server.opened[:4])
+        in_rt = server.opened[4]
+        in_rt.deliver([0x90, 61, 80])
+        assert until(lambda: inbox.qsize() == 1)
+        assert sup.stats()["midi_in_deaf_reopens"] == 2
+        assert caplog.text.count("heard nothing of its own self-test") == 2
+        assert "hears its self-test after 3 opens" in caplog.text
+    finally:
+        sup.close()
+
+
+def test_an_input_that_stays_deaf_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = FakeServer(monkeypatch)
+    server.deaf = 100
+    sup = PortSupervisor(BACKENDS["jack"], PortSpec(), server_probe=server.probe, poll_s=3600)
+    with pytest.raises(PortError, match="stays deaf"):
+        sup.open()
+    assert not sup.up and all(rt.is_deleted for rt in server.opened)
+    assert sup.deaf_reopens == DEAF_TRIES
+
+
 def test_drops_and_malformed_input_are_logged(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, until: Any,
 ) -> None:
@@ -179,7 +226,7 @@ def test_drops_and_malformed_input_are_logged(
     server, lost = FakeServer(monkeypatch), list[int]()
     sup, _inbox = _supervisor(server, lost)
     try:
-        in_rt = server.opened[1]
+        in_rt = server.opened[0]
         for i in range(10):
             in_rt.deliver([0x90, 60 + i, 90])
         in_rt.deliver([0x42])

@@ -221,15 +221,23 @@ def test_same_rng_seed_same_worker_answer(rig, tiny_model, sink, events, fake_cl
     assert plans[0] == plans[1] and plans[0]
 
 
+def _play_out(rig, fake_clock, until, steps: int = 1000) -> None:
+    """Step the fake clock an eighth of a second at a time until the answer has played."""
+    for _ in range(steps):
+        if rig.reports and not rig.sched.active_answers:
+            return
+        assert until(lambda: not rig.gen.busy or rig.gen.waiting)
+        woke = rig.gen.playhead_waits
+        fake_clock.advance(0.125)
+        assert until(lambda: (d := rig.sched.next_due()) is None or d > fake_clock())
+        # the worker saw the new time (else this loop could outrun it)
+        assert until(lambda w=woke: not rig.gen.busy or rig.gen.playhead_waits > w)
+
+
 def test_plans_come_in_batches_before_their_notes(rig, tiny_model, events, fake_clock,
                                                   until) -> None:
     rig.gen.submit(job(tiny_model, length=32, start="now"))
-    for _ in range(1000):  # step the fake clock until the answer has played
-        if rig.reports and not rig.sched.active_answers:
-            break
-        assert until(lambda: not rig.gen.busy or rig.gen.waiting)
-        fake_clock.advance(0.125)
-        assert until(lambda: (d := rig.sched.next_due()) is None or d > fake_clock())
+    _play_out(rig, fake_clock, until)
     assert rig.reports and not rig.reports[0].cancelled
     plans = [args[1] for name, args in events.calls if name == "answer_plan"]
     assert 2 <= len(plans) < rig.reports[0].answer_events
@@ -266,3 +274,28 @@ def test_answer_events_never_strike_one_key_twice_at_once() -> None:
 
     got = list(answer_events(Scripted(), 3))  # type: ignore[arg-type]
     assert [(pos, e.pitches) for pos, e in got] == [(0, (60, 64)), (0, (67,)), (4, (64,))]
+
+
+def test_a_chord_split_over_events_leaves_in_one_batch(rig, tiny_model, events, fake_clock,
+                                                       monkeypatch, until) -> None:
+    """Issue 9: the first event went out alone, so under load a chord's notes reached the
+    scheduler (and the port) milliseconds apart.  Every batch now holds whole onsets."""
+    from bridge.tokens import Event
+
+    def chords(stream, length, unit="events", *, beats_per_bar=4):
+        position = 0
+        for onset in range(6):
+            position += 4 if onset else 0
+            for pitch in (60, 64, 67):  # one chord written as three events at one onset
+                yield position, Event(0, (pitch + onset,), 2, 3)
+
+    monkeypatch.setattr("bridge.generate.answer_events", chords)
+    rig.gen.submit(job(tiny_model, length=18, start="now"))
+    _play_out(rig, fake_clock, until)
+    assert rig.reports and rig.reports[0].notes == 18
+    plans = [args[1] for name, args in events.calls if name == "answer_plan"]
+    batches = [{note.beat for note in plan} for plan in plans]
+    for i, beats in enumerate(batches):
+        for other in batches[i + 1:]:
+            assert not beats & other, f"an onset was split over two batches: {plans}"
+    assert all(len(plan) % 3 == 0 for plan in plans)
