@@ -6,10 +6,10 @@ runs: the tempo is the least-squares slope over the last two beats of ticks (rob
 jitter), the grid phase follows the tick count on the line through the earliest ticks (a tick is
 only ever stamped late, never early), and a tick lost on the way (a late JACK cycle drops its
 input; DAWs send no Song Position Pointer while rolling) is found from the intervals and counted,
-so the count stays on the clock's grid (:func:`_lost_ticks`), Start (0xFA) puts the next tick on beat 0, Song Position
-Pointer moves it, Continue resumes from there, Stop freezes the position while ticks keep the
-tempo.  Without ticks for :data:`CLOCK_TIMEOUT_S` the clock counts as gone and the last tempo
-stays.  Bars start on beat 0 of the grid.
+so the count stays on the clock's grid (:func:`_lost_ticks`).  Start (0xFA) puts the next tick
+on beat 0, Song Position Pointer moves it, Continue resumes from there, Stop freezes the position
+while ticks keep the tempo.  Without ticks for :data:`CLOCK_TIMEOUT_S` the clock counts as gone
+and the last tempo stays.  Bars start on beat 0 of the grid.
 
 Threads: :meth:`TempoTracker.on_message` is called by the engine control thread, :meth:`set_bpm`
 by the control or OSC thread, the conversions by the scheduler and generation worker — all

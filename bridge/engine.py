@@ -269,6 +269,7 @@ class Engine:
             "model": self._model.name,
             "tempo_bpm": round(self.tempo.bpm, 2),
             "clock_running": self.tempo.clock_running,
+            "clock_ticks_lost": self.tempo.ticks_lost,
             "answering": bool(self.scheduler.active_answers) or self.generator.busy,
             "sounding": len(self.scheduler.sounding()),
             "last_latency_ms": (None if self.last_latency_ms is None

@@ -12,6 +12,7 @@ is called by the generation worker.  onnxruntime sessions are safe to share betw
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sys
@@ -220,11 +221,26 @@ def resolve_model(name: str, model_dirs: Iterable[str | Path]) -> Path:
     raise ModelError(f"no model named {name!r} in {searched}")
 
 
+SHIPPED_MODELS_PACKAGE = "antiphon_models"
+"""The package the repository's ``models/`` folder is installed as (see pyproject.toml)."""
+
+
+def shipped_models_dir() -> Path:
+    """The shipped models' folder: the installed :data:`SHIPPED_MODELS_PACKAGE` (a wheel, pip,
+    pipx or an editable install), else ``models/`` beside ``bridge/`` in a source checkout."""
+    try:
+        spec = importlib.util.find_spec(SHIPPED_MODELS_PACKAGE)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parent.parent / "models"
+
+
 def default_model_dirs() -> list[Path]:
-    """Where shipped models live: ``models/`` next to the package (repo or editable install),
-    then ``<prefix>/share/antiphon/models``."""
-    here = Path(__file__).resolve().parent
-    return [here.parent / "models", Path(sys.prefix) / "share" / "antiphon" / "models"]
+    """Where shipped models live: :func:`shipped_models_dir`, then
+    ``<prefix>/share/antiphon/models`` (a place for models of your own in a venv)."""
+    return [shipped_models_dir(), Path(sys.prefix) / "share" / "antiphon" / "models"]
 
 
 def default_model_path() -> Path:

@@ -152,7 +152,8 @@ def _roll(tempo: TempoTracker, clock, bpm: float, ticks: int, *, lost: frozenset
           max_late_intervals: float = 0.0) -> float:
     """Start, then ``ticks`` ticks of a steady clock: indices in ``lost`` never arrive, those in
     ``late`` arrive that many seconds late, and with ``seed`` one tick in four is up to
-    ``max_late_intervals`` intervals late at random (the others up to 0.1) (delivered in order, as MIDI is).  Returns
+    ``max_late_intervals`` intervals late at random (the others up to 0.1), delivered in order
+    as MIDI is.  Returns
     beat 0's time; tick i is due at ``beat0 + i * period``."""
     period = 60.0 / (bpm * PPQN)
     tempo.on_message(mido.Message("start"), clock())
