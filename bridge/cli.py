@@ -36,6 +36,7 @@ from bridge.config import LENGTH_UNITS, MODES, STARTS, Settings, parse_cc_bindin
 from bridge.errors import AntiphonError, ConfigError
 
 if TYPE_CHECKING:
+    from bridge.follow import Follower
     from bridge.model import LstmModel
 
 __all__ = ["BUILTIN_COMMANDS", "build_parser", "main"]
@@ -117,9 +118,10 @@ def _add_bridge(subparsers: Any) -> None:
     p.set_defaults(func=_run_bridge)
 
     g = p.add_argument_group("model")
-    g.add_argument("--model", metavar="FILE|NAME",
-                   help="model file, or the name of a model in the model directories "
-                        "(default: the shipped models/default.onnx)")
+    g.add_argument("--model", metavar="FILE|NAME|auto",
+                   help="model file, the name of a model in the model directories, or auto: "
+                        "per answer, a single-line call gets the shipped melody model and a "
+                        "chordal one the chorale model models/default.onnx (default: auto)")
     g.add_argument("--model-dir", metavar="DIR", action="append", default=[], type=Path,
                    help="a directory OSC /antiphon/model may load models from; repeatable "
                         "(always searched too: the --model file's directory and the shipped "
@@ -192,6 +194,12 @@ def _add_bridge(subparsers: Any) -> None:
     g.add_argument("--top-p", type=float, default=d.top_p, metavar="P",
                    help="nucleus sampling: the smallest set of tokens with probability P, "
                         "(0, 1] (default %(default)g)")
+    g.add_argument("--key", default=d.key, metavar="KEY",
+                   help="the answer's key: auto (heard from each call) or C, F#m, Bb… "
+                        "(default %(default)s)")
+    g.add_argument("--key-lock", type=float, default=d.key_lock, metavar="0..1",
+                   help="0 = free, 1 = scale tones only, in between out-of-key notes are made "
+                        "rarer (default %(default)g)")
     g.add_argument("--seed", type=int, default=d.seed, metavar="N",
                    help="random seed: the same phrase then gets the same answers "
                         "(default: random)")
@@ -313,6 +321,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         start=args.start, beats_per_bar=args.beats_per_bar, seed=args.seed,
         passthrough=args.passthrough, chord_window_ms=args.chord_window,
         trigger_cc=args.trigger_cc, trigger_note=args.trigger_note, cc_bindings=bindings,
+        key=args.key, key_lock=args.key_lock,
     )
 
 
@@ -335,7 +344,7 @@ def _model_path(value: str | None, dirs: Sequence[Path]) -> Path:
     from bridge.errors import ModelError
     from bridge.model import default_model_path, resolve_model
 
-    if value is None:
+    if value is None or value == "auto":
         return default_model_path()
     path = Path(value).expanduser()
     if path.is_file() or os.sep in value or "/" in value:
@@ -357,6 +366,22 @@ def _load_model(value: str | None, extra_dirs: Sequence[Path] = ()) -> tuple[Lst
                          "(or train one: antiphon train)")
     model = load_model(path)
     return model, _model_dirs(extra_dirs, model.path)
+
+
+def _follower(value: str | None, model: LstmModel, dirs: Sequence[Path]
+              ) -> tuple[Follower | None, bool]:
+    """The call follower (key, register, model auto) and whether ``--model`` asked for auto.
+
+    Built from the shipped ``default`` (chordal) and ``melody`` models; without a ``default`` in
+    the model directories, only ``model`` answers (key and register still follow the call)."""
+    from bridge.errors import ModelError
+    from bridge.follow import AUTO, Follower
+
+    auto = value is None or value == AUTO
+    try:
+        return Follower.from_dirs(dirs), auto
+    except ModelError:
+        return Follower(model), auto
 
 
 class _StopSignals:
@@ -404,6 +429,9 @@ def _run_bridge(args: argparse.Namespace) -> int:
         from bridge.supervisor import PortSpec, PortSupervisor
 
         model, dirs = _load_model(args.model, args.model_dir)
+        follower, auto = _follower(args.model, model, dirs)
+        if auto and follower is not None:
+            model = follower.chordal
         backend = choose_backend(args.backend)
         if stop.event.is_set():  # interrupted while loading: nothing opened yet
             return 0
@@ -417,6 +445,7 @@ def _run_bridge(args: argparse.Namespace) -> int:
             events = OscEvents(*osc_out) if osc_out else NullEvents()
             stack.callback(events.close)
             engine = Engine(model, SettingsBox(settings), ports.sink, events, model_dirs=dirs,
+                            follower=follower, auto=auto,
                             input_queue_size=args.input_queue)
             engine.add_status(ports.stats)
             engine.start()

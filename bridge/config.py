@@ -53,6 +53,7 @@ CC_SCALES: Mapping[str, tuple[float, float]] = MappingProxyType({
     "bpm": (20.0, 300.0),
     "silence_beats": (0.25, 16.0),
     "chord_window_ms": (0.0, 200.0),
+    "key_lock": (0.0, 1.0),
 })
 """Settings a MIDI CC may drive, and the value CC 0 and CC 127 map to (linear in between)."""
 
@@ -63,6 +64,7 @@ _ALIASES = {
     "silence": "silence_beats",
     "chord-window": "chord_window_ms",
     "chord_window": "chord_window_ms",
+    "key-lock": "key_lock",
 }
 
 _RESERVED_CCS = {64: "the sustain pedal (it extends note durations)"} | {
@@ -105,6 +107,19 @@ def _choice(name: str, value: object, choices: tuple[str, ...]) -> str:
     return value
 
 
+def _key(name: str, value: object) -> str:
+    """``auto`` or a key name (``C``, ``F#m``, ``Bb``…), kept as given."""
+    if value == "auto":
+        return "auto"
+    from bridge.key import parse_key  # numpy; imported only when a key is named
+
+    try:
+        parse_key(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be auto or a key like C, F#m, Bb; got {value!r}") from None
+    return str(value)
+
+
 def _bool(name: str, value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -144,6 +159,8 @@ class Settings:
     trigger_cc: int | None = None
     trigger_note: int | None = None
     cc_bindings: Mapping[str, int] = field(default_factory=dict)
+    key: str = "auto"
+    key_lock: float = 0.5
 
     def __post_init__(self) -> None:
         put = object.__setattr__
@@ -167,6 +184,8 @@ class Settings:
         if self.trigger_cc is not None:
             _check_cc("trigger_cc", self.trigger_cc)
         put(self, "cc_bindings", self._checked_bindings(self.cc_bindings))
+        put(self, "key", _key("key", self.key))
+        put(self, "key_lock", _float("key_lock", self.key_lock, 0.0, 1.0))
 
     def _checked_bindings(self, bindings: object) -> Mapping[str, int]:
         if not isinstance(bindings, Mapping):

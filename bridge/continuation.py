@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bridge.config import LENGTH_UNITS, Settings
-from bridge.errors import AntiphonError, ConfigError
+from bridge.errors import AntiphonError, ConfigError, ModelError
 from bridge.midifile import MidiFileError, TimedNote, read_midi, write_midi
 from bridge.tokens import Note, TokenScheme
 
 if TYPE_CHECKING:
+    from bridge.follow import Follower
     from bridge.model import LstmModel
 
 __all__ = [
@@ -72,9 +73,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="MIDI files to continue, joined in the order given")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUT",
                         help="output file: OUT.mid or OUT.musicxml")
-    parser.add_argument("--model", default=None, metavar="FILE|NAME",
-                        help="model file, or the name of one in models/ (default: the shipped "
-                             "models/default.onnx)")
+    parser.add_argument("--model", default=None, metavar="FILE|NAME|auto",
+                        help="model file, the name of one in models/, or auto: the shipped "
+                             "melody model for a single-line input, the chorale model "
+                             "models/default.onnx otherwise (default: auto)")
+    parser.add_argument("--key", default=defaults.key, metavar="KEY",
+                        help="the continuation's key: auto (heard from the input) or C, F#m, "
+                             "Bb… (default %(default)s)")
+    parser.add_argument("--key-lock", type=float, default=defaults.key_lock, metavar="0..1",
+                        help="0 = free, 1 = scale tones only, in between out-of-key notes are "
+                             "made rarer (default %(default)g)")
     parser.add_argument("--length", type=int, default=defaults.length, metavar="N",
                         help="how much to generate, counted in --unit: events (notes or "
                              "chords; rests do not count), or beats/bars from the first "
@@ -106,15 +114,17 @@ def run(args: argparse.Namespace) -> int:
         tempo = {} if args.bpm is None else {"bpm": args.bpm}
         settings = Settings(length=args.length, length_unit=args.length_unit,
                             temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                            seed=args.seed, beats_per_bar=args.beats_per_bar, **tempo)
+                            seed=args.seed, beats_per_bar=args.beats_per_bar,
+                            key=args.key, key_lock=args.key_lock, **tempo)
         output_kind = _output_kind(args.output)
     except ConfigError as exc:
         return _fail(str(exc), 2)
     try:
         joined, first_bpm = join_files(args.inputs)  # bad files fail before the model loads
-        model = _load(args.model)
+        model, follower = _load_following(args.model)
         result = continue_song(joined, model, settings,
-                               bpm=first_bpm if args.bpm is None else settings.bpm)
+                               bpm=first_bpm if args.bpm is None else settings.bpm,
+                               follower=follower, auto=args.model in (None, "auto"))
         if output_kind == "midi":
             _write_midi(args.output, result)
         else:
@@ -129,14 +139,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def continue_song(joined: Sequence[TimedNote], model: LstmModel, settings: Settings, *,
-                  bpm: float) -> Continuation:
-    """Continue the notes of :func:`join_files` with ``model``; the core of the command."""
+                  bpm: float, follower: Follower | None = None,
+                  auto: bool = False) -> Continuation:
+    """Continue the notes of :func:`join_files` with ``model``; the core of the command.
+
+    With a ``follower`` the key and register follow the input (``settings.key``,
+    ``settings.key_lock``) and, when ``auto``, the follower chooses the model."""
     from bridge.generate import continue_notes  # onnxruntime loads here, not at `antiphon --help`
 
+    seed = model.scheme.quantize([n.as_tuple() for n in joined], origin=0.0)
+    bias = None
+    if follower is not None:
+        plan = follower.plan(seed, None if auto else model, settings.key, settings.key_lock)
+        model, bias = plan.model, plan.bias
     scheme = model.scheme
-    seed = scheme.quantize([n.as_tuple() for n in joined], origin=0.0)
     answer = continue_notes(
-        model, seed,
+        model, seed, bias=bias,
         length=settings.length, length_unit=settings.length_unit,
         temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
         seed=settings.seed, beats_per_bar=settings.beats_per_bar,
@@ -183,6 +201,25 @@ def _output_kind(path: Path) -> str:
         f"cannot tell the output format from {str(path)!r}: "
         f"use {', '.join(MIDI_SUFFIXES + XML_SUFFIXES)}"
     )
+
+
+def _load_following(name: str | None) -> tuple[LstmModel, Follower]:
+    """``--model``: the model (auto: the chordal one, the follower picks per input) and the
+    follower built from the shipped models (or around the one model when they are missing)."""
+    from bridge.follow import AUTO, Follower
+    from bridge.model import default_model_dirs
+
+    try:
+        follower = Follower.from_dirs(default_model_dirs())
+    except ModelError:
+        follower = None
+    if name is None or name == AUTO:
+        if follower is None:
+            model = _load(None)  # says which shipped model is missing
+            return model, Follower(model)
+        return follower.chordal, follower
+    model = _load(name)
+    return model, follower or Follower(model)
 
 
 def _load(name: str | None) -> LstmModel:

@@ -38,7 +38,8 @@ import mido
 
 from bridge.clock import Clock, TempoTracker, resolve_start
 from bridge.config import Settings, SettingsBox, cc_to_value
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, ModelError
+from bridge.follow import AUTO, Follower
 from bridge.generate import AnswerGenerator, AnswerJob, AnswerReport, SamplingParams, answer_rng
 from bridge.midi_out import MidiSink
 from bridge.model import LstmModel, load_model, resolve_model
@@ -98,12 +99,23 @@ class Engine:
         lookahead_beats: float = 4.0,
         stuck_hold_s: float = STUCK_HOLD_S,
         output_lookahead_s: float = 0.0,
+        follower: Follower | None = None,
+        auto: bool = False,
     ) -> None:
         if not (math.isfinite(stuck_hold_s) and stuck_hold_s > 0):
             raise ValueError(f"stuck_hold_s must be > 0, got {stuck_hold_s}")
         self.stuck_hold_s = float(stuck_hold_s)
         self._model = model
         mask_table(model.scheme)  # built now, not in the first answer
+        # Following the call (bridge.follow): None = the one model, no key or register bias.
+        self._follower = follower
+        self._auto = auto and follower is not None  # model "auto": chosen per answer
+        if follower is not None:
+            for chosen in (follower.chordal, follower.melody):
+                if chosen is not None:
+                    mask_table(chosen.scheme)
+        self.heard_key: str | None = None  # the key of the last call (status)
+        self.answer_model: str | None = None  # the model of the last answer (status)
         self._settings = settings
         self._clock = clock
         self.model_dirs = [Path(d) for d in model_dirs]
@@ -225,12 +237,22 @@ class Engine:
         """Load model ``name`` from the model directories and use it from the next answer on.
 
         The answer that plays is stopped (its notes get note-offs).  ModelError if the name is not
-        allowed, not found or not a valid model; the old model then stays.
+        allowed, not found or not a valid model; the old model then stays.  ``auto``: choose per
+        answer from the call (needs a follower).
         """
+        if name == AUTO:
+            if self._follower is None:
+                raise ModelError("model auto needs the shipped models (start without --model)")
+            with self._lock:
+                self._auto = True
+            self._interrupt()
+            log.info("model: auto")
+            return AUTO
         model = load_model(resolve_model(name, self.model_dirs))
         mask_table(model.scheme)
         with self._lock:
             self._model = model
+            self._auto = False
         self._interrupt()
         log.info("model swapped to %s", model.name)
         return model.name
@@ -266,7 +288,9 @@ class Engine:
     def stats(self) -> dict[str, object]:
         """Counters and live state (any thread)."""
         return {
-            "model": self._model.name,
+            "model": AUTO if self._auto else self._model.name,
+            "answer_model": self.answer_model,
+            "heard_key": self.heard_key,
             "tempo_bpm": round(self.tempo.bpm, 2),
             "clock_running": self.tempo.clock_running,
             "clock_ticks_lost": self.tempo.ticks_lost,
@@ -423,6 +447,14 @@ class Engine:
             self._answers_started += 1
             self._records[answer_id] = _Record(phrase_end)
             model = self._model
+            auto = self._auto
+        bias = None
+        if self._follower is not None:
+            plan = self._follower.plan(seed, None if auto else model, settings.key,
+                                       settings.key_lock)
+            model, bias = plan.model, plan.bias
+            self.heard_key = None if plan.key is None else str(plan.key)
+        self.answer_model = model.name
         self._last_seed = tuple(seed)
         self.counters["answers"] += 1
         self.generator.submit(AnswerJob(
@@ -436,6 +468,7 @@ class Engine:
             rng=answer_rng(settings.seed, number),
             start=resolve_start(settings.start, self.tempo),
             channel=settings.out_channel,
+            bias=bias,
         ))
 
     def _interrupt(self) -> None:

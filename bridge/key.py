@@ -5,8 +5,9 @@ duration, correlated with the 24 rotated Krumhansl-Kessler profiles; the best co
 :func:`parse_key` reads ``C``, ``F#m``, ``Bb``, ``ebm``… (``m`` = minor).  :func:`key_bias` turns a
 key and a lock strength ``0..1`` into an additive bias over a model's vocabulary: ``0`` changes
 nothing, ``1`` forbids pitches outside the scale, in between out-of-scale notes (and chords
-holding one) get ``log(1 − lock)``.  :func:`register_shift` is the octave shift that puts an
-answer's mean pitch nearest the call's.  Pure numpy; called by the engine's control path (when a
+holding one) get ``log(1 − lock)``.  :func:`register_bias` pulls an answer towards the call's
+range; :func:`register_shift` is the octave shift that puts an answer's mean pitch nearest the
+call's.  Pure numpy; called by the engine's control path (when a
 call ends) and by ``antiphon continue``, never in an audio callback.
 """
 
@@ -32,8 +33,14 @@ __all__ = [
     "mean_pitch",
     "parse_key",
     "pitch_class_weights",
+    "register_bias",
     "register_shift",
 ]
+
+REGISTER_MARGIN = 5
+"""Semitones beyond the call's lowest and highest note that stay unbiased."""
+REGISTER_SLOPE = 0.35
+"""Logit penalty per semitone further out (a note an octave past the margin: about −4)."""
 
 MAJOR_PROFILE = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
 MINOR_PROFILE = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
@@ -137,6 +144,24 @@ def key_bias(scheme: TokenScheme, key: Key | None, lock: float) -> np.ndarray | 
     for index, chord in enumerate(scheme.chords):
         if any(p % 12 not in scale for p in chord):
             bias[scheme.chord_base + index] = penalty
+    return bias
+
+
+def register_bias(scheme: TokenScheme, call: Sequence[Note], *, margin: int = REGISTER_MARGIN,
+                  slope: float = REGISTER_SLOPE) -> np.ndarray | None:
+    """Additive logit bias that keeps an answer near the call's register: a note ``d`` semitones
+    beyond the call's range widened by ``margin`` gets ``−slope·d``; a chord, its notes' mean.
+    ``None`` without a call."""
+    if not call:
+        return None
+    low = min(n.pitch for n in call) - margin
+    high = max(n.pitch for n in call) + margin
+    pitches = np.arange(128)
+    pull = -slope * np.maximum(0, np.maximum(low - pitches, pitches - high))
+    bias = np.zeros(scheme.vocab_size)
+    bias[scheme.note_base:scheme.note_base + 128] = pull
+    for index, chord in enumerate(scheme.chords):
+        bias[scheme.chord_base + index] = float(np.mean(pull[list(chord)]))
     return bias
 
 

@@ -20,9 +20,12 @@ Addresses (numbers may be int or float; whole-number settings accept a float lik
 ``/antiphon/in_channel n``     input channel 1..16, 0 = all
 ``/antiphon/seed n``           reproducible answers; -1 = random
 ``/antiphon/passthrough b``    1 = echo the input to the output
+``/antiphon/key s``            ``auto`` (heard from each call) or a key: ``C``, ``F#m``, ``Bb``…
+``/antiphon/key_lock f``       0 = free … 1 = scale tones only (in between: out-of-key notes rarer)
 ``/antiphon/trigger``          answer now (``/antiphon/stop``, ``/antiphon/panic`` likewise)
-``/antiphon/model name``       hot-swap to a model in the model directories; replies the name
-``/antiphon/status``           replies ``/antiphon/status key value key value …``
+``/antiphon/model name``       hot-swap to a model in the model directories, or ``auto`` (chosen
+                              per answer from the call: a single line gets the melody model)
+``/antiphon/status``           replies ``/antiphon/status key value …`` (also ``heard_key``)
 =============================  =============================================================
 
 ``/antiphon/trigger``, ``/stop`` and ``/panic`` take no argument, or one number: 0 is ignored, so
@@ -221,6 +224,8 @@ class OscControl:
             f"{PREFIX}/in_channel": self._setter("in_channel", lambda v: _whole(v) or None),
             f"{PREFIX}/seed": self._setter("seed", self._seed_value),
             f"{PREFIX}/passthrough": self._setter("passthrough", _flag),
+            f"{PREFIX}/key": self._setter("key", _text),
+            f"{PREFIX}/key_lock": self._setter("key_lock", _number),
             f"{PREFIX}/trigger": self._action(controller.trigger),
             f"{PREFIX}/stop": self._action(controller.stop_answer),
             f"{PREFIX}/panic": self._action(controller.panic),

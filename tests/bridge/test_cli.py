@@ -25,7 +25,8 @@ BRIDGE_FLAGS = [
     "--client-name", "--in-channel", "--out-channel", "--passthrough", "--bpm",
     "--beats-per-bar", "--start", "--mode", "--silence", "--chord-window", "--trigger-cc",
     "--trigger-note", "--length", "--unit", "--temperature", "--top-k", "--top-p", "--seed",
-    "--cc", "--osc-host", "--osc-port", "--no-osc", "--osc-out", "--log-level",
+    "--cc", "--key", "--key-lock", "--osc-host", "--osc-port", "--no-osc", "--osc-out",
+    "--log-level",
 ]
 
 

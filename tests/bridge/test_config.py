@@ -30,6 +30,7 @@ def test_defaults_match_the_documented_values() -> None:
         "bpm": 120.0, "mode": "call", "in_channel": None, "out_channel": 1, "silence_beats": 1.0,
         "start": "auto", "beats_per_bar": 4, "seed": None, "passthrough": False,
         "chord_window_ms": 30.0, "trigger_cc": None, "trigger_note": None, "cc_bindings": {},
+        "key": "auto", "key_lock": 0.5,
     }
 
 
@@ -47,6 +48,7 @@ def test_defaults_match_the_documented_values() -> None:
         ("beats_per_bar", [1, 16], [0, 17]),
         ("seed", [None, 0, 2**63 - 1], [-1, 2**63]),
         ("chord_window_ms", [0, 200.0], [-0.1, 200.1]),
+        ("key_lock", [0, 0.5, 1], [-0.01, 1.01]),
         ("trigger_cc", [None, 0, 119], [-1, 128]),
         ("trigger_note", [None, 0, 127], [-1, 128]),
     ],

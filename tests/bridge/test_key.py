@@ -13,6 +13,7 @@ from bridge.key import (
     in_key_share,
     key_bias,
     parse_key,
+    register_bias,
     register_shift,
 )
 from bridge.sampling import sample
@@ -111,3 +112,16 @@ def test_register_shift_moves_by_octaves_towards_the_call() -> None:
     assert register_shift(call, _line([74, 77])) == 0
     assert register_shift([], low) == 0 and register_shift(call, []) == 0
     assert register_shift(_line([127]), _line([100, 120])) == 0  # 132 would leave MIDI
+
+
+def test_register_bias_pulls_towards_the_call_range() -> None:
+    scheme = TokenScheme().with_chords_from([[Note(0, 40, 4), Note(0, 76, 4)]], 4)
+    call = _line([72, 76, 79])
+    bias = register_bias(scheme, call, margin=5, slope=0.5)
+    assert bias is not None and register_bias(scheme, []) is None
+    note = scheme.note_base
+    assert bias[note + 67] == 0 and bias[note + 84] == 0  # inside the widened range
+    assert bias[note + 66] == -0.5 and bias[note + 96] == pytest.approx(-6.0)
+    chord = scheme.pitches_token([40, 76])
+    assert chord is not None and bias[chord] == pytest.approx(-0.5 * 27 / 2)
+    assert (bias[: note] == 0).all()

@@ -1,0 +1,191 @@
+"""Answers follow the call: model auto (single line → melody model), key, key lock, status."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import mido
+import numpy as np
+import pytest
+from test_engine import Rig
+
+from bridge.config import Settings, SettingsBox
+from bridge.engine import Engine
+from bridge.errors import ConfigError, ModelError
+from bridge.follow import Follower, single_line_share
+from bridge.key import Key
+from bridge.model import load_model
+from bridge.tokens import Note
+
+
+def _line(pitches: list[int]) -> list[Note]:
+    return [Note(4 * i, p, 4, 80) for i, p in enumerate(pitches)]
+
+
+def _chords(*chords: tuple[int, ...]) -> list[Note]:
+    return [Note(8 * i, p, 8, 80) for i, chord in enumerate(chords) for p in chord]
+
+
+@pytest.fixture(scope="module")
+def shipped(model_builder, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model directory holding a ``default`` (chordal) and a ``melody`` model."""
+    folder = tmp_path_factory.mktemp("shipped")
+    model_builder(folder / "default.onnx", seed=1)
+    model_builder(folder / "melody.onnx", seed=2)
+    return folder
+
+
+def test_single_line_share_counts_onsets() -> None:
+    assert single_line_share(_line([60, 62, 64])) == 1.0
+    assert single_line_share(_chords((60, 64), (62,), (64, 67), (65,))) == 0.5
+    assert math.isnan(single_line_share([]))
+
+
+def test_auto_answers_a_line_with_the_melody_model_and_chords_with_the_chordal(
+        shipped: Path) -> None:
+    follower = Follower.from_dirs([shipped])
+    assert follower.melody is not None and follower.melody.name == "melody"
+    line = _line([76, 74, 72, 74, 76, 76, 76])
+    chords = _chords((48, 60, 64, 67), (53, 60, 65, 69), (55, 62, 67, 71))
+    assert follower.plan(line, None, "auto", 0.0).model.name == "melody"
+    assert follower.plan(chords, None, "auto", 0.0).model.name == "default"
+    assert follower.plan([], None, "auto", 0.0).model.name == "default"
+    # nine single onsets in ten is still a line; eight in ten is not
+    almost = [*_line([60, 62, 64, 65, 67, 69, 71, 72, 74, 76]), Note(36, 79, 4, 80)]
+    assert follower.choose(almost)[1] == "single"
+    two = [*almost, Note(32, 77, 4, 80)]
+    assert follower.choose(two)[1] == "chordal"
+    fixed = follower.plan(line, follower.chordal, "auto", 0.0)
+    assert fixed.model is follower.chordal and fixed.texture == "single"
+
+
+def test_without_a_melody_model_auto_uses_the_chordal_one(shipped: Path, tmp_path: Path) -> None:
+    (tmp_path / "default.onnx").write_bytes((shipped / "default.onnx").read_bytes())
+    follower = Follower.from_dirs([tmp_path])
+    assert follower.melody is None
+    assert follower.plan(_line([60, 62, 64]), None, "auto", 0.0).model.name == "default"
+
+
+def test_plan_hears_or_takes_the_key_and_locks_it(shipped: Path) -> None:
+    follower = Follower.from_dirs([shipped])
+    call = _line([69, 71, 72, 74, 76, 72, 69, 68, 69])  # A minor
+    heard = follower.plan(call, None, "auto", 1.0)
+    assert heard.key == Key(9, True)
+    scheme = heard.model.scheme
+    assert heard.bias is not None
+    out_of_key = [scheme.note_base + p for p in (61, 66, 73)]  # C#, F#, C#
+    assert np.isneginf(heard.bias[out_of_key]).all()
+    assert np.isfinite(heard.bias[scheme.note_base + 72])
+    told = follower.plan(call, None, "F#m", 0.5)
+    assert told.key == Key(6, True) and told.bias is not None
+    assert told.bias[scheme.note_base + 72] == pytest.approx(math.log(0.5))  # C not in F#m
+    free = Follower(follower.chordal, follow_register=False).plan(call, None, "auto", 0.0)
+    assert free.bias is None and free.key == Key(9, True)
+
+
+def test_key_settings_are_validated() -> None:
+    assert Settings(key="Bb", key_lock=0.25).key == "Bb"
+    with pytest.raises(ConfigError, match="key must be auto or a key"):
+        Settings(key="H#")
+    with pytest.raises(ConfigError, match="key_lock"):
+        Settings(key_lock=1.5)
+
+
+@pytest.fixture
+def auto_rig(shipped, sink, events, fake_clock, until):
+    engines: list[Engine] = []
+
+    def make(auto: bool = True, follower: bool = True, **settings: Any) -> Rig:
+        values: dict[str, Any] = {"length": 12, "seed": 3, "bpm": 120.0} | settings
+        found = Follower.from_dirs([shipped]) if follower else None
+        model = found.chordal if found else load_model(shipped / "default.onnx")
+        engine = Engine(model, SettingsBox(Settings(**values)), sink, events, clock=fake_clock,
+                        wait=fake_clock.wait, model_dirs=[shipped], lookahead_beats=2.0,
+                        follower=found, auto=auto)
+        fake_clock.on_advance(engine.wake)
+        engine.start()
+        engines.append(engine)
+        return Rig(engine, fake_clock, sink, until)
+
+    yield make
+    for engine in engines:
+        engine.stop()
+
+
+def _play_chord(rig: Rig, pitches: tuple[int, ...]) -> None:
+    for pitch in pitches:
+        rig.send(mido.Message("note_on", note=pitch, velocity=90))
+    rig.advance(0.25)
+    for pitch in pitches:
+        rig.send(mido.Message("note_off", note=pitch))
+
+
+def test_engine_auto_picks_per_call_and_reports_the_key(auto_rig, sink) -> None:
+    rig = auto_rig(key_lock=1.0)
+    assert rig.engine.status()["model"] == "auto"
+    rig.phrase((69, 71, 72, 74, 76, 72, 69))  # A minor, one note at a time
+    rig.advance(0.5)
+    rig.play_out()
+    status = rig.engine.status()
+    assert (status["answer_model"], status["heard_key"]) == ("melody", "Am")
+    answer = [m.note for m in sink.note_ons()]
+    assert answer and {p % 12 for p in answer} <= Key(9, True).scale  # locked to A minor
+    for chord in ((60, 64, 67), (65, 69, 72), (67, 71, 74), (60, 64, 67)):
+        _play_chord(rig, chord)
+        rig.advance(0.25)
+    rig.advance(0.5)
+    rig.play_out()
+    status = rig.engine.status()
+    assert (status["answer_model"], status["heard_key"]) == ("default", "C")
+
+
+def test_engine_swaps_between_a_named_model_and_auto(auto_rig) -> None:
+    rig = auto_rig()
+    assert rig.engine.swap_model("melody") == "melody"
+    assert rig.engine.status()["model"] == "melody"
+    rig.phrase((60, 64, 67))
+    rig.advance(0.5)
+    rig.play_out()
+    assert rig.engine.status()["answer_model"] == "melody"
+    assert rig.engine.swap_model("auto") == "auto"
+    assert rig.engine.status()["model"] == "auto"
+
+
+def test_auto_needs_a_follower(auto_rig) -> None:
+    rig = auto_rig(auto=False, follower=False)
+    with pytest.raises(ModelError, match="auto"):
+        rig.engine.swap_model("auto")
+    assert rig.engine.status()["model"] == "default"
+
+
+def test_osc_sets_key_key_lock_and_model_auto(auto_rig) -> None:
+    from pythonosc.osc_message import OscMessage
+    from pythonosc.udp_client import SimpleUDPClient
+
+    from bridge.osc import OscControl
+
+    rig = auto_rig(auto=False)
+    osc = OscControl("127.0.0.1", 0, rig.engine)
+    osc.start()
+    try:
+        client = SimpleUDPClient("127.0.0.1", osc.address[1])
+
+        def ask(address: str, *args: object) -> tuple[str, list[object]]:
+            client.send_message(address, list(args))
+            data = client.receive(5.0)
+            message = OscMessage(data)
+            return message.address, list(message.params)
+
+        client.send_message("/antiphon/key", ["F#m"])
+        client.send_message("/antiphon/key_lock", [0.75])
+        assert ask("/antiphon/model", "auto") == ("/antiphon/model", ["auto"])
+        _, flat = ask("/antiphon/status")
+        status = dict(zip(flat[::2], flat[1::2], strict=True))
+        assert (status["key"], status["key_lock"], status["model"]) == ("F#m", 0.75, "auto")
+        assert status["heard_key"] == "none"  # nothing heard yet
+        assert ask("/antiphon/key", "H")[0] == "/antiphon/error"
+        assert rig.engine.status()["key"] == "F#m"
+    finally:
+        osc.stop()
