@@ -445,7 +445,7 @@ def _run_bridge(args: argparse.Namespace) -> int:
             events = OscEvents(*osc_out) if osc_out else NullEvents()
             stack.callback(events.close)
             engine = Engine(model, SettingsBox(settings), ports.sink, events, model_dirs=dirs,
-                            follower=follower, auto=auto,
+                            follower=follower, auto=auto, heard_until=ports.heard_until,
                             input_queue_size=args.input_queue)
             engine.add_status(ports.stats)
             engine.start()

@@ -55,6 +55,10 @@ log = logging.getLogger(__name__)
 
 _WAKE = cast(mido.Message, object())  # queue sentinel: re-check commands and deadlines
 
+HEARD_RETRY_S = 0.001
+"""How soon the control thread looks again when a phrase's silence is over in the clock but the
+MIDI input has not delivered everything played up to then."""
+
 STUCK_HOLD_S = 10.0
 """Keys down this long are taken as released after a silence (their note-off was lost)."""
 
@@ -99,6 +103,7 @@ class Engine:
         lookahead_beats: float = 4.0,
         stuck_hold_s: float = STUCK_HOLD_S,
         output_lookahead_s: float = 0.0,
+        heard_until: Clock | None = None,
         follower: Follower | None = None,
         auto: bool = False,
     ) -> None:
@@ -118,6 +123,9 @@ class Engine:
         self.answer_model: str | None = None  # the model of the last answer (status)
         self._settings = settings
         self._clock = clock
+        # Every message played before heard_until() is in the input queue (the MIDI input's
+        # watermark; without one, everything played so far is taken as delivered).
+        self._heard_until = heard_until or clock
         self.model_dirs = [Path(d) for d in model_dirs]
         first = settings.get()
         self.tempo = TempoTracker(first.bpm, clock, first.beats_per_bar)
@@ -348,7 +356,16 @@ class Engine:
             return None
         else:
             deadline = capture.last_activity + self._silence_s(settings)
+            if self._heard() >= deadline:
+                return 0.0
+            # the silence is over but the input has not been drained that far yet: look again
+            return max(HEARD_RETRY_S, deadline - self._clock())
         return None if deadline is None else max(0.0, deadline - self._clock())
+
+    def _heard(self) -> float:
+        """Up to when the input has been heard: the phrase end is judged on when notes were
+        played, not on when a late JACK cycle or a busy drain thread delivered them."""
+        return min(self._clock(), self._heard_until())
 
     def _stuck_deadline(self, settings: Settings) -> float | None:
         """When the keys still down count as stuck: each pressed ``stuck_hold_s`` ago, and the
@@ -418,7 +435,7 @@ class Engine:
                         "released", released, self.stuck_hold_s)
         else:
             stuck_at = None
-        if settings.mode == "trigger" or not self.capture.ended(now, silence):
+        if settings.mode == "trigger" or not self.capture.ended(self._heard(), silence):
             return
         assert self.capture.last_activity is not None
         phrase_end = self.capture.last_activity + silence if stuck_at is None else stuck_at

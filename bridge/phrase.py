@@ -62,7 +62,7 @@ class PhraseCapture:
         self._notes: deque[CapturedNote] = deque(maxlen=MAX_NOTES)
         self._held: dict[tuple[int, int], tuple[float, int]] = {}  # (ch, pitch) → onset, velocity
         self._sustained: dict[tuple[int, int], tuple[float, int]] = {}
-        self._pedal: set[int] = set()  # channels with the pedal down
+        self._pedal: dict[int, float] = {}  # channel → when its pedal went down
         self._chord_onset: float | None = None
         self.configure(chord_window_s, channel)
 
@@ -148,8 +148,12 @@ class PhraseCapture:
         self.last_activity = None
 
     def held_since(self) -> float | None:
-        """Onset of the newest key still down or pedalled note still sounding (None: none)."""
-        onsets = [onset for onset, _ in (*self._held.values(), *self._sustained.values())]
+        """Since when the newest key has been down, or the newest pedal that still holds a note
+        (None: neither) — a pedal-up lost on the wire holds the phrase open as a lost note-off
+        does, so a pedal down that long counts as stuck too."""
+        onsets = [onset for onset, _ in self._held.values()]
+        onsets += [self._pedal.get(channel, onset)
+                   for (channel, _), (onset, _) in self._sustained.items()]
         return max(onsets) if onsets else None
 
     def release_held(self, t: float) -> int:
@@ -201,9 +205,9 @@ class PhraseCapture:
 
     def _pedal_change(self, channel: int, down: bool, t: float) -> None:
         if down:
-            self._pedal.add(channel)
+            self._pedal.setdefault(channel, t)
             return
-        self._pedal.discard(channel)
+        self._pedal.pop(channel, None)
         for key in [k for k in self._sustained if k[0] == channel]:
             onset, velocity = self._sustained.pop(key)
             self._add(key[1], onset, t, velocity)

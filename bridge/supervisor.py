@@ -232,6 +232,14 @@ class PortSupervisor:
         with self._lock:
             self._close_ports()
 
+    def heard_until(self) -> float:
+        """Every message played before this time is in the engine's queue (any thread; the
+        engine judges a phrase's end by it): the polled JACK input's watermark, else now."""
+        midi_in = self._midi_in
+        if isinstance(midi_in, PolledMidiInput):
+            return midi_in.heard_until()
+        return self._clock()
+
     def counts(self) -> dict[str, int]:
         """MIDI in/out counters summed over every reopen (any thread)."""
         with self._lock:

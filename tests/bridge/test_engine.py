@@ -66,12 +66,14 @@ class Rig:
 def make_rig(tiny_model, tiny_model_path, sink, events, fake_clock, until):
     engines: list[Engine] = []
 
-    def make(model=None, sink_=None, clock=None, lookahead_beats=2.0, **settings) -> Rig:
+    def make(model=None, sink_=None, clock=None, lookahead_beats=2.0, heard_until=None,
+             **settings) -> Rig:
         clock = clock or fake_clock
         values = {"length": 8, "seed": 1, "bpm": 120.0} | settings
         engine = Engine(model or tiny_model, SettingsBox(Settings(**values)), sink_ or sink,
                         events, clock=clock, wait=clock.wait,
-                        model_dirs=[tiny_model_path.parent], lookahead_beats=lookahead_beats)
+                        model_dirs=[tiny_model_path.parent], lookahead_beats=lookahead_beats,
+                        heard_until=heard_until)
         clock.on_advance(engine.wake)
         engine.start()
         engines.append(engine)
@@ -102,6 +104,32 @@ def test_a_phrase_then_silence_is_answered(make_rig, sink, events, caplog) -> No
     assert match and match.group(1) == "4" and match.group(2) == "8"
     assert 0 <= float(match.group(3)) <= STEP * 1000
     assert rig.engine.stats()["last_latency_ms"] == pytest.approx(float(match.group(3)), abs=0.1)
+
+
+def test_the_phrase_end_waits_for_input_played_before_it(make_rig, fake_clock) -> None:
+    """Issue 9: a late JACK cycle (or a drain thread kept from the GIL) delivered a note after
+    the silence had run out on the clock, and the call was answered in two halves.  The phrase
+    end is judged on when notes were played: not before the input has been heard that far."""
+    stalled: list[float] = []  # the input's watermark while it is stalled
+
+    def heard_until() -> float:
+        return stalled[0] if stalled else fake_clock()
+
+    rig = make_rig(silence_beats=1.0, heard_until=heard_until)  # one beat = 0.5 s
+    rig.note(60, seconds=0.25, gap=0.0)
+    released = rig.clock()
+    stalled.append(released)  # the input stalls: nothing played since has been delivered
+    rig.advance(0.75)
+    assert rig.answer_ons() == [] and rig.engine.counters["answers"] == 0
+    # the late note arrives, stamped when it was played (before the silence was over)
+    rig.engine.feed(mido.Message("note_on", note=64, velocity=90), released + 0.4)
+    stalled.clear()
+    rig.settle()
+    rig.send(mido.Message("note_off", note=64))
+    rig.advance(0.5)
+    assert rig.engine.counters["answers"] == 1
+    rig.play_out()
+    assert rig.engine.counters["answers"] == 1
 
 
 def test_holding_a_note_is_not_silence(make_rig) -> None:

@@ -123,3 +123,38 @@ def test_default_clock_is_monotonic() -> None:
     port.deliver([0x90, 61, 1])
     first, second = queue.get_nowait()[0], queue.get_nowait()[0]
     assert second >= first
+
+
+def test_polled_stamps_come_from_rtmidi_time_not_from_a_late_drain(until: Any) -> None:
+    """Issue 9: a drain thread kept from the GIL stamped a whole batch late (its newest message
+    "now"), so a phrase's gaps looked longer than they were played.  Stamps follow RtMidi's own
+    time line (the deltas), mapped to the clock by the smallest drain - RtMidi offset seen."""
+    from collections import deque
+
+    from bridge.midi_poll import RTMIDI_JACK_LAG_S, PolledMidiInput
+
+    class StepQueue:
+        """RtMidi's queue; ``release`` makes the next messages available."""
+
+        def __init__(self) -> None:
+            self.ready: deque[tuple[list[int], float]] = deque()
+
+        def get_message(self) -> tuple[list[int], float] | None:
+            return self.ready.popleft() if self.ready else None
+
+    now = [100.0]
+    port = StepQueue()
+    inbox: Queue[tuple[float, mido.Message]] = Queue()
+    midi = PolledMidiInput(port, inbox, clock=lambda: now[0], poll_s=0.001)
+    try:
+        port.ready.append(([0x90, 60, 90], 0.0))  # played at 100.0, drained at once
+        assert until(lambda: inbox.qsize() == 1)
+        # three more, 0.1 s apart in RtMidi's time, drained 0.35 s late in one batch
+        now[0] = 100.65
+        port.ready.extend([([0x80, 60, 0], 0.1), ([0x90, 62, 90], 0.1), ([0x80, 62, 0], 0.1)])
+        assert until(lambda: inbox.qsize() == 4)
+        stamps = [inbox.get_nowait()[0] for _ in range(4)]
+        assert stamps == pytest.approx([100.0, 100.1, 100.2, 100.3])
+        assert until(lambda: midi.heard_until() == pytest.approx(100.65 - RTMIDI_JACK_LAG_S))
+    finally:
+        midi.close()
