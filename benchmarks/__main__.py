@@ -27,7 +27,7 @@ SECTIONS = {
     "startup": (3, "Start-up and memory"),
     "training": (4, "Training"),
     "corpus": (5, "Corpus preparation"),
-    "quality": (6, "Musical quality on held-out chorales"),
+    "quality": (6, "Musical quality: call and answer across styles"),
 }
 
 

@@ -22,13 +22,20 @@ __all__ = [
     "duration_values",
     "estimate_key",
     "histogram_overlap",
+    "interval_ngrams",
     "ioi_values",
     "is_degenerate",
     "key_consistency",
+    "mean_pitch",
+    "motif_echo",
+    "notes_per_onset",
+    "onsets_per_beat",
     "pitch_class_distance",
     "pitch_class_histogram",
     "pitch_range",
     "polyphony",
+    "single_onset_share",
+    "top_line",
 ]
 
 # Krumhansl & Kessler (1982) probe-tone profiles, tonic first.
@@ -128,3 +135,50 @@ def is_degenerate(notes: Sequence[Note], *, share: float = 0.5, min_events: int 
         return True
     counts = Counter(tuple(sorted(g)) for g in groups.values())
     return counts.most_common(1)[0][1] > share * len(groups)
+
+
+def notes_per_onset(notes: Iterable[Note]) -> float:
+    """Texture: notes per distinct onset (1 = a single line); NaN if empty."""
+    onsets: Counter[int] = Counter(n.onset for n in notes)
+    return sum(onsets.values()) / len(onsets) if onsets else float("nan")
+
+
+def single_onset_share(notes: Iterable[Note]) -> float:
+    """Share of distinct onsets that sound exactly one note; NaN if empty."""
+    onsets: Counter[int] = Counter(n.onset for n in notes)
+    return sum(1 for c in onsets.values() if c == 1) / len(onsets) if onsets else float("nan")
+
+
+def mean_pitch(notes: Sequence[Note]) -> float:
+    """Register: the mean MIDI pitch of the notes; NaN if empty."""
+    return float(np.mean([n.pitch for n in notes])) if notes else float("nan")
+
+
+def onsets_per_beat(notes: Iterable[Note], beats: float, steps_per_beat: int = 4) -> float:
+    """Rhythmic density: distinct onsets inside the first ``beats`` beats, per beat."""
+    limit = beats * steps_per_beat
+    return len({n.onset for n in notes if n.onset < limit}) / beats
+
+
+def top_line(notes: Iterable[Note]) -> list[int]:
+    """The highest pitch of each onset, in time order (the melody of a chordal texture)."""
+    tops: dict[int, int] = {}
+    for n in notes:
+        tops[n.onset] = max(tops.get(n.onset, -1), n.pitch)
+    return [tops[t] for t in sorted(tops)]
+
+
+def interval_ngrams(notes: Iterable[Note], n: int = 3) -> set[tuple[int, ...]]:
+    """The ``n``-grams of successive melodic intervals (semitones) of the top line."""
+    line = top_line(notes)
+    steps = [b - a for a, b in itertools.pairwise(line)]
+    return {tuple(steps[i:i + n]) for i in range(len(steps) - n + 1)}
+
+
+def motif_echo(call: Iterable[Note], answer: Iterable[Note], n: int = 3) -> float:
+    """Share of the call's interval ``n``-grams (its motifs, transposition-free) that the answer
+    plays again; NaN when the call has none."""
+    motifs = interval_ngrams(call, n)
+    if not motifs:
+        return float("nan")
+    return len(motifs & interval_ngrams(answer, n)) / len(motifs)

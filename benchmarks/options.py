@@ -33,7 +33,7 @@ class Options:
     quality_pieces: int | None = None  # None: every held-out piece
     temperatures: tuple[float, ...] = (0.05, 0.8, 1.0, 1.2)
     seed_bars: int = 4
-    answer_bars: int = 4
+    answer_bars: int = 8  # the real continuation compared with: the 4 + 8 bars
     sections: tuple[str, ...] = field(default=(
         "inference", "latency", "startup", "training", "corpus", "quality"))
     rng_seed: int = 1234

@@ -1,14 +1,21 @@
-"""Section 6 — musical quality on held-out chorales, in the manner of Yang & Lerch (2018).
+"""Section 6 — call and answer across styles: does the answer listen to the call?
 
-Seed = the first bars of each held-out chorale; the answer of every model is compared with the
-real continuation of the same length through model-agnostic statistics
-(:mod:`benchmarks.musicstats`): pitch-class histogram distance, key consistency, duration and
-inter-onset-interval histogram overlap, polyphony, pitch range and the degeneracy rate.  Same
-seeds, same lengths, several temperatures.  Main thread only.
+Held-out pieces of three corpora from music21 — the Bach chorales (the chordal model's split),
+folk melodies (essenFolksong, oneills1850, ryansMammoth: the melody model's split) and classical
+works (Mozart, Haydn, Beethoven; trained on by no model) — are cut into a call (the first
+``seed_bars`` bars) and the real continuation (the next ``answer_bars``).  Every answerer answers
+every call at each temperature, and each answer is measured against the call and the real
+continuation (:mod:`benchmarks.musicstats`, :mod:`bridge.key`): share of notes in the call's key,
+texture (notes per onset, single-note onsets), register (mean pitch), density (onsets per beat),
+pitch-class and inter-onset-interval histogram overlap with the real continuation, motif echo
+(the call's interval 3-grams played again) and degenerate answers.  The issue's targets are
+checked per corpus for the automatic choice at the default settings.  Main thread only.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,17 +28,50 @@ from benchmarks.options import Options
 from benchmarks.report import Section, Table
 from benchmarks.stats import fmt
 
-__all__ = ["Answerer", "Case", "cases_from_pieces", "compare", "evaluate", "run"]
+__all__ = [
+    "CORPORA",
+    "Answerer",
+    "Case",
+    "StyleCorpus",
+    "aggregate",
+    "answer_stats",
+    "cases_from_pieces",
+    "check_targets",
+    "run",
+]
 
 BEATS_PER_BAR = 4
+STEPS_PER_BEAT = 4
+MAX_CASES = 30
+"""Calls per corpus (the first of the held-out pieces long enough), to bound the run time."""
 
 Answer = Callable[[Sequence[Any], float, int], list[Any]]
-"""(seed notes, temperature, random seed) → answer notes (grid steps, any origin)."""
+"""(call notes, temperature, random seed) → answer notes (grid steps from the call's end)."""
+
+
+@dataclass(frozen=True)
+class StyleCorpus:
+    """A corpus of the benchmark: music21 corpora, the held-out split, the model whose token
+    scheme its Markov baseline uses and whose split it shares (``model``)."""
+
+    name: str
+    composers: tuple[str, ...]
+    model: str  # "default" or "melody": the shipped model trained on it (or nearest to it)
+    every: int  # every k-th piece (sorted by name) is held out
+    trained: bool  # a shipped model was trained on its other pieces
+    quick_files: int  # files read in a --quick run
+
+
+CORPORA = (
+    StyleCorpus("chorales", ("bach",), "default", 10, True, 60),
+    StyleCorpus("folk", ("essenFolksong", "oneills1850", "ryansMammoth"), "melody", 10, True, 1),
+    StyleCorpus("classical", ("mozart", "haydn", "beethoven"), "default", 2, False, 4),
+)
 
 
 @dataclass(frozen=True)
 class Case:
-    """One held-out piece cut in two: what the model hears, and what the composer wrote next."""
+    """One held-out piece cut in two: the call, and what the composer wrote next."""
 
     name: str
     seed: tuple[Any, ...]
@@ -40,257 +80,332 @@ class Case:
 
 @dataclass(frozen=True)
 class Answerer:
-    """A named way of answering a seed (a model, the reference method, a Markov chain)."""
+    """A named way of answering a call (a model, the reference method, a Markov chain)."""
 
     name: str
     answer: Answer
     temperatures: tuple[float, ...]
 
 
-def cases_from_pieces(pieces: Sequence[Any], seed_steps: int, answer_steps: int) -> list[Case]:
+def cases_from_pieces(pieces: Sequence[Any], seed_steps: int, answer_steps: int,
+                      limit: int | None = None) -> list[Case]:
     """Cut every piece after ``seed_steps`` grid steps; the continuation is the next
-    ``answer_steps`` (onsets relative to the cut).  Pieces too short for both are left out."""
+    ``answer_steps`` (onsets relative to the cut).  Pieces that end before the continuation
+    does, or with fewer than 4 call notes or 4 continuation onsets, are left out."""
     from bridge.tokens import Note
 
     cases = []
     for piece in pieces:
+        if not piece.notes or max(n.onset + n.duration for n in piece.notes) < (
+                seed_steps + answer_steps):
+            continue
         seed = tuple(n for n in piece.notes if n.onset < seed_steps)
         rest = tuple(Note(n.onset - seed_steps, n.pitch, n.duration, n.velocity)
                      for n in piece.notes if seed_steps <= n.onset < seed_steps + answer_steps)
         if len(seed) >= 4 and len({n.onset for n in rest}) >= 4:
             cases.append(Case(Path(piece.name).name, seed, rest))
+        if limit is not None and len(cases) >= limit:
+            break
     return cases
 
 
-def evaluate(cases: Sequence[Case], answers: Sequence[Sequence[Any]]) -> dict[str, float]:
-    """The statistics of ``answers`` (one per case) against the cases' real continuations."""
-    keys = [ms.estimate_key(c.seed) for c in cases]
-    real = [c.continuation for c in cases]
-    durations = [d for a in answers for d in ms.duration_values(a)]
-    iois = [d for a in answers for d in ms.ioi_values(a)]
+def answer_stats(call: Sequence[Any], answer: Sequence[Any], real: Sequence[Any],
+                 beats: float) -> dict[str, float]:
+    """One answer measured against its call and the real continuation."""
+    from bridge.key import estimate_key, in_key_share
 
-    def mean(values: Sequence[float]) -> float:
-        data = np.asarray(values, dtype=float)
-        data = data[np.isfinite(data)]
-        return float(data.mean()) if data.size else float("nan")
-
+    key = estimate_key(call)
     return {
-        "pch_distance": mean([ms.pitch_class_distance(a, r) for a, r in zip(answers, real,
-                                                                             strict=True)]),
-        "key_consistency": mean([ms.key_consistency(list(a), k)
-                                 for a, k in zip(answers, keys, strict=True)]),
-        "duration_overlap": ms.histogram_overlap(
-            durations, [d for r in real for d in ms.duration_values(r)]),
-        "ioi_overlap": ms.histogram_overlap(iois, [d for r in real for d in ms.ioi_values(r)]),
-        "polyphony": mean([ms.polyphony(a) for a in answers]),
-        "pitch_range": mean([ms.pitch_range(list(a)) for a in answers]),
-        "degenerate": mean([float(ms.is_degenerate(list(a))) for a in answers]),
-        "notes": mean([len(a) for a in answers]),
+        "in_key": in_key_share(answer, key) if key is not None else float("nan"),
+        "notes_per_onset": ms.notes_per_onset(answer),
+        "single_share": ms.single_onset_share(answer),
+        "pitch_gap": abs(ms.mean_pitch(answer) - ms.mean_pitch(real)),
+        "mean_pitch": ms.mean_pitch(answer),
+        "density": ms.onsets_per_beat(answer, beats, STEPS_PER_BEAT),
+        "pc_overlap": 1.0 - ms.pitch_class_distance(answer, real),
+        "motif_echo": ms.motif_echo(call, answer),
+        "degenerate": float(ms.is_degenerate(list(answer))),
+    }
+
+
+def _mean(values: Sequence[float]) -> float:
+    data = np.asarray(values, dtype=float)
+    data = data[np.isfinite(data)]
+    return float(data.mean()) if data.size else float("nan")
+
+
+def _median(values: Sequence[float]) -> float:
+    data = np.asarray(values, dtype=float)
+    data = data[np.isfinite(data)]
+    return float(np.median(data)) if data.size else float("nan")
+
+
+def aggregate(cases: Sequence[Case], answers: Sequence[Sequence[Any]],
+              beats: float) -> dict[str, float]:
+    """Per-corpus figures of one answerer: means over calls (median for the register gap),
+    the density relative to the real continuations', IOI overlap of the pooled intervals."""
+    per = [answer_stats(c.seed, a, c.continuation, beats)
+           for c, a in zip(cases, answers, strict=True)]
+    real_density = _mean([ms.onsets_per_beat(c.continuation, beats, STEPS_PER_BEAT)
+                          for c in cases])
+    out = {key: _mean([p[key] for p in per]) for key in per[0]} if per else {}
+    out["pitch_gap"] = _median([p["pitch_gap"] for p in per])
+    out["density_ratio"] = out.get("density", float("nan")) / real_density
+    out["ioi_overlap"] = ms.histogram_overlap(
+        [d for a in answers for d in ms.ioi_values(a)],
+        [d for c in cases for d in ms.ioi_values(c.continuation)])
+    out["lines"] = _mean([float(p["single_share"] >= 0.9) for p in per])
+    return out
+
+
+TARGETS = (
+    ("key", "in-key share ≥ real − 0.03"),
+    ("texture", "texture follows the call"),
+    ("register", "median |Δ mean pitch| ≤ 4"),
+    ("density", "density within ±35 %"),
+    ("pc", "pitch-class overlap ≥ Markov-3"),
+    ("ioi", "IOI overlap ≥ Markov-3"),
+    ("degenerate", "0 % degenerate"),
+)
+
+
+def check_targets(ours: dict[str, float], real: dict[str, float], markov: dict[str, float],
+                  single_line: bool) -> dict[str, tuple[bool, str]]:
+    """The issue's targets for one corpus and temperature: met?, and the figure behind it."""
+    texture = ours["lines"] >= 0.9 if single_line else ours["notes_per_onset"] >= 1.5
+    texture_text = (f"{ours['lines'] * 100:.0f} % single-line answers" if single_line
+                    else f"{ours['notes_per_onset']:.2f} notes/onset")
+    return {
+        "key": (ours["in_key"] >= real["in_key"] - 0.03,
+                f"{ours['in_key'] * 100:.0f} % vs {real['in_key'] * 100:.0f} %"),
+        "texture": (texture, texture_text),
+        "register": (ours["pitch_gap"] <= 4.0, f"{ours['pitch_gap']:.1f} st"),
+        "density": (abs(ours["density_ratio"] - 1.0) <= 0.35,
+                    f"{ours['density_ratio'] * 100:.0f} % of real"),
+        "pc": (ours["pc_overlap"] >= markov["pc_overlap"],
+               f"{ours['pc_overlap']:.2f} vs {markov['pc_overlap']:.2f}"),
+        "ioi": (ours["ioi_overlap"] >= markov["ioi_overlap"],
+                f"{ours['ioi_overlap']:.2f} vs {markov['ioi_overlap']:.2f}"),
+        "degenerate": (ours["degenerate"] == 0.0, f"{ours['degenerate'] * 100:.0f} %"),
     }
 
 
 COLUMNS = [
-    ("pch_distance", "pitch-class dist. ↓"), ("key_consistency", "in seed's key"),
-    ("duration_overlap", "duration overlap ↑"), ("ioi_overlap", "IOI overlap ↑"),
-    ("polyphony", "polyphony"), ("pitch_range", "pitch range"),
-    ("degenerate", "degenerate ↓"), ("notes", "notes/answer"),
+    ("in_key", "in call's key"), ("notes_per_onset", "notes/onset"),
+    ("lines", "single-line answers"), ("mean_pitch", "mean pitch"),
+    ("pitch_gap", "|Δ pitch| vs real ↓"), ("density_ratio", "density vs real"),
+    ("pc_overlap", "PC overlap ↑"), ("ioi_overlap", "IOI overlap ↑"),
+    ("motif_echo", "motif echo"), ("degenerate", "degenerate ↓"),
 ]
+_PERCENT = ("in_key", "lines", "density_ratio", "motif_echo", "degenerate")
+
+AUTO_ROW = "Antiphon auto"
+MARKOV_ROW = "Markov order 3"
+REAL_ROW = "real continuation"
 
 
 def run(options: Options, context: dict[str, object]) -> Section:
-    section = Section(6, "Musical quality on held-out chorales")
-    split = _split(options)
-    pieces = list(split.held_out)[: options.quality_pieces]
-    spb = 4
-    cases = cases_from_pieces(pieces, options.seed_bars * BEATS_PER_BAR * spb,
-                              options.answer_bars * BEATS_PER_BAR * spb)
-    if not cases:
-        raise RuntimeError("no held-out piece is long enough for seed + answer")
-    notes: list[str] = []
-    answerers = _answerers(options, context, split, notes)
-    rows: list[tuple[str, str, dict[str, float]]] = []
-    real = [c.continuation for c in cases]
-    rows.append(("real continuation", "–", evaluate(cases, real)))
-    for answerer in answerers:
-        for temperature in answerer.temperatures:
-            answers = [answerer.answer(c.seed, temperature, options.rng_seed + i)
-                       for i, c in enumerate(cases)]
-            rows.append((answerer.name, f"{temperature:g}", evaluate(cases, answers)))
-    section.method = (
-        f"{len(cases)} held-out Bach chorales (every 10th piece by sorted path, never trained "
-        f"on); seed = the first {options.seed_bars} bars ({BEATS_PER_BAR}-beat bars), answer = "
-        f"{options.answer_bars} bars from each answerer, compared with the real next "
-        f"{options.answer_bars} bars. Statistics after Yang & Lerch (2018): pitch-class "
-        "histogram distance to the real continuation (total variation, 0 same … 1 disjoint); "
-        "key consistency = share of answer notes in the seed's Krumhansl–Schmuckler key (major "
-        "scale, or natural minor + leading tone); duration and inter-onset-interval histogram "
-        "overlap with the real continuations (1 = same distribution); mean polyphony (notes "
-        "sounding per occupied 16th) and pitch range (semitones), to compare with the real row; "
-        "degenerate = answers in which one onset (same pitches and duration) makes up more than "
-        "half the onsets, or with fewer than 4 onsets. Sampling: the bridge's sampler for every "
-        "answerer (top-p 0.95, the temperatures shown; 0.05 is the bridge's lowest, close to the "
-        "reference implementation's argmax); same seeds, lengths and random seeds for all."
-    )
-    table = Table(["answerer", "temperature", *(label for _, label in COLUMNS)],
-                  caption="**Answers vs the real continuation** (means over pieces)")
-    for name, temp, stats in rows:
-        table.rows.append([name, temp, *(_cell(key, stats[key]) for key, _ in COLUMNS)])
-        section.data[f"{name} T={temp}"] = stats
+    from bridge.config import Settings
+    from bridge.model import load_model
+
+    section = Section(6, "Musical quality: call and answer across styles")
+    models_dir = options.model.parent
+    chordal = load_model(options.model)
+    melody_path = models_dir / "melody.onnx"
+    melody = load_model(melody_path) if melody_path.is_file() else None
+    default_lock = Settings().key_lock
+    temperatures = tuple(t for t in options.temperatures if t >= 0.8) or options.temperatures
+    seed_steps = options.seed_bars * BEATS_PER_BAR * STEPS_PER_BEAT
+    answer_steps = options.answer_bars * BEATS_PER_BAR * STEPS_PER_BEAT
+    beats = options.answer_bars * BEATS_PER_BAR
+    limit = options.quality_pieces or MAX_CASES
+    rows: list[tuple[str, str, str, dict[str, float]]] = []  # corpus, answerer, T, figures
+    targets: dict[str, dict[str, dict[str, tuple[bool, str]]]] = {}
+    counts: list[list[str]] = []
+    for style in CORPORA:
+        scheme_model = melody if style.model == "melody" and melody is not None else chordal
+        split, total = _split(style, scheme_model, options)
+        cases = _spread(cases_from_pieces(split.held_out, seed_steps, answer_steps), limit)
+        counts.append([style.name, ", ".join(style.composers), str(total),
+                       str(len(split.held_out)), str(len(cases))])
+        if not cases:
+            continue
+        answerers = _answerers(options, style, split, chordal, melody, scheme_model,
+                               default_lock, temperatures)
+        real = aggregate(cases, [c.continuation for c in cases], beats)
+        rows.append((style.name, REAL_ROW, "–", real))
+        for answerer in answerers:
+            for temperature in answerer.temperatures:
+                started = time.perf_counter()
+                answers = [answerer.answer(c.seed, temperature, options.rng_seed + i)
+                           for i, c in enumerate(cases)]
+                stats = aggregate(cases, answers, beats)
+                stats["seconds"] = time.perf_counter() - started
+                rows.append((style.name, answerer.name, f"{temperature:g}", stats))
+        single = ms.single_onset_share([n for c in cases for n in c.seed]) >= 0.9
+        for temperature in temperatures:
+            ours = _row(rows, style.name, AUTO_ROW, temperature)
+            markov = _row(rows, style.name, MARKOV_ROW, temperature)
+            if ours is not None and markov is not None:
+                targets.setdefault(style.name, {})[f"{temperature:g}"] = check_targets(
+                    ours, real, markov, single)
+    section.method = _method(options, default_lock, temperatures)
+    section.tables.append(_counts_table(counts))
+    section.tables.append(_targets_table(targets))
+    table = Table(["corpus", "answerer", "T", *(label for _, label in COLUMNS)],
+                  caption="**Answers vs call and real continuation** (means over calls)")
+    for corpus, name, temp, stats in rows:
+        table.rows.append([corpus, name, temp, *(_cell(k, stats.get(k, float("nan")))
+                                                  for k, _ in COLUMNS)])
+        section.data[f"{corpus}: {name} T={temp}"] = stats
     section.tables.append(table)
-    section.notes.extend(notes)
+    section.data["targets"] = {c: {t: {k: {"met": v[0], "value": v[1]} for k, v in checks.items()}
+                                   for t, checks in by_t.items()} for c, by_t in targets.items()}
+    for corpus, by_t in targets.items():
+        temp = "1" if "1" in by_t else next(iter(by_t))
+        missed = [label for key, label in TARGETS if not by_t[temp][key][0]]
+        section.headline.append((
+            f"call/answer targets met, {corpus} (auto, T={temp})",
+            f"{len(TARGETS) - len(missed)} of {len(TARGETS)}", "–",
+            "missed: " + "; ".join(missed) if missed else "all met"))
+    section.notes.append(f"Models: `{options.model.name}` ({_provenance(chordal.metadata)})"
+                         + (f", `melody.onnx` ({_provenance(melody.metadata)})" if melody
+                            else ", no `melody.onnx` (auto answers every call with the chordal "
+                                 "model)") + ".")
     section.figures.append(_plot(options.out_dir, rows))
-    real_stats = rows[0][2]
-    for temperature in dict.fromkeys((1.0, min(options.temperatures))):
-        ours = _row_at(rows, answerers[0].name, temperature)
-        for other in answerers[1:]:
-            theirs = _row_at(rows, other.name, temperature)
-            if not (ours and theirs):
-                continue
-            wins, losses = compare(ours, theirs, real_stats)
-            section.headline.append((
-                f"quality at T={temperature:g}: statistics closer to the real continuation",
-                f"{len(wins)} of {len(COMPARED)}",
-                f"{other.name}: {len(losses)}",
-                "Antiphon behind on " + ", ".join(losses) if losses else "none behind",
-            ))
     return section
 
 
-COMPARED = {
-    "pch_distance": "pitch-class distance", "key_consistency": "key consistency",
-    "duration_overlap": "durations", "ioi_overlap": "inter-onset intervals",
-    "polyphony": "polyphony", "pitch_range": "pitch range", "degenerate": "degeneracy",
-}
+def _method(options: Options, lock: float, temperatures: Sequence[float]) -> str:
+    return (
+        f"Calls: the first {options.seed_bars} bars ({BEATS_PER_BAR}-beat bars) of held-out "
+        f"pieces long enough for {options.seed_bars} + {options.answer_bars} bars (at most "
+        f"{options.quality_pieces or MAX_CASES} per corpus); real continuation = the next "
+        f"{options.answer_bars} bars; every answerer answers {options.answer_bars} bars. "
+        "Held out as training splits them (pieces sorted by path, every 10th; folk tunes one "
+        "by one from their ABC files); the classical works are trained on by no model and are "
+        "split every 2nd piece so that Markov-3 has a training half. "
+        f"Rows: `{AUTO_ROW}` = `--model auto` with the default settings (key auto, key lock "
+        f"{lock:g}, register pull), `auto, key-lock 0` = the same without the key bias, `old "
+        "default` = models/default.onnx with no following (the bridge before this change), "
+        f"`{MARKOV_ROW}` = Witten-Bell order 3 on the corpus's training split in the token "
+        "scheme of the model auto picks there, `reference net` = models/reference-seed.onnx "
+        "(the paper's method), and the real continuation. Figures: in-key share = answer notes "
+        "in the call's Krumhansl-Schmuckler key (duration-weighted; major scale, or natural "
+        "minor + leading tone); notes/onset = texture; single-line answers = answers whose "
+        "onsets are ≥ 90 % single notes; |Δ pitch| = median over calls of |mean pitch(answer) − "
+        "mean pitch(real)| in semitones; density = onsets per beat, as a share of the real "
+        "continuations'; PC overlap = 1 − total-variation distance of pitch-class histograms "
+        "(mean over calls); IOI overlap = overlap of the pooled inter-onset-interval histograms; "
+        "motif echo = share of the call's top-line interval 3-grams the answer plays again; "
+        "degenerate = one onset making up more than half of the answer, or under 4 onsets. "
+        "Sampling: the bridge's sampler (top-p 0.95) at temperatures "
+        f"{', '.join(f'{t:g}' for t in temperatures)}; same calls and random seeds for all."
+    )
 
 
-def compare(ours: dict[str, float], theirs: dict[str, float],
-            real: dict[str, float]) -> tuple[list[str], list[str]]:
-    """Which statistics of ``ours`` are closer to the real continuation than ``theirs`` (wins)
-    and which are farther (losses); ties count as neither.  Distance and degeneracy: lower is
-    closer; overlaps: higher; key consistency, polyphony, pitch range: nearer the real value."""
-    wins: list[str] = []
-    losses: list[str] = []
-    for key, label in COMPARED.items():
-        if key in ("pch_distance", "degenerate"):
-            a, b = ours[key], theirs[key]
-        elif key in ("duration_overlap", "ioi_overlap"):
-            a, b = -ours[key], -theirs[key]
-        else:
-            a, b = abs(ours[key] - real[key]), abs(theirs[key] - real[key])
-        if not (np.isfinite(a) and np.isfinite(b)) or abs(a - b) < 1e-9:
-            continue
-        (wins if a < b else losses).append(label)
-    return wins, losses
+def _spread(cases: list[Case], limit: int) -> list[Case]:
+    """At most ``limit`` cases, evenly spaced over the list (every source file gets a say)."""
+    if len(cases) <= limit:
+        return cases
+    return [cases[round(i * (len(cases) - 1) / (limit - 1))] if limit > 1 else cases[0]
+            for i in range(limit)]
+
+
+def _counts_table(counts: list[list[str]]) -> Table:
+    table = Table(["corpus", "music21 corpora", "pieces", "held out", "calls used"],
+                  caption="**Corpora** (folk: one piece per tune)")
+    table.rows.extend(counts)
+    return table
+
+
+def _targets_table(targets: dict[str, dict[str, dict[str, tuple[bool, str]]]]) -> Table:
+    table = Table(["corpus", "T", *(label for _, label in TARGETS)],
+                  caption=f"**Targets** for `{AUTO_ROW}` (✓ met, ✗ missed)")
+    for corpus, by_t in targets.items():
+        for temp, checks in by_t.items():
+            table.rows.append([corpus, temp, *(
+                f"{'✓' if checks[key][0] else '✗'} {checks[key][1]}" for key, _ in TARGETS)])
+    return table
 
 
 def _cell(key: str, value: float) -> str:
-    if key in ("key_consistency", "degenerate") and np.isfinite(value):
+    if key in _PERCENT and np.isfinite(value):
         return f"{value * 100:.0f} %"
     return fmt(value)
 
 
-def _row_at(rows: list[tuple[str, str, dict[str, float]]], name: str,
-            temperature: float) -> dict[str, float] | None:
-    for n, t, stats in rows:
-        if n == name and t == f"{temperature:g}":
+def _row(rows: list[tuple[str, str, str, dict[str, float]]], corpus: str, name: str,
+         temperature: float) -> dict[str, float] | None:
+    for c, n, t, stats in rows:
+        if c == corpus and n == name and t == f"{temperature:g}":
             return stats
     return None
 
 
-def _split(options: Options) -> Any:
-    """The training split of the chorales (quick runs: of the first 60 files only)."""
-    from bridge.tokens import TokenScheme
+def _split(style: StyleCorpus, model: Any, options: Options) -> tuple[Any, int]:
+    """The held-out split of ``style`` (quick runs: of its first few files) and its piece count."""
     from training.corpus import composer_files, load_corpus
     from training.dataset import split_pieces
 
-    paths = composer_files("bach")
+    paths = sorted(p for c in style.composers for p in composer_files(c))
     if options.quick:
-        paths = paths[:60]
-    corpus = load_corpus(paths, TokenScheme(), progress=False, warn=lambda _line: None)
-    return split_pieces(corpus.pieces)
+        paths = paths[:style.quick_files]
+    corpus = load_corpus(paths, model.scheme, progress=False, warn=lambda _line: None)
+    return split_pieces(corpus.pieces, style.every), len(corpus.pieces)
 
 
-def _answerers(options: Options, context: dict[str, object], split: Any,
-               notes: list[str]) -> list[Answerer]:
-    from benchmarks.answerers import (
-        TOP_P,
-        markov_answer,
-        reference_answer,
-        reference_model_path,
-    )
+def _answerers(options: Options, style: StyleCorpus, split: Any, chordal: Any, melody: Any,
+               scheme_model: Any, lock: float, temperatures: tuple[float, ...]
+               ) -> list[Answerer]:
+    from benchmarks.answerers import TOP_P, markov_answer, reference_answer
+    from bridge.follow import Follower
     from bridge.generate import continue_notes
-    from bridge.model import load_model
+    from training.markov import MarkovModel
 
-    model = load_model(options.model)
-    scheme = model.scheme
+    follower = Follower(chordal, melody)
     bars, per_bar = options.answer_bars, BEATS_PER_BAR
 
-    def antiphon(seed: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
-        return continue_notes(model, list(seed), length=bars, length_unit="bars",
+    def follow(key_lock: float) -> Answer:
+        def answer(seed: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
+            plan = follower.plan(list(seed), None, "auto", key_lock)
+            return continue_notes(plan.model, list(seed), length=bars, length_unit="bars",
+                                  temperature=temperature, top_p=TOP_P, seed=rng_seed,
+                                  beats_per_bar=per_bar, bias=plan.bias)
+        return answer
+
+    def old_default(seed: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
+        return continue_notes(chordal, list(seed), length=bars, length_unit="bars",
                               temperature=temperature, top_p=TOP_P, seed=rng_seed,
                               beats_per_bar=per_bar)
 
-    answerers = [Answerer(f"Antiphon ({options.model.stem})", antiphon, options.temperatures)]
-    notes.append(f"Antiphon model: `{options.model.name}`, {_provenance(model.metadata)}.")
-
-    budget = context.get("default_budget_onnx")
-    if isinstance(budget, Path) and budget.is_file():
-        budget_model = load_model(budget)
-
-        def antiphon_budget(seed: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
-            return continue_notes(budget_model, list(seed), length=bars, length_unit="bars",
-                                  temperature=temperature, top_p=TOP_P, seed=rng_seed,
-                                  beats_per_bar=per_bar)
-
-        answerers.append(Answerer(f"default arch, {options.train_seconds:g} s training",
-                                  antiphon_budget, options.temperatures))
-        notes.append(f"`default arch, {options.train_seconds:g} s training`: the default "
-                     "architecture trained in section 4 for the same budget as the reference "
-                     "net there — the equal-time comparison.")
-
-    path, origin = reference_model_path(options, context)
-    if path is not None:
-        from training.runtime import WindowRunner
-
-        runner = WindowRunner(path, threads=1)
-
-        def reference(seed: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
-            return reference_answer(runner, seed, bars=bars, beats_per_bar=per_bar,
-                                    steps_per_beat=scheme.steps_per_beat,
-                                    temperature=temperature, rng_seed=rng_seed)
-
-        answerers.append(Answerer("reference method (--arch seed)", reference,
-                                  options.temperatures))
-        notes.append(f"Reference-method model: `{path.name}` ({origin}), "
-                     f"{_provenance(runner.metadata)}; a seed shorter than its 100-event window "
-                     "is repeated to fill it; its symbols carry no durations (every event "
-                     "0.5 beat) and chords lose their octaves (placed in octave 4).")
-    else:
-        notes.append(f"Reference-method model: {origin} — its rows are missing.")
-
-    order, bits = _best_markov(split, scheme)
-    from training.markov import MarkovModel
-
-    train = _streams(split.train, scheme)
-    markov = MarkovModel(order, scheme.vocab_size, pad=scheme.bos).fit(train)
+    answerers = [Answerer(AUTO_ROW, follow(lock), temperatures),
+                 Answerer("auto, key-lock 0", follow(0.0), temperatures),
+                 Answerer("old default", old_default, temperatures)]
+    scheme = scheme_model.scheme
+    train = [np.asarray(scheme.encode(p.notes), np.int64) for p in split.train if p.notes]
+    markov = MarkovModel(3, scheme.vocab_size, pad=scheme.bos).fit(train)
 
     def chain(seed: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
         return markov_answer(markov, scheme, seed, bars=bars, beats_per_bar=per_bar,
                              temperature=temperature, rng_seed=rng_seed)
 
-    answerers.append(Answerer(f"Markov order {order}", chain, options.temperatures))
-    notes.append(
-        f"Markov baseline: Witten-Bell order {order} on Antiphon's tokens of the training split "
-        "(`training.markov`), the best of orders 1–3 by held-out bits/event "
-        f"({', '.join(f'order {o}: {b:.2f}' for o, b in bits.items())}); sampled under the same "
-        "grammar mask and sampler as the LSTM."
-    )
+    answerers.append(Answerer(MARKOV_ROW, chain, temperatures))
+    if options.reference_model.is_file():
+        from training.runtime import WindowRunner
+
+        runner = WindowRunner(options.reference_model, threads=1)
+
+        def reference(seed: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
+            return reference_answer(runner, seed, bars=bars, beats_per_bar=per_bar,
+                                    steps_per_beat=STEPS_PER_BEAT, temperature=temperature,
+                                    rng_seed=rng_seed)
+
+        answerers.append(Answerer("reference net", reference, temperatures))
     return answerers
 
 
 def _provenance(metadata: dict[str, str]) -> str:
-    import json
-
     try:
         info = json.loads(metadata.get("antiphon.training", "{}"))
     except json.JSONDecodeError:
@@ -298,59 +413,42 @@ def _provenance(metadata: dict[str, str]) -> str:
     if not isinstance(info, dict) or not info:
         return "no training record"
     parts = []
-    for key in ("arch", "epochs", "seconds", "training_seconds", "train_seconds"):
+    sources = info.get("corpus", {}).get("sources")
+    if sources:
+        parts.append("on " + ", ".join(str(s).removeprefix("music21:") for s in sources))
+    for key in ("epochs", "seconds"):
         if key in info:
             value = info[key]
             parts.append(f"{key} {value:.0f}" if isinstance(value, float) else f"{key} {value}")
-    return "trained: " + (", ".join(parts) if parts else "see its metadata")
+    return "trained " + (", ".join(parts) if parts else "(see its metadata)")
 
 
-def _streams(pieces: Sequence[Any], scheme: Any) -> list[np.ndarray]:
-    return [np.asarray(scheme.encode(p.notes), np.int64) for p in pieces if p.notes]
-
-
-def _best_markov(split: Any, scheme: Any) -> tuple[int, dict[int, float]]:
-    """The Markov order (1–3) with the lowest held-out bits/event (grammar-masked)."""
-    from training.markov import MarkovModel
-
-    train = _streams(split.train, scheme)
-    held = _streams(split.held_out, scheme)
-    bits: dict[int, float] = {}
-    for order in (1, 2, 3):
-        model = MarkovModel(order, scheme.vocab_size, pad=scheme.bos).fit(train)
-        total, events = 0.0, 0
-        for stream in held:
-            probs = model.stream_distributions(stream)
-            for t in range(len(stream) - 1):
-                mask = scheme.allowed(int(stream[t]))
-                p = probs[t]
-                total -= float(np.log2(p[stream[t + 1]] / p[mask].sum()))
-            events += int(np.count_nonzero((stream >= scheme.shift_base)
-                                           & (stream < scheme.rest)))
-        bits[order] = total / max(1, events)
-    return min(bits, key=lambda o: bits[o]), bits
-
-
-def _plot(out_dir: Path, rows: list[tuple[str, str, dict[str, float]]]) -> str:
+def _plot(out_dir: Path, rows: list[tuple[str, str, str, dict[str, float]]]) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    real = rows[0][2]
-    panels = [("pch_distance", "pitch-class distance ↓"), ("key_consistency", "in seed's key"),
-              ("ioi_overlap", "IOI overlap ↑"), ("degenerate", "degenerate answers ↓")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(13, 3.4))
-    names = list(dict.fromkeys(name for name, _, _ in rows[1:]))
+    corpora = list(dict.fromkeys(c for c, _, _, _ in rows))
+    names = list(dict.fromkeys(n for _, n, t, _ in rows if t in ("1", "–")))
+    panels = [("in_key", "in call's key"), ("notes_per_onset", "notes per onset"),
+              ("pitch_gap", "|Δ mean pitch| vs real (st)"), ("density_ratio", "density / real"),
+              ("ioi_overlap", "IOI overlap")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(16, 3.8))
+    width = 0.8 / max(1, len(names))
     for ax, (key, title) in zip(axes, panels, strict=True):
-        for name in names:
-            points = [(float(t), s[key]) for n, t, s in rows[1:] if n == name]
-            ax.plot(*zip(*points, strict=True), marker="o", label=name)
-        if key in ("key_consistency",):
-            ax.axhline(real[key], color="black", ls=":", label="real continuation")
+        for i, name in enumerate(names):
+            values = []
+            for corpus in corpora:
+                stats = next((s for c, n, t, s in rows
+                              if c == corpus and n == name and t in ("1", "–")), {})
+                values.append(stats.get(key, float("nan")))
+            ax.bar(np.arange(len(corpora)) + i * width, values, width, label=name)
+        ax.set_xticks(np.arange(len(corpora)) + width * (len(names) - 1) / 2, corpora,
+                      fontsize=8)
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel("temperature")
-    axes[0].legend(fontsize=7, loc="best")
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle("call and answer at T = 1 (real continuation for reference)", fontsize=10)
     fig.tight_layout()
     name = "quality.png"
     fig.savefig(out_dir / name, dpi=110)

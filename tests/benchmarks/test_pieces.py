@@ -118,20 +118,6 @@ def test_steady_removes_a_jack_clock_jump() -> None:
     assert steady([1.0], [], threshold=0.002) == ([1.0], 0)
 
 
-def test_quality_compare_counts_closer_statistics() -> None:
-    from benchmarks.quality import compare
-
-    real = {"pch_distance": 0.0, "key_consistency": 0.9, "duration_overlap": 1.0,
-            "ioi_overlap": 1.0, "polyphony": 4.0, "pitch_range": 30.0, "degenerate": 0.0}
-    ours = {"pch_distance": 0.3, "key_consistency": 0.7, "duration_overlap": 0.9,
-            "ioi_overlap": 0.9, "polyphony": 3.9, "pitch_range": 36.0, "degenerate": 0.0}
-    theirs = {"pch_distance": 0.2, "key_consistency": 0.8, "duration_overlap": 0.4,
-              "ioi_overlap": 0.7, "polyphony": 2.0, "pitch_range": 26.0, "degenerate": 0.0}
-    wins, losses = compare(ours, theirs, real)
-    assert wins == ["durations", "inter-onset intervals", "polyphony"]
-    assert losses == ["pitch-class distance", "key consistency", "pitch range"]
-
-
 def test_options_refuse_bad_sizes_and_quick_keeps_real_results() -> None:
     from benchmarks.__main__ import main
     from benchmarks.options import Options

@@ -21,7 +21,7 @@ SECTIONS = [
     "3. Start-up and memory",
     "4. Training",
     "5. Corpus preparation",
-    "6. Musical quality on held-out chorales",
+    "6. Musical quality: call and answer across styles",
 ]
 NUMBER_CELL = re.compile(r"\|\s*-?[\d,]+(\.\d+)?\s*(ms|s|×|%)?\s*\|")
 
