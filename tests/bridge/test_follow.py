@@ -189,3 +189,19 @@ def test_osc_sets_key_key_lock_and_model_auto(auto_rig) -> None:
         assert rig.engine.status()["key"] == "F#m"
     finally:
         osc.stop()
+
+
+def test_continue_follows_the_input(shipped: Path) -> None:
+    from bridge.continuation import continue_song
+    from bridge.midifile import TimedNote
+
+    follower = Follower.from_dirs([shipped])
+    line = [TimedNote(i * 0.5, p, 0.5, 90) for i, p in enumerate([62, 64, 66, 67, 69, 71, 73])]
+    settings = Settings(length=24, seed=4, key="auto", key_lock=1.0)
+    result = continue_song(line, follower.chordal, settings, bpm=100.0, follower=follower,
+                           auto=True)
+    assert result.continuation
+    assert {n.pitch % 12 for n in result.continuation} <= Key(2).scale  # D major, locked
+    told = continue_song(line, follower.chordal, settings.replace(key="Eb"), bpm=100.0,
+                         follower=follower, auto=True)
+    assert {n.pitch % 12 for n in told.continuation} <= Key(3).scale
