@@ -137,6 +137,21 @@ def test_seed_architecture_trains_and_exports_a_window_model(midi_corpus: Path, 
         load_model(tmp_path / "seed.onnx")
 
 
+def test_transpose_moves_training_windows_only(midi_corpus: Path, tiny_run: Path,
+                                               tmp_path: Path) -> None:
+    result = run_cli("train", "--midi", str(midi_corpus), "--out", str(tmp_path / "t.onnx"),
+                     "--run-dir", str(tmp_path / "run"), "--cache-dir", str(tiny_run / "cache"),
+                     "--epochs", "2", "--steps-per-epoch", "3", "--transpose", "5", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    training = load_model(tmp_path / "t.onnx").training
+    assert training["params"]["transpose"] == 5
+    assert training["split"]["transpose_semitones"] == 5
+    assert _state(tmp_path / "run")["config"]["transpose"] == 5
+    bad = run_cli("train", "--midi", str(midi_corpus), "--out", str(tmp_path / "u.onnx"),
+                  "--run-dir", str(tmp_path / "run2"), "--transpose", "13", *TINY)
+    assert bad.returncode == 1 and "--transpose must be 0..12" in bad.stderr
+
+
 def _free_ports(count: int) -> list[int]:
     sockets = [socket.socket() for _ in range(count)]
     for s in sockets:
