@@ -222,6 +222,7 @@ def run(options: Options, context: dict[str, object]) -> Section:
     rows: list[tuple[str, str, str, dict[str, float]]] = []  # corpus, answerer, T, figures
     targets: dict[str, dict[str, dict[str, tuple[bool, str]]]] = {}
     counts: list[list[str]] = []
+    example: tuple[Case, dict[str, list[Any]]] | None = None  # the before/after piano roll
     for style in CORPORA:
         scheme_model = melody if style.model == "melody" and melody is not None else chordal
         split, total = _split(style, scheme_model, options)
@@ -242,6 +243,11 @@ def run(options: Options, context: dict[str, object]) -> Section:
                 stats = aggregate(cases, answers, beats)
                 stats["seconds"] = time.perf_counter() - started
                 rows.append((style.name, answerer.name, f"{temperature:g}", stats))
+        if example is None or style.name == "folk":
+            case = cases[len(cases) // 2]
+            chosen = {a.name: a.answer(case.seed, 1.0, options.rng_seed)
+                      for a in answerers if a.name in ("old default", AUTO_ROW)}
+            example = (case, chosen)
         single = ms.single_onset_share([n for c in cases for n in c.seed]) >= 0.9
         for temperature in temperatures:
             ours = _row(rows, style.name, AUTO_ROW, temperature)
@@ -273,6 +279,8 @@ def run(options: Options, context: dict[str, object]) -> Section:
                             else ", no `melody.onnx` (auto answers every call with the chordal "
                                  "model)") + ".")
     section.figures.append(_plot(options.out_dir, rows))
+    if example is not None:
+        section.figures.append(_pianoroll(options.out_dir, *example))
     return section
 
 
@@ -421,6 +429,36 @@ def _provenance(metadata: dict[str, str]) -> str:
             value = info[key]
             parts.append(f"{key} {value:.0f}" if isinstance(value, float) else f"{key} {value}")
     return "trained " + (", ".join(parts) if parts else "(see its metadata)")
+
+
+def _pianoroll(out_dir: Path, case: Case, answers: dict[str, list[Any]]) -> str:
+    """One call answered before (old default) and after (auto), beside the real continuation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(REAL_ROW, list(case.continuation)), *answers.items()]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(11, 2.3 * len(panels)), sharex=True,
+                             sharey=True)
+    offset = max(n.onset for n in case.seed)  # answers count from the last call onset
+    for ax, (title, notes) in zip(axes, panels, strict=True):
+        for n in case.seed:
+            ax.broken_barh([(n.onset / STEPS_PER_BEAT, n.duration / STEPS_PER_BEAT)],
+                           (n.pitch - 0.4, 0.8), color="tab:blue")
+        start = offset if title != REAL_ROW else max(n.onset + n.duration for n in case.seed)
+        for n in notes:
+            ax.broken_barh([((start + n.onset) / STEPS_PER_BEAT, n.duration / STEPS_PER_BEAT)],
+                           (n.pitch - 0.4, 0.8), color="tab:orange")
+        ax.set_title(f"{case.name}: call (blue) + {title} (orange)", fontsize=9)
+        ax.set_ylabel("MIDI pitch")
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("beats")
+    fig.tight_layout()
+    name = "call-answer.png"
+    fig.savefig(out_dir / name, dpi=100)
+    plt.close(fig)
+    return name
 
 
 def _plot(out_dir: Path, rows: list[tuple[str, str, str, dict[str, float]]]) -> str:
