@@ -24,6 +24,13 @@ cffi, so it also runs under PipeWire's JACK: ``pw-jack antiphon bridge``):
 
 The process callback never blocks, never logs, and allocates little: it takes no lock, only
 the GIL (kept short by the supervisor's switch interval).  Bad input is counted, not raised.
+The GIL is this backend's weak spot: while another thread holds it (C code that does not release
+it, or a thread preempted on a loaded machine) the callback misses periods, and on an
+asynchronous JACK server the clients after it then read its last buffer again (its note-ons
+repeat) or lose what it writes late.  So a callback that finds periods missing holds its output
+for the next period (counted: ``jack_late_periods``) and owes one extra note-off per missed
+period for each note-on of its last buffer, written with that key's next note-off
+(``jack_extra_note_offs``): a receiver that stacks repeated note-ons still ends every one.
 
 Threads: :meth:`JackMidiPorts.open` / :meth:`~JackMidiPorts.close` run in the main or the
 supervisor's watcher thread; :meth:`JackMidiPorts.process` in JACK's realtime thread;
@@ -142,8 +149,11 @@ def real_client(name: str) -> JackClient:
     except (ImportError, OSError) as err:  # no JACK-Client, or no libjack on the system
         raise PortError(f"the native JACK backend needs JACK-Client and libjack ({err}); "
                         "install them or use --backend rtmidi-jack") from None
+    from bridge.ports import _quiet_stderr as quiet_stderr
+
     try:
-        client: JackClient = jack.Client(name, no_start_server=True)
+        with quiet_stderr():  # libjack prints its own complaints; the PortError says it all
+            client: JackClient = jack.Client(name, no_start_server=True)
     except jack.JackOpenError as err:
         server = os.environ.get("JACK_DEFAULT_SERVER", "default")
         raise PortError(f"cannot reach the JACK server {server!r} ({err}); start it "
@@ -337,6 +347,11 @@ class JackMidiPorts:
         self.out_late_frames_max = 0
         self.out_full = 0  # the port's buffer was full: retried next period
         self.callback_errors = 0
+        self.skipped = 0  # periods whose output was held back: the callback ran late
+        self.extra_note_offs = 0  # note-offs repeated for note-ons another client read twice
+        self._next_start: int | None = None
+        self._last_ons: list[int] = []  # channel * 128 + key of the note-ons last written
+        self._owed: dict[int, int] = {}  # extra note-offs owed per channel * 128 + key
         # written by the xrun callback only
         self.xruns = 0
 
@@ -434,6 +449,8 @@ class JackMidiPorts:
             "jack_out_late_frames_max": self.out_late_frames_max,
             "jack_out_buffer_full": self.out_full,
             "jack_callback_errors": self.callback_errors,
+            "jack_late_periods": self.skipped,
+            "jack_extra_note_offs": self.extra_note_offs,
         }
 
     # ----- libjack's threads --------------------------------------------------------------------
@@ -455,11 +472,25 @@ class JackMidiPorts:
             return
         try:
             start = client.last_frame_time
+            expected, self._next_start = self._next_start, (start + frames) & FRAME_MASK
             ring = self._in_ring
             for offset, data in in_port.incoming_midi_events():
                 ring.push((start + offset) & FRAME_MASK, data)
             out_port.clear_buffer()
-            self._write_due(out_port, start, frames)
+            if expected is not None and start != expected:
+                # Periods went by without us (this thread waited for the GIL): the server has
+                # likely given up on this one, so what we wrote now would be lost.  Keep the
+                # output for the next period.  Meanwhile the clients after us may have read our
+                # last buffer again in every missed period: its note-ons now owe that many
+                # extra note-offs.
+                self.skipped += 1
+                missed = max(1, frame_delta(start, expected) // max(frames, 1))
+                owed = self._owed
+                for key in self._last_ons:
+                    owed[key] = owed.get(key, 0) + missed
+                self._last_ons.clear()
+            else:
+                self._write_due(out_port, start, frames)
             self.cycles += 1
         except Exception:
             self.callback_errors += 1
@@ -467,6 +498,8 @@ class JackMidiPorts:
     def _write_due(self, port: JackPort, start: int, frames: int) -> None:
         ring = self._out_ring
         floor = 0  # JACK wants the events of a period in frame order
+        last_ons, owed = self._last_ons, self._owed
+        last_ons.clear()
         while (item := ring.peek()) is not None:
             frame, data, timed = item
             offset = frame_delta(frame, start)
@@ -480,6 +513,14 @@ class JackMidiPorts:
             offset = max(offset, floor)
             try:
                 port.write_midi_event(offset, data)
+                kind = data[0] & 0xF0
+                if kind == 0x90 and data[2] > 0:
+                    last_ons.append((data[0] & 0x0F) * 128 + data[1])
+                elif owed and (kind == 0x80 or kind == 0x90):
+                    key = (data[0] & 0x0F) * 128 + data[1]
+                    for _ in range(owed.pop(key, 0)):
+                        port.write_midi_event(offset, data)
+                        self.extra_note_offs += 1
             except Exception:  # the period's buffer is full: the rest goes next period
                 self.out_full += 1
                 return

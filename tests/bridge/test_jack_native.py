@@ -454,3 +454,23 @@ def test_scheduler_without_a_placing_sink_sends_when_due(fake_clock: Any, events
     assert sched.pump() == pytest.approx(t0 + 0.5)  # no send_at: the lookahead is ignored
     with pytest.raises(ValueError, match="lookahead_s"):
         Scheduler(sink, tempo, events, fake_clock, lookahead_s=-1.0)
+
+
+def test_a_late_period_holds_its_output_and_owes_note_offs(fallback: FakeFallback) -> None:
+    ports, client = open_ports(fallback)
+    on = mido.Message("note_on", note=60, velocity=90)
+    off = mido.Message("note_off", note=60, velocity=0)
+    ports.output.send(on)
+    assert client.cycle() == [(0, on.bin())]
+    ports.output.send(mido.Message("note_on", note=62, velocity=90))
+    client.frame_time += 3 * PERIOD  # three periods went by without the callback
+    assert client.cycle() == []  # late: held back, and the last note-on may have been re-read
+    assert ports.skipped == 1
+    assert [d for _, d in client.cycle()] == [mido.Message("note_on", note=62,
+                                                           velocity=90).bin()]
+    ports.output.send(off)
+    assert client.cycle() == [(0, off.bin())] * 4  # once, plus once per missed period
+    assert ports.extra_note_offs == 3
+    ports.output.send(off)
+    assert client.cycle() == [(0, off.bin())]  # paid off
+    ports.close()
