@@ -17,6 +17,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -130,20 +131,24 @@ def in_key_share(notes: Sequence[Note], key: Key) -> float:
 def key_bias(scheme: TokenScheme, key: Key | None, lock: float) -> np.ndarray | None:
     """Additive logit bias over ``scheme``'s vocabulary, or ``None`` when it would change nothing
     (no key, or ``lock`` 0).  Out-of-scale notes, and chords holding one, get ``log(1 − lock)``
-    (``-inf`` at 1); every other token 0."""
+    (``-inf`` at 1); every other token 0.  Cached per (scheme, key, lock); read-only."""
     if not (isinstance(lock, (int, float)) and 0.0 <= lock <= 1.0):
         raise ValueError(f"key lock must be in 0..1, got {lock!r}")
     if key is None or lock == 0:
         return None
+    return _key_bias(scheme, key, float(lock))
+
+
+@lru_cache(maxsize=64)
+def _key_bias(scheme: TokenScheme, key: Key, lock: float) -> np.ndarray:
     penalty = -math.inf if lock >= 1 else math.log1p(-lock)
+    outside = np.array([p % 12 not in key.scale for p in range(128)])
     bias = np.zeros(scheme.vocab_size)
-    scale = key.scale
-    for pitch in range(128):
-        if pitch % 12 not in scale:
-            bias[scheme.note_base + pitch] = penalty
+    bias[scheme.note_base:scheme.note_base + 128][outside] = penalty
     for index, chord in enumerate(scheme.chords):
-        if any(p % 12 not in scale for p in chord):
+        if outside[list(chord)].any():
             bias[scheme.chord_base + index] = penalty
+    bias.flags.writeable = False
     return bias
 
 
@@ -151,17 +156,23 @@ def register_bias(scheme: TokenScheme, call: Sequence[Note], *, margin: int = RE
                   slope: float = REGISTER_SLOPE) -> np.ndarray | None:
     """Additive logit bias that keeps an answer near the call's register: a note ``d`` semitones
     beyond the call's range widened by ``margin`` gets ``−slope·d``; a chord, its notes' mean.
-    ``None`` without a call."""
+    ``None`` without a call.  Cached per (scheme, range); read-only."""
     if not call:
         return None
     low = min(n.pitch for n in call) - margin
     high = max(n.pitch for n in call) + margin
+    return _register_bias(scheme, low, high, float(slope))
+
+
+@lru_cache(maxsize=256)
+def _register_bias(scheme: TokenScheme, low: int, high: int, slope: float) -> np.ndarray:
     pitches = np.arange(128)
     pull = -slope * np.maximum(0, np.maximum(low - pitches, pitches - high))
     bias = np.zeros(scheme.vocab_size)
     bias[scheme.note_base:scheme.note_base + 128] = pull
     for index, chord in enumerate(scheme.chords):
         bias[scheme.chord_base + index] = float(np.mean(pull[list(chord)]))
+    bias.flags.writeable = False
     return bias
 
 
