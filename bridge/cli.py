@@ -33,7 +33,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from bridge.config import LENGTH_UNITS, MODES, STARTS, Settings, parse_cc_binding
-from bridge.errors import AntiphonError, ConfigError
+from bridge.errors import PROG, AntiphonError, ConfigError, fail
 
 if TYPE_CHECKING:
     from bridge.follow import Follower
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 __all__ = ["BUILTIN_COMMANDS", "build_parser", "main"]
 
-PROG = "antiphon"
 BUILTIN_COMMANDS = ("bridge", "ports", "model-info")
 ENTRY_POINT_GROUP = "antiphon.commands"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -552,7 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(command)
     unavailable: dict[str, str] = parser.get_default("unavailable") or {}
     if command in unavailable:  # a plug-in that is installed but cannot load
-        return _fail(f"{command} is not available: {unavailable[command]}", 1)
+        return fail(f"{command} is not available: {unavailable[command]}", 1)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help, or a usage error already printed as one line
@@ -567,9 +566,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except ConfigError as err:
-        return _fail(str(err), 2)
+        return fail(str(err), 2)
     except AntiphonError as err:
-        return _fail(str(err), 1)
+        return fail(str(err), 1)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `antiphon … | head` closed our stdout: not an error
@@ -578,9 +577,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as err:  # a bug: still one line, the traceback only when debugging
         logging.getLogger("antiphon").debug("unexpected error", exc_info=True)
-        return _fail(f"unexpected {type(err).__name__}: {err} (--log-level debug shows where)", 1)
-
-
-def _fail(message: str, status: int) -> int:
-    sys.stderr.write(f"{PROG}: error: {message}\n")
-    return status
+        return fail(f"unexpected {type(err).__name__}: {err} (--log-level debug shows where)", 1)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bridge.config import LENGTH_UNITS, Settings
-from bridge.errors import AntiphonError, ConfigError, ModelError
+from bridge.errors import AntiphonError, ConfigError, ModelError, fail
 from bridge.midifile import MidiFileError, TimedNote, read_midi, write_midi
 from bridge.tokens import Note, TokenScheme
 
@@ -45,7 +44,6 @@ __all__ = [
 
 MIDI_SUFFIXES = (".mid", ".midi")
 XML_SUFFIXES = (".musicxml", ".xml", ".mxl")
-COMMAND = "antiphon continue"
 
 
 @dataclass(frozen=True)
@@ -118,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
                             key=args.key, key_lock=args.key_lock, **tempo)
         output_kind = _output_kind(args.output)
     except ConfigError as exc:
-        return _fail(str(exc), 2)
+        return fail(str(exc), 2)
     try:
         joined, first_bpm = join_files(args.inputs)  # bad files fail before the model loads
         model, follower = _load_following(args.model)
@@ -130,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             _write_musicxml(args.output, result)
     except (AntiphonError, OSError) as exc:
-        return _fail(str(exc), 1)
+        return fail(str(exc), 1)
     added = result.continuation
     beats = max(n.end for n in added) - min(n.onset for n in added) if added else 0.0
     print(f"wrote {args.output}: {len(args.inputs)} input file(s), {len(result.inputs)} notes "
@@ -257,8 +255,3 @@ def _write_musicxml(path: Path, result: Continuation) -> None:
             raise
         except Exception as exc:  # music21 raises many kinds; one line is what users need
             raise MidiFileError(f"{path}: MusicXML conversion failed ({exc})") from None
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"{COMMAND}: error: {message}", file=sys.stderr)
-    return code

@@ -7,13 +7,20 @@ refines, so callers may catch either.  The library raises these; the wire
 
 from __future__ import annotations
 
+import sys
+
 __all__ = [
+    "PROG",
     "AntiphonError",
     "ConfigError",
     "ModelError",
     "PortError",
     "TokenError",
+    "fail",
 ]
+
+PROG = "antiphon"
+"""The command's name: argparse's ``prog`` and the prefix of every error line."""
 
 
 class AntiphonError(Exception):
@@ -34,3 +41,10 @@ class ModelError(AntiphonError, ValueError):
 
 class PortError(AntiphonError, OSError):
     """No MIDI backend or port could be opened."""
+
+
+def fail(message: str, status: int) -> int:
+    """Main thread of a command: write one ``antiphon: error: MESSAGE`` line on stderr and return
+    ``status`` (the exit code), so every subcommand reports errors the same way."""
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    return status

@@ -43,6 +43,7 @@ __all__ = [
     "choose_backend",
     "find_port",
     "input_hears_itself",
+    "jack_server_identity",
     "list_ports",
     "open_input",
     "open_output",
@@ -132,27 +133,36 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def _jack_socket_answers() -> bool:
-    """Fast path: does jackd2's server socket for ``$JACK_DEFAULT_SERVER`` accept a connection?
+def jack_server_identity(server: str | None = None) -> tuple[int, int] | None:
+    """Which jackd2 server answers on ``server``'s socket (``$JACK_DEFAULT_SERVER``), or None.
 
-    jackd2 listens on ``<dir>/jack_<server>_<uid>_0`` (``/dev/shm`` on Linux, ``/tmp`` elsewhere);
-    connecting costs well under a millisecond, a probe client tens of milliseconds.
+    The identity is the socket file's inode and change time: a restarted server makes a new
+    socket, so a quick restart between two polls is still noticed.  Connecting costs about a
+    millisecond and the server logs nothing for it.
     """
     if not hasattr(socket, "AF_UNIX") or not hasattr(os, "getuid"):
-        return False
-    server = os.environ.get("JACK_DEFAULT_SERVER") or "default"
+        return None
+    name = server or os.environ.get("JACK_DEFAULT_SERVER") or "default"
     for directory in ("/dev/shm", "/tmp"):
-        path = os.path.join(directory, f"jack_{server}_{os.getuid()}_0")
-        if not os.path.exists(path):
+        path = os.path.join(directory, f"jack_{name}_{os.getuid()}_0")
+        try:
+            info = os.stat(path)
+        except OSError:
             continue
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
             probe.settimeout(0.5)
             try:
                 probe.connect(path)
-            except OSError:  # a stale socket file of a server that is gone
+            except OSError:  # the socket file of a server that is gone
                 continue
-            return True
-    return False
+        return info.st_ino, info.st_ctime_ns
+    return None
+
+
+def _jack_socket_answers() -> bool:
+    """Fast path: does jackd2's server socket for ``$JACK_DEFAULT_SERVER`` accept a connection?
+    (well under a millisecond; a probe client costs tens of milliseconds)."""
+    return jack_server_identity() is not None
 
 
 def _works(backend: Backend) -> bool:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import sys
 import threading
 import time
@@ -51,7 +50,14 @@ from bridge.errors import PortError
 from bridge.midi_in import MidiInput
 from bridge.midi_out import MidiOutput
 from bridge.midi_poll import PolledMidiInput
-from bridge.ports import Backend, OpenedPort, input_hears_itself, open_input, open_output
+from bridge.ports import (
+    Backend,
+    OpenedPort,
+    input_hears_itself,
+    jack_server_identity,
+    open_input,
+    open_output,
+)
 
 __all__ = ["PortSpec", "PortSupervisor", "SwitchingSink", "jack_server_identity"]
 
@@ -69,32 +75,6 @@ InputCheck = Callable[[OpenedPort, str], bool]
 
 ServerProbe = Callable[[], "object | None"]
 """Identifies the running server (equal while it is the same one); None when none answers."""
-
-
-def jack_server_identity(server: str | None = None) -> tuple[int, int] | None:
-    """Which jackd2 server answers on ``server``'s socket (``$JACK_DEFAULT_SERVER``), or None.
-
-    The identity is the socket file's inode and change time: a restarted server makes a new
-    socket, so a quick restart between two polls is still noticed.  Connecting costs about a
-    millisecond and the server logs nothing for it.
-    """
-    if not hasattr(socket, "AF_UNIX") or not hasattr(os, "getuid"):
-        return None
-    name = server or os.environ.get("JACK_DEFAULT_SERVER") or "default"
-    for directory in ("/dev/shm", "/tmp"):
-        path = os.path.join(directory, f"jack_{name}_{os.getuid()}_0")
-        try:
-            info = os.stat(path)
-        except OSError:
-            continue
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            probe.settimeout(0.5)
-            try:
-                probe.connect(path)
-            except OSError:  # the socket file of a server that is gone
-                continue
-        return info.st_ino, info.st_ctime_ns
-    return None
 
 
 class SwitchingSink:

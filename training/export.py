@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bridge.errors import ModelError
+from bridge.model import FORMAT, FORMAT_VERSION, REFERENCE_FORMAT
 from bridge.tokens import TokenScheme
 from training.model import LstmConfig
 from training.reference import STEP_BEATS, ReferenceConfig, ReferenceVocabulary
@@ -39,9 +40,6 @@ __all__ = [
     "update_metadata",
 ]
 
-FORMAT = "antiphon-lstm"
-REFERENCE_FORMAT = "antiphon-reference-window"
-FORMAT_VERSION = 1
 
 
 def build_step_model(trained: keras.Model, config: LstmConfig) -> keras.Model:
@@ -162,7 +160,7 @@ def export_lstm(trained: keras.Model, config: LstmConfig, scheme: TokenScheme,
     onnx.checker.check_model(proto)
     _set_metadata(proto, {
         "antiphon.format": FORMAT,
-        "antiphon.format_version": str(FORMAT_VERSION),
+        "antiphon.format_version": FORMAT_VERSION,
         "antiphon.token_scheme": scheme.to_json(),
         "antiphon.layers": json.dumps(list(config.units)),
         "antiphon.training": _dumps(dict(training)),
@@ -189,7 +187,7 @@ def export_reference(trained: keras.Model, config: ReferenceConfig, vocabulary: 
     onnx.checker.check_model(proto)
     _set_metadata(proto, {
         "antiphon.format": REFERENCE_FORMAT,
-        "antiphon.format_version": str(FORMAT_VERSION),
+        "antiphon.format_version": FORMAT_VERSION,
         "antiphon.vocabulary": json.dumps(list(vocabulary.symbols)),
         "antiphon.window": str(config.window),
         "antiphon.step_beats": str(STEP_BEATS),

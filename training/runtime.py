@@ -16,12 +16,9 @@ from typing import Any
 import numpy as np
 
 from bridge.errors import ModelError
-from bridge.model import LstmModel, load_model
+from bridge.model import FORMAT, REFERENCE_FORMAT, LstmModel, load_model
 
 __all__ = ["WindowRunner", "open_model"]
-
-FORMAT = "antiphon-lstm"
-REFERENCE_FORMAT = "antiphon-reference-window"
 
 
 def _session(path: str | os.PathLike[str], threads: int | None) -> Any:
