@@ -18,6 +18,7 @@ under one lock.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -34,6 +35,8 @@ __all__ = [
     "TempoTracker",
     "resolve_start",
 ]
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 """Monotonic seconds; ``time.monotonic`` in the bridge, a fake in tests."""
@@ -76,6 +79,12 @@ class TempoTracker:
         self._listeners: list[Callable[[], None]] = []
         self.ticks_received = 0
         self.ticks_lost = 0  # missing ticks found from the intervals (see _lost_ticks)
+        self.timeline_shifts = 0  # steps taken as a stalled server instead (gaps_are_losses off)
+        # A step in the ticks' line: lost ticks when the stamps are on the clock master's own
+        # timeline (JACK frames from the native backend; ALSA's and CoreMIDI's system time).
+        # RtMidi on JACK stamps in wall-clock time, where a stalled server (the dummy driver
+        # stalls and never catches up) makes the same step without losing a tick: set False.
+        self.gaps_are_losses = True
 
     # ----- reading ----------------------------------------------------------------------------
     @property
@@ -182,11 +191,22 @@ class TempoTracker:
         x = self._ticks[-1][0] + 1 if self._ticks else 0
         self._ticks.append((x, t))
         lost = _lost_ticks(self._ticks)
-        if lost:
+        if lost and self.gaps_are_losses:
+            log.info("MIDI clock: %d tick(s) lost before the last %d (a late cycle dropped them); "
+                     "counted, the grid stays on the clock", lost, LOSS_CONFIRM_TICKS)
             self.ticks_lost += lost
             self._tick_count += lost
             recent = [self._ticks.pop() for _ in range(LOSS_CONFIRM_TICKS)][::-1]
             self._ticks.extend((x + lost, u) for x, u in recent)
+        elif lost:
+            # Stamped in wall-clock time, a server that stalled looks the same: its timeline
+            # (and the clock on it) paused and goes on later.  Follow the ticks after the gap.
+            log.info("MIDI clock: the ticks came %d interval(s) later than the clock's line (the "
+                     "JACK server stalled); the grid follows them", lost)
+            self.timeline_shifts += 1
+            recent = [self._ticks.pop() for _ in range(LOSS_CONFIRM_TICKS)][::-1]
+            self._ticks.clear()
+            self._ticks.extend(recent)
         slope = _fit_slope(self._ticks)
         if slope is not None:
             self._bpm = min(MAX_BPM, max(MIN_BPM, 60.0 / (slope * PPQN)))

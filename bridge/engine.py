@@ -302,6 +302,7 @@ class Engine:
             "tempo_bpm": round(self.tempo.bpm, 2),
             "clock_running": self.tempo.clock_running,
             "clock_ticks_lost": self.tempo.ticks_lost,
+            "clock_timeline_shifts": self.tempo.timeline_shifts,
             "answering": bool(self.scheduler.active_answers) or self.generator.busy,
             "sounding": len(self.scheduler.sounding()),
             "last_latency_ms": (None if self.last_latency_ms is None

@@ -219,3 +219,16 @@ def test_a_tempo_change_is_no_lost_tick(fake_clock, before: float, after: float)
     feed_ticks(tempo, fake_clock, after, 96)
     assert tempo.ticks_lost == 0
     assert tempo.bpm == pytest.approx(after, rel=0.01)
+
+
+def test_a_stalled_server_moves_the_grid_instead_of_losing_ticks(fake_clock) -> None:
+    """Stamped in wall-clock time (RtMidi on JACK), a JACK server that stalls for eight ticks
+    and goes on without catching up (the dummy driver) makes the step a loss would: nothing was
+    lost, the clock's timeline paused, so the grid follows the ticks after the stall."""
+    tempo = TempoTracker(120, fake_clock)
+    tempo.gaps_are_losses = False
+    period = 60.0 / (90 * PPQN)
+    stall = {i: 8 * period for i in range(60, 192)}  # every tick from 60 on, 8 intervals later
+    beat0 = _roll(tempo, fake_clock, 90, 192, late=stall)
+    assert tempo.ticks_lost == 0 and tempo.timeline_shifts == 1
+    assert tempo.time_at_beat(8.0) == pytest.approx(beat0 + (192 + 8) * period, abs=0.001)
