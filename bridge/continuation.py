@@ -7,7 +7,9 @@ bridge takes (``--length`` and ``--unit``, ``--temperature``, ``--top-k``, ``--t
 ``--seed``).  The output holds the input on one track and the continuation on a second, at the
 first input's tempo (or ``--bpm``).  The output's extension picks the format: ``.mid`` /
 ``.midi``, or ``.musicxml`` / ``.xml`` / ``.mxl`` to open as a score (needs music21, imported
-only then).
+only then).  An input may also be an audio call (``.wav``, ``.flac``, ``.ogg``: hummed, sung or
+played, one note at a time): :mod:`bridge.audio_transcribe` (the ``audio`` extra, imported only
+then) turns it into notes on the grid at ``--bpm``, or at the tempo it hears, which is reported.
 
 Runs in the caller's thread, no realtime parts.  Bad files or flags: one line on stderr and a
 non-zero exit (2 for usage, 1 for files and models), never a traceback.
@@ -18,14 +20,14 @@ from __future__ import annotations
 import argparse
 import math
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bridge.config import LENGTH_UNITS, Settings
 from bridge.errors import AntiphonError, ConfigError, ModelError, fail
-from bridge.midifile import MidiFileError, TimedNote, read_midi, write_midi
+from bridge.midifile import MidiFileError, MidiSong, TimedNote, read_midi, write_midi
 from bridge.tokens import Note, TokenScheme
 
 if TYPE_CHECKING:
@@ -43,6 +45,7 @@ __all__ = [
 ]
 
 MIDI_SUFFIXES = (".mid", ".midi")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff")  # = audio_transcribe's
 XML_SUFFIXES = (".musicxml", ".xml", ".mxl")
 
 
@@ -68,7 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("inputs", nargs="+", type=Path, metavar="IN.mid",
-                        help="MIDI files to continue, joined in the order given")
+                        help="MIDI files to continue, joined in the order given; or audio "
+                             "calls (.wav/.flac/.ogg, one note at a time; needs the audio "
+                             "extra), transcribed first")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUT",
                         help="output file: OUT.mid or OUT.musicxml")
     parser.add_argument("--model", default=None, metavar="FILE|NAME|auto",
@@ -118,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return fail(str(exc), 2)
     try:
-        joined, first_bpm = join_files(args.inputs)  # bad files fail before the model loads
+        joined, first_bpm = join_files(args.inputs, bpm=args.bpm)  # before the model loads
         model, follower = _load_following(args.model)
         result = continue_song(joined, model, settings,
                                bpm=first_bpm if args.bpm is None else settings.bpm,
@@ -165,14 +170,17 @@ def continue_song(joined: Sequence[TimedNote], model: LstmModel, settings: Setti
     )
 
 
-def join_files(paths: Sequence[Path]) -> tuple[list[TimedNote], float]:
+def join_files(paths: Sequence[Path], *, bpm: float | None = None,
+               report: Callable[[str], None] = print) -> tuple[list[TimedNote], float]:
     """Notes of every file laid end to end (each on the first whole beat after the previous
-    file's last note ends) and the first file's tempo; MidiFileError for a file without notes."""
+    file's last note ends) and the first file's tempo; MidiFileError for a file without notes.
+    Audio calls are transcribed at ``bpm`` (or their estimated tempo); ``report`` gets one line
+    per audio call."""
     joined: list[TimedNote] = []
     start = 0.0
-    bpm = None
+    given_bpm, bpm = bpm, None
     for path in paths:
-        song = read_midi(path)
+        song = _read_song(path, given_bpm, report)
         if not song.notes:
             raise MidiFileError(f"{path}: no notes to continue (drum tracks are left out)")
         bpm = song.bpm if bpm is None else bpm
@@ -181,6 +189,19 @@ def join_files(paths: Sequence[Path]) -> tuple[list[TimedNote], float]:
     if bpm is None:
         raise MidiFileError("no input files")
     return sorted(joined), bpm
+
+
+def _read_song(path: Path, bpm: float | None, report: Callable[[str], None]) -> MidiSong:
+    """A MIDI file, or an audio call transcribed (librosa loads only then)."""
+    if path.suffix.lower() not in AUDIO_SUFFIXES:
+        return read_midi(path)
+    from bridge.audio_transcribe import read_call
+
+    call = read_call(path, bpm=bpm)
+    how = "estimated from the audio" if call.estimated else "from --bpm"
+    report(f"{path}: heard {len(call.notes)} notes in {call.seconds:.1f} s, quantized at "
+           f"{call.bpm:g} BPM ({how})")
+    return call.song
 
 
 def _to_beats(notes: Sequence[Note], scheme: TokenScheme, offset: int) -> list[TimedNote]:

@@ -1,0 +1,508 @@
+"""Audio calls → notes: monophonic pitch tracking and note segmentation (the ``audio`` extra).
+
+A hummed, sung or played call becomes notes in three steps, all pure functions of the samples:
+
+1. :func:`analyse` — per-frame features: pitch by librosa's pYIN (MIDI, NaN where unvoiced),
+   loudness (RMS in dB re full scale) and onsets (librosa's spectral-flux onset detector);
+2. :class:`NoteSegmenter` — frames → note-on / note-off events: a note starts once a voiced
+   pitch has stayed within half a semitone for ``confirm_s`` (its onset is back-dated to where
+   that run began), ends after ``release_s`` of silence, moves on when another pitch holds for
+   ``confirm_s`` (legato), and restarts on an onset at the same pitch (a re-struck note);
+   velocity follows the note's loudness.  The live tracker (:mod:`bridge.audio_live`) feeds the
+   same segmenter frame by frame, so offline and live calls are cut the same way;
+3. :func:`to_timed_notes` — seconds → beats on the grid at ``--bpm``, or at the tempo
+   :func:`estimate_tempo` hears (reported to the caller).
+
+:func:`read_call` does all of it for a file (WAV, FLAC, OGG — what libsndfile reads).  librosa
+and soundfile are imported inside the functions that need them: importing this module costs
+only numpy, and the MIDI-only bridge never imports it.  Runs in the caller's thread.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bridge.errors import AntiphonError
+from bridge.midifile import MidiSong, TimedNote
+
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "AudioCall",
+    "AudioFileError",
+    "AudioNote",
+    "Frames",
+    "NoteEvent",
+    "NoteSegmenter",
+    "TrackerParams",
+    "analyse",
+    "estimate_tempo",
+    "level_to_velocity",
+    "read_audio",
+    "read_call",
+    "segment",
+    "to_timed_notes",
+    "transcribe",
+]
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff")
+"""Files ``antiphon continue`` reads as audio (anything libsndfile reads would do)."""
+
+ANALYSIS_RATE = 22050
+"""Offline analysis runs at this sample rate (pYIN's cost grows with it; melodies need no more)."""
+
+
+PYIN_LEAP_RATE = 300.0
+"""Semitones per second pYIN's pitch path may move (librosa's default, 35.92, suits speech and
+bends the path through a sub-harmonic when a short note leaps up an octave)."""
+
+
+VOICED_PROB = 0.5
+"""Frames pYIN finds less likely voiced than this are unvoiced (its Viterbi path alone calls
+steady noise voiced)."""
+NOISE_GATE_DB = 20.0
+"""Offline, frames this far below the call's loud frames (95th percentile) are silence."""
+
+
+class AudioFileError(AntiphonError, ValueError):
+    """An audio file cannot be read, or holds no notes; the message names the file and why."""
+
+
+@dataclass(frozen=True)
+class TrackerParams:
+    """How calls are tracked and cut into notes; checked when built, then immutable.
+
+    ``fmin_hz``/``fmax_hz`` bound the pitch search (C2..C7 by default: bass voice to piccolo);
+    ``frame_s``/``hop_s`` are the analysis window and step; ``confirm_s`` how long a pitch must
+    hold before it is a note (the live tracker's added delay); ``release_s`` how long silence
+    must last to end one; ``min_note_s`` the shortest note kept; ``gate_db`` the level (dB re
+    full scale) below which a frame is silence; an onset is the level rising ``rise_db`` within
+    ``rise_window_s``; ``attack_s`` how far back a note's onset may move to the dip before it;
+    ``restrike_s`` how old a note must be before a dip and a rise at its pitch start a new one.
+    """
+
+    fmin_hz: float = 65.0
+    fmax_hz: float = 2100.0
+    frame_s: float = 2048 / ANALYSIS_RATE
+    hop_s: float = 256 / ANALYSIS_RATE
+    confirm_s: float = 0.035
+    release_s: float = 0.035
+    min_note_s: float = 0.06
+    gate_db: float = -45.0
+    rise_db: float = 6.0
+    rise_window_s: float = 0.08
+    attack_s: float = 0.1
+    restrike_s: float = 0.15
+
+    def __post_init__(self) -> None:
+        for name in ("fmin_hz", "fmax_hz", "frame_s", "hop_s", "confirm_s", "release_s",
+                     "min_note_s", "gate_db", "rise_db", "rise_window_s", "attack_s",
+                     "restrike_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"TrackerParams.{name} must be a number, "
+                                f"got {type(value).__name__}")
+            if not math.isfinite(value):
+                raise ValueError(f"TrackerParams.{name} must be finite, got {value}")
+        if not 20.0 <= self.fmin_hz < self.fmax_hz <= 8000.0:
+            raise ValueError(f"need 20 <= fmin_hz < fmax_hz <= 8000, got "
+                             f"{self.fmin_hz}..{self.fmax_hz}")
+        if not 0 < self.hop_s <= self.frame_s <= 0.5:
+            raise ValueError(f"need 0 < hop_s <= frame_s <= 0.5, got hop_s={self.hop_s}, "
+                             f"frame_s={self.frame_s}")
+        if self.frame_s < 2.0 / self.fmin_hz:
+            raise ValueError(f"frame_s={self.frame_s} is shorter than two periods of "
+                             f"fmin_hz={self.fmin_hz}")
+        for name in ("confirm_s", "release_s", "min_note_s", "rise_window_s", "attack_s",
+                     "restrike_s"):
+            if not 0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"TrackerParams.{name} must be 0..1 s, got {getattr(self, name)}")
+        if not -120.0 <= self.gate_db <= 0.0:
+            raise ValueError(f"TrackerParams.gate_db must be -120..0, got {self.gate_db}")
+        if not 1.0 <= self.rise_db <= 60.0:
+            raise ValueError(f"TrackerParams.rise_db must be 1..60, got {self.rise_db}")
+
+    def frames(self, seconds: float) -> int:
+        """``seconds`` as a whole number of hops (at least 1)."""
+        return max(1, round(seconds / self.hop_s))
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Per-frame features of a call: times (s, frame centres), pitch (MIDI, NaN = unvoiced),
+    level (dB re full scale), onset (True where an onset was detected); equal lengths."""
+
+    times: np.ndarray
+    midi: np.ndarray
+    level_db: np.ndarray
+    onset: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.times)
+        if not len(self.midi) == len(self.level_db) == len(self.onset) == n:
+            raise ValueError("Frames: times, midi, level_db and onset must have equal lengths")
+
+
+@dataclass(frozen=True)
+class AudioNote:
+    """A transcribed note in seconds from the start of the audio."""
+
+    onset: float
+    offset: float
+    pitch: int
+    velocity: int
+
+
+@dataclass(frozen=True)
+class NoteEvent:
+    """A note-on (``velocity`` > 0) or note-off (``velocity`` 0) at ``time`` seconds."""
+
+    time: float
+    pitch: int
+    velocity: int
+
+    @property
+    def is_on(self) -> bool:
+        return self.velocity > 0
+
+
+def level_to_velocity(level_db: float) -> int:
+    """Loudness → MIDI velocity: -48 dBFS and below is 16, 0 dBFS is 127, linear between."""
+    if not math.isfinite(level_db):
+        return 16
+    return int(np.clip(round(127 + level_db * (111 / 48)), 16, 127))
+
+
+@dataclass
+class _Run:
+    """Consecutive voiced frames that may become a note."""
+
+    start: float
+    attack: bool = False  # an onset (level rise) came with it
+    pitches: list[float] = field(default_factory=list)
+    levels: list[float] = field(default_factory=list)
+
+
+class NoteSegmenter:
+    """Frames in, note events out; the one segmentation rule for offline and live calls.
+
+    Feed frames in time order with :meth:`push`; :meth:`finish` ends a sounding note.  Two
+    refinements on the rule in the module docstring: a note's onset moves back to the level dip
+    just before its pitch settled (the attack began there: within ``attack_s``, at least 3 dB
+    below), and a pitch that replaces the sounding one less than ``attack_s`` after it began,
+    with no new attack between, corrects it (the first frames of a leap are often a
+    sub-harmonic) — the wrong note is ended at its own onset, so it has no length.
+    Pure state, no threads: the offline path and the live tracker thread each own one.
+    """
+
+    def __init__(self, params: TrackerParams | None = None) -> None:
+        self.params = params or TrackerParams()
+        p = self.params
+        self._confirm = p.frames(p.confirm_s)
+        self._release = p.frames(p.release_s)
+        self._sounding: int | None = None  # pitch of the sounding note
+        self._since = 0.0  # its onset
+        self._run: _Run | None = None  # a candidate for the next note
+        self._silent: float | None = None  # when the current silence began
+        self._silent_frames = 0
+        self._left = 0.0  # when the pitch left the sounding note
+        self._note_levels: deque[float] = deque(maxlen=p.frames(2.0))  # since the note began
+        self._levels: deque[tuple[float, float]] = deque(maxlen=p.frames(p.attack_s) + 1)
+
+    @property
+    def sounding(self) -> int | None:
+        """Pitch of the note now on, if any."""
+        return self._sounding
+
+    def push(self, time: float, midi: float, level_db: float, onset: bool) -> list[NoteEvent]:
+        """One frame: its centre time (s), pitch (MIDI, NaN unvoiced), level (dB), onset flag."""
+        events: list[NoteEvent] = []
+        self._levels.append((time, level_db))
+        self._note_levels.append(level_db)
+        voiced = math.isfinite(midi) and level_db >= self.params.gate_db
+        if not voiced:
+            self._run = None
+            if self._sounding is not None:
+                if self._silent is None:
+                    self._silent, self._silent_frames = time, 0
+                self._silent_frames += 1
+                if self._silent_frames >= self._release:
+                    events.append(self._off(self._silent))
+            return events
+        self._silent = None
+        if self._sounding is not None:
+            near = abs(midi - self._sounding) <= 0.75  # hysteresis: vibrato stays one note
+            if (onset and near and time - self._since >= self.params.restrike_s
+                    and self._dipped()):
+                events.append(self._off(time))  # re-struck: a new note of the same pitch
+                self._run = _Run(time, attack=True)
+            elif near:
+                self._run = None
+                self._left = time + self.params.hop_s
+                return events
+            elif onset and self._run is not None:
+                self._run.attack = True
+        if self._run is None or (self._run.pitches and abs(midi - self._median()) > 0.5):
+            self._run = _Run(time, attack=onset)
+        self._run.pitches.append(midi)
+        self._run.levels.append(level_db)
+        if len(self._run.pitches) >= self._confirm:
+            run = self._run
+            self._run = None
+            start = self._attack(run.start)
+            if self._sounding is not None:
+                start = min(start, max(self._left, run.start - self.params.attack_s))
+                if not run.attack and run.start - self._since < self.params.attack_s:
+                    start = self._since  # a correction of the note just begun
+                events.append(self._off(start))
+            pitch = int(np.clip(round(float(np.median(run.pitches))), 0, 127))
+            self._sounding, self._since, self._left = pitch, start, run.start
+            self._note_levels.clear()
+            events.append(NoteEvent(start, pitch, level_to_velocity(max(run.levels))))
+        return events
+
+    def finish(self, time: float) -> list[NoteEvent]:
+        """End of input at ``time``: the note-off of a sounding note, if any."""
+        self._run = None
+        if self._sounding is None:
+            return []
+        return [self._off(self._silent if self._silent is not None else time)]
+
+    def _dipped(self) -> bool:
+        """Did the level fall at least 3 dB from the note's peak before this rise?  (A voice or
+        a bow that swells after its attack rises without a dip: the same note, not a new one.)"""
+        levels = list(self._note_levels)
+        window = self.params.frames(self.params.rise_window_s) + 1
+        if len(levels) <= window:
+            return False
+        recent = levels[-window:]
+        low_at = len(levels) - window + int(np.argmin(recent))
+        before = levels[:low_at]
+        return bool(before) and max(before) - levels[low_at] >= 3.0
+
+    def _attack(self, start: float) -> float:
+        """Where the attack of a note whose pitch settled at ``start`` began."""
+        window = [(t, lv) for t, lv in self._levels if t <= start]
+        if not window:
+            return start
+        t_low, low = min(window, key=lambda x: x[1])
+        at_start = window[-1][1]
+        return t_low if at_start - low >= 3.0 and math.isfinite(low) else start
+
+    def _off(self, time: float) -> NoteEvent:
+        assert self._sounding is not None
+        event = NoteEvent(max(time, self._since), self._sounding, 0)
+        self._sounding, self._silent, self._silent_frames = None, None, 0
+        return event
+
+    def _median(self) -> float:
+        assert self._run is not None
+        return float(np.median(self._run.pitches))
+
+
+# ---- offline -----------------------------------------------------------------------------------
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Mono float32 samples and the sample rate of an audio file; :class:`AudioFileError` if
+    it cannot be read."""
+    try:
+        import soundfile
+    except ImportError:
+        raise AudioFileError(f"{path}: reading audio needs the audio extra "
+                             "(pip install 'antiphon[audio]')") from None
+    path = Path(path)
+    if not path.exists():
+        raise AudioFileError(f"{path}: no such file")
+    try:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile.LibsndfileError, RuntimeError, TypeError on bad data
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AudioFileError(f"{path}: not a readable audio file ({reason})") from None
+    if data.shape[0] == 0:
+        raise AudioFileError(f"{path}: the file holds no samples")
+    return np.ascontiguousarray(data.mean(axis=1), dtype=np.float32), int(rate)
+
+
+def analyse(samples: np.ndarray, rate: int, params: TrackerParams | None = None) -> Frames:
+    """Per-frame pitch (pYIN), level and onsets of mono ``samples`` at ``rate`` Hz."""
+    import librosa
+
+    p = params or TrackerParams()
+    y = np.asarray(samples, dtype=np.float32)
+    if y.ndim != 1:
+        raise ValueError(f"samples must be mono (one dimension), got shape {y.shape}")
+    if rate != ANALYSIS_RATE:
+        y = librosa.resample(y, orig_sr=rate, target_sr=ANALYSIS_RATE)
+    sr = ANALYSIS_RATE
+    frame = _pow2(p.frame_s * sr)
+    hop = max(1, round(p.hop_s * sr))
+    y = np.concatenate([y, np.zeros(frame, dtype=np.float32)])  # the last note can end
+    f0, _voiced, prob = librosa.pyin(y, fmin=p.fmin_hz, fmax=p.fmax_hz, sr=sr,
+                                      frame_length=frame, hop_length=hop, center=True,
+                                      max_transition_rate=PYIN_LEAP_RATE)
+    rms = librosa.feature.rms(y=y, frame_length=frame // 2, hop_length=hop, center=True)[0]
+    n = min(len(f0), len(rms))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        midi = 69.0 + 12.0 * np.log2(f0[:n] / 440.0)
+        midi[prob[:n] < VOICED_PROB] = np.nan
+        level = 20.0 * np.log10(np.maximum(rms[:n], 1e-10))
+    return Frames(times=np.arange(n) * hop / sr, midi=midi, level_db=level,
+                  onset=rise_onsets(level, p))
+
+
+def rise_onsets(level_db: np.ndarray, params: TrackerParams | None = None) -> np.ndarray:
+    """Onsets as frames where the level first climbs ``rise_db`` above its minimum over the
+    previous ``rise_window_s``: causal, so the live tracker computes the same flags frame by
+    frame.  (A spectral-flux peak picker such as librosa's also fires on the tremolo of a
+    flute or a voice, which would cut one held note into many.)"""
+    p = params or TrackerParams()
+    window = p.frames(p.rise_window_s)
+    level = np.asarray(level_db, dtype=float)
+    onset = np.zeros(len(level), dtype=bool)
+    armed = True
+    for i in range(1, len(level)):
+        low = float(np.min(level[max(0, i - window):i]))
+        rising = level[i] - low >= p.rise_db
+        if rising and armed:
+            onset[i] = True
+        armed = not rising
+    return onset
+
+
+def segment(frames: Frames, params: TrackerParams | None = None) -> list[AudioNote]:
+    """Notes of a call from its frames (see :class:`NoteSegmenter`); short ones left out.
+
+    Offline, unlike live, the whole note is known: its pitch is taken again as the median over
+    the note after its first ``attack_s`` (the live tracker must commit to the pitch of the
+    first ``confirm_s``, where a glide from the previous note can still pull it a semitone)."""
+    segmenter = NoteSegmenter(params)
+    events: list[NoteEvent] = []
+    for t, m, lv, on in zip(frames.times.tolist(), frames.midi.tolist(),
+                            frames.level_db.tolist(), frames.onset.tolist(), strict=True):
+        events.extend(segmenter.push(t, m, lv, on))
+    end = float(frames.times[-1]) if len(frames.times) else 0.0
+    events.extend(segmenter.finish(end))
+    notes = pair_events(events, segmenter.params.min_note_s)
+    return [_settled_pitch(n, frames, segmenter.params.attack_s) for n in notes]
+
+
+def _settled_pitch(note: AudioNote, frames: Frames, attack_s: float) -> AudioNote:
+    inside = (frames.times >= note.onset + attack_s) & (frames.times < note.offset)
+    pitches = frames.midi[inside]
+    pitches = pitches[np.isfinite(pitches) & (np.abs(pitches - note.pitch) <= 1.5)]
+    if len(pitches) < 3:
+        return note
+    pitch = int(np.clip(round(float(np.median(pitches))), 0, 127))
+    return AudioNote(note.onset, note.offset, pitch, note.velocity)
+
+
+def pair_events(events: Iterable[NoteEvent], min_note_s: float = 0.0) -> list[AudioNote]:
+    """Note-on/off events of one monophonic line → notes at least ``min_note_s`` long."""
+    notes: list[AudioNote] = []
+    pending: NoteEvent | None = None
+    for event in events:
+        if event.is_on:
+            pending = event
+        elif pending is not None and event.pitch == pending.pitch:
+            if event.time - pending.time >= min_note_s:
+                notes.append(AudioNote(pending.time, event.time, pending.pitch,
+                                       pending.velocity))
+            pending = None
+    return notes
+
+
+def transcribe(samples: np.ndarray, rate: int,
+               params: TrackerParams | None = None) -> list[AudioNote]:
+    """Notes of a monophonic call: :func:`analyse` then :func:`segment`.  The signal is scaled
+    to a -1 dBFS peak first, so ``gate_db`` and velocities do not depend on the recording
+    level."""
+    y = np.asarray(samples, dtype=np.float32)
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    if peak <= 0.0:
+        return []
+    y = y * (10 ** (-1 / 20) / peak)
+    frames = analyse(y, rate, params)
+    p = params or TrackerParams()
+    loud = float(np.percentile(frames.level_db, 95)) if len(frames.level_db) else 0.0
+    gate = max(p.gate_db, loud - NOISE_GATE_DB)
+    return segment(frames, TrackerParams(**{**p.__dict__, "gate_db": max(-120.0, min(0.0, gate))}))
+
+
+def estimate_tempo(notes: Sequence[AudioNote], *, low: float = 60.0,
+                   high: float = 180.0) -> float | None:
+    """Tempo (BPM) that puts the note onsets closest to a beat grid; None for < 3 notes.
+
+    Tries every tempo from ``low`` to ``high`` in 0.5 BPM steps with the first onset on a beat
+    and scores the mean distance of the onsets from the nearest sixteenth, preferring the
+    slowest tempo among those within 2 % of the best (a melody fits its double tempo too).
+    """
+    onsets = np.array(sorted(n.onset for n in notes))
+    if len(onsets) < 3:
+        return None
+    rel = onsets - onsets[0]
+    candidates = np.arange(low, high + 0.25, 0.5)
+    errors = []
+    for bpm in candidates:
+        steps = rel * bpm / 60.0 * 4.0
+        errors.append(float(np.mean(np.abs(steps - np.round(steps)))))
+    err = np.array(errors)
+    best = float(err.min())
+    good = np.flatnonzero(err <= best + 0.02)
+    return float(candidates[good[0]])
+
+
+def to_timed_notes(notes: Sequence[AudioNote], bpm: float, *, steps_per_beat: int = 4,
+                   origin: float | None = None) -> list[TimedNote]:
+    """Seconds → beats at ``bpm``, onsets and durations rounded to the ``steps_per_beat`` grid
+    (durations at least one step), counted from ``origin`` (default the first onset)."""
+    if not (math.isfinite(bpm) and bpm > 0):
+        raise ValueError(f"bpm must be a positive number, got {bpm}")
+    if steps_per_beat < 1:
+        raise ValueError(f"steps_per_beat must be >= 1, got {steps_per_beat}")
+    if not notes:
+        return []
+    start = min(n.onset for n in notes) if origin is None else origin
+    beat = 60.0 / bpm
+    out: list[TimedNote] = []
+    for n in sorted(notes, key=lambda n: n.onset):
+        on = max(0, round((n.onset - start) / beat * steps_per_beat))
+        length = max(1, round((n.offset - n.onset) / beat * steps_per_beat))
+        out.append(TimedNote(on / steps_per_beat, n.pitch, length / steps_per_beat, n.velocity))
+    return out
+
+
+@dataclass(frozen=True)
+class AudioCall:
+    """A call read from an audio file: its notes in beats, the tempo used and where it came
+    from (``estimated`` True: heard in the audio; False: given)."""
+
+    song: MidiSong
+    notes: tuple[AudioNote, ...]
+    bpm: float
+    estimated: bool
+    seconds: float
+
+
+def read_call(path: str | Path, *, bpm: float | None = None, steps_per_beat: int = 4,
+              params: TrackerParams | None = None) -> AudioCall:
+    """Read, transcribe and quantize one audio call; :class:`AudioFileError` if it has no
+    notes.  Without ``bpm`` the tempo is estimated from the notes (120 if too few)."""
+    samples, rate = read_audio(path)
+    notes = transcribe(samples, rate, params)
+    if not notes:
+        raise AudioFileError(f"{path}: no notes heard (is it silent, or not a melody?)")
+    estimated = bpm is None
+    tempo = bpm if bpm is not None else (estimate_tempo(notes) or 120.0)
+    timed = to_timed_notes(notes, tempo, steps_per_beat=steps_per_beat)
+    return AudioCall(MidiSong(tuple(timed), tempo), tuple(notes), tempo, estimated,
+                     len(samples) / rate)
+
+
+def _pow2(samples: float) -> int:
+    return int(2 ** round(math.log2(max(samples, 16.0))))
