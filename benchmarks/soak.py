@@ -41,6 +41,9 @@ from typing import Any
 from pythonosc.osc_message_builder import build_msg
 from pythonosc.osc_packet import OscPacket
 
+from benchmarks.notecheck import unmatched
+from bridge.dummy_jack import client_env
+
 REPO = Path(__file__).resolve().parent.parent
 SOAK_SERVER = "antiphon-soak"
 CLIENT = "AntiphonSoak"
@@ -191,19 +194,6 @@ def _start_bridge(model: Path, env: dict[str, str], log_path: Path, *, bpm: floa
     return process, int(match.group("port"))
 
 
-def _unmatched(messages: Sequence[tuple[float, Any]]) -> int:
-    open_notes: dict[tuple[int, int], int] = {}
-    for _, msg in messages:
-        if msg.type not in ("note_on", "note_off"):
-            continue
-        key = (msg.channel, msg.note)
-        if msg.type == "note_on" and msg.velocity > 0:
-            open_notes[key] = open_notes.get(key, 0) + 1
-        elif open_notes.get(key):
-            open_notes[key] -= 1
-    return sum(open_notes.values())
-
-
 def _all_notes_off() -> Any:
     import mido
 
@@ -280,7 +270,7 @@ def run_soak(rounds: int, *, model: Path, env: dict[str, str], workdir: Path, bp
                 time.sleep(0.004)
                 got = peer.received(since=end + 1e-4)
                 ons = [(t, m) for t, m in got if m.type == "note_on" and m.velocity > 0]
-                if ons and _unmatched(got) == 0:
+                if ons and not unmatched(got):
                     break
             else:
                 result.incomplete_rounds += 1  # judged at the end against what JACK lost
@@ -324,7 +314,7 @@ def run_soak(rounds: int, *, model: Path, env: dict[str, str], workdir: Path, bp
     result.recorded = len(everything)
     result.lost_in_transport = max(0, result.bridge_sent - result.recorded)
     result.note_ons = sum(1 for _, m in everything if m.type == "note_on" and m.velocity > 0)
-    result.stuck_notes = _unmatched(everything)
+    result.stuck_notes = len(unmatched(everything))
     result.rss_growth_kib = result.rss_end_kib - result.rss_warm_kib
     tenth = max(1, len(result.latency_ms) // 10)
     first, last = result.latency_ms[:tenth], result.latency_ms[-tenth:]
@@ -370,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         progress=report)
 
     if args.server:
-        env = {**os.environ, "JACK_DEFAULT_SERVER": args.server, "JACK_NO_START_SERVER": "1"}
+        env = client_env(args.server)
         result = soak(env)
     else:
         from benchmarks.jackserver import jack_server

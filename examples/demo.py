@@ -22,7 +22,6 @@ Any failure ends with one ``demo: error: …`` line and exit status 1.  Run it t
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
 import socket
@@ -45,6 +44,8 @@ try:
 except (ImportError, OSError) as exc:  # JACK-Client not installed, or libjack missing
     sys.exit(f"demo: error: {exc} (bash examples/demo.sh installs what the demo needs)")
 
+from bridge.dummy_jack import DummyJack, DummyJackError
+from bridge.dummy_jack import client_env as jack_env
 from bridge.midifile import MidiFileError, TimedNote, read_midi, write_midi
 
 HERE = Path(__file__).resolve().parent
@@ -72,48 +73,23 @@ def say(text: str) -> None:
 # ---- JACK server ---------------------------------------------------------------------------------
 
 
-def jack_env(server: str) -> dict[str, str]:
-    return {**os.environ, "JACK_DEFAULT_SERVER": server, "JACK_NO_START_SERVER": "1",
-            "JACK_NO_AUDIO_RESERVATION": "1"}
-
-
-def _jack_running(server: str) -> bool:
-    result = subprocess.run(["jack_wait", "-s", server, "-c"], capture_output=True, text=True,
-                            timeout=10, env=jack_env(server), check=False)
-    return result.stdout.strip() == "running"
-
-
 @contextmanager
 def jack_server(server: str, log_path: Path) -> Iterator[None]:
     """A dummy JACK server named ``server`` for the duration (reused if already running)."""
-    for tool in ("jackd", "jack_wait"):
-        if shutil.which(tool) is None:
-            raise DemoError(f"{tool} not found: install jackd2 (bash examples/demo.sh does)")
-    if _jack_running(server):
+    jackd = DummyJack(server, log_path)
+    try:
+        started = jackd.start(reuse=True)
+    except DummyJackError as exc:
+        raise DemoError(f"{exc} (bash examples/demo.sh installs what the demo needs)") from None
+    if not started:
         say(f"using the running JACK server {server!r}")
         yield
         return
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            ["jackd", "-n", server, "-d", "dummy", "-r", "48000", "-p", "64"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=jack_env(server),
-        )
+    say(f"started a dummy JACK server {server!r} (48 kHz, 64-frame periods)")
     try:
-        waited = subprocess.run(["jack_wait", "-s", server, "-w", "-t", "15"],
-                                capture_output=True, timeout=30, env=jack_env(server),
-                                check=False)
-        if waited.returncode != 0 or process.poll() is not None:
-            raise DemoError(f"the dummy JACK server did not start (see {log_path})")
-        say(f"started a dummy JACK server {server!r} (48 kHz, 64-frame periods)")
         yield
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        jackd.stop()
         say(f"stopped the JACK server {server!r}")
 
 

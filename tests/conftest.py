@@ -2,22 +2,23 @@
 
 ``jack_server`` (session): the JACK server named by ``ANTIPHON_JACK_SERVER`` (default
 ``antiphon-test``, the name ``.ci/run`` uses).  If it already runs it is reused and left running;
-otherwise ``jackd -d dummy`` is started here and stopped at the end of the session, after every
-test's clients are gone (function fixtures are torn down first).  jackd2 has only 8 server-name
-slots, so the name is fixed rather than random.  A missing ``jackd`` or a server that does not come
-up is a test *failure*, never a skip: the integration tests are part of "done".
+otherwise ``jackd -d dummy`` is started here (:mod:`bridge.dummy_jack`) and stopped at the end of
+the session, after every test's clients are gone (function fixtures are torn down first).  jackd2
+has only 8 server-name slots, so the name is fixed rather than random.  A missing ``jackd`` or a
+server that does not come up is a test *failure*, never a skip: the integration tests are part of
+"done".
 
 ``antiphon`` runs the command line in a subprocess; ``bridge_process`` starts ``antiphon bridge``
 and waits for its ready line (see :class:`BridgeProcess`).
 
-Only the standard library and pytest are imported here, so every suite can load this file cheaply.
+Only the standard library, pytest and :mod:`bridge.dummy_jack` (standard library only) are
+imported here, so every suite can load this file cheaply.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from bridge.dummy_jack import DummyJack, DummyJackError, jack_env
 
 REPO = Path(__file__).resolve().parent.parent
 JACK_SERVER_ENV = "ANTIPHON_JACK_SERVER"
@@ -42,24 +45,6 @@ READY_RE = re.compile(
 # ---- JACK ---------------------------------------------------------------------------------------
 
 
-def jack_env(server: str) -> dict[str, str]:
-    """The variables a JACK client needs to reach ``server`` without ever spawning its own."""
-    return {
-        "JACK_DEFAULT_SERVER": server,
-        "JACK_NO_START_SERVER": "1",
-        "JACK_NO_AUDIO_RESERVATION": "1",
-    }
-
-
-def jack_running(server: str) -> bool:
-    """Is a JACK server named ``server`` answering? (``jack_wait -c``)."""
-    result = subprocess.run(
-        ["jack_wait", "-s", server, "-c"], capture_output=True, text=True, timeout=10,
-        env={**os.environ, **jack_env(server)}, check=False,
-    )
-    return result.stdout.strip() == "running"
-
-
 def jack_ports(server: str | None = None) -> list[str]:
     """Every port name on the JACK server (``jack_lsp``)."""
     env = {**os.environ, **(jack_env(server) if server else {})}
@@ -72,35 +57,17 @@ def jack_ports(server: str | None = None) -> list[str]:
 def jack_server() -> Iterator[str]:
     """A running dummy JACK server's name; ``JACK_DEFAULT_SERVER`` points at it meanwhile."""
     server = os.environ.get(JACK_SERVER_ENV, DEFAULT_JACK_SERVER)
-    for tool in ("jackd", "jack_wait", "jack_lsp"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is not installed (Debian: apt-get install jackd2)")
     saved = {key: os.environ.get(key) for key in jack_env(server)}
     os.environ.update(jack_env(server))
-    process: subprocess.Popen[bytes] | None = None
-    log_path = REPO / ".cache" / f"jackd-{server}.log"
+    jackd = DummyJack(server, REPO / ".cache" / f"jackd-{server}.log")
     try:
-        if not jack_running(server):
-            log_path.parent.mkdir(exist_ok=True)
-            with log_path.open("wb") as log:
-                process = subprocess.Popen(
-                    ["jackd", "-n", server, "-d", "dummy", "-r", "48000", "-p", "64"],
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                )
-            waited = subprocess.run(["jack_wait", "-s", server, "-w", "-t", "15"],
-                                    capture_output=True, timeout=30, check=False)
-            if waited.returncode != 0 or process.poll() is not None:
-                tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
-                pytest.fail(f"dummy JACK server {server!r} did not start: {' | '.join(tail)}")
+        try:
+            jackd.start(reuse=True)  # one that already runs is reused and left running
+        except DummyJackError as exc:
+            pytest.fail(str(exc))
         yield server
     finally:
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        jackd.stop()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

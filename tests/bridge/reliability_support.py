@@ -3,7 +3,8 @@
 :class:`MidiPeer` is a JACK-Client client (not RtMidi, so it is a peer Antiphon does not share
 code with) whose process callback plays scheduled messages, floods at a fixed rate and records
 everything arriving, each timestamped in JACK frame time.  :class:`JackServer` is a private dummy
-server that a test may SIGKILL and restart.  Also: note pairing, OSC status, a model that answers
+server that a test may SIGKILL and restart (:class:`bridge.dummy_jack.DummyJack`).  Also: note
+pairing (:func:`benchmarks.notecheck.unmatched`), OSC status, a model that answers
 in short notes, and VmRSS from /proc.
 """
 
@@ -29,6 +30,9 @@ import mido
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 
+from benchmarks.notecheck import unmatched
+from bridge.dummy_jack import DummyJack, jack_env
+
 FAULT_SERVER = "antiphon-fault"
 """The one server name the fault tests kill and restart (never the shared antiphon-test)."""
 
@@ -36,70 +40,8 @@ MAX_EVENTS_PER_PERIOD = 48
 """A flood writes at most this many events per JACK period (a 64-frame buffer holds 64)."""
 
 
-def jack_env(server: str) -> dict[str, str]:
-    return {"JACK_DEFAULT_SERVER": server, "JACK_NO_START_SERVER": "1",
-            "JACK_NO_AUDIO_RESERVATION": "1"}
-
-
-class JackServer:
-    """A dummy JACK server of our own: ``start``, ``kill`` (SIGKILL), ``stop`` (always call it)."""
-
-    def __init__(self, name: str, log_path: Path, *, sync: bool = False) -> None:
-        self.name = name
-        self.log_path = log_path
-        self.sync = sync  # jackd -S: clients run one after another, a late one delays the cycle
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-        self.kills = 0
-
-    @property
-    def env(self) -> dict[str, str]:
-        return jack_env(self.name)
-
-    def running(self) -> bool:
-        out = subprocess.run(["jack_wait", "-s", self.name, "-c"], capture_output=True,
-                             text=True, timeout=10, env={**os.environ, **self.env}, check=False)
-        return out.stdout.strip() == "running"
-
-    def start(self, timeout: float = 15.0) -> None:
-        if self.running():
-            raise RuntimeError(f"a JACK server {self.name!r} already runs (a stale one?)")
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                ["jackd", *(["-S"] if self.sync else []), "-n", self.name, "-d", "dummy",
-                 "-r", "48000", "-p", "64"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **self.env},
-            )
-        waited = subprocess.run(["jack_wait", "-s", self.name, "-w", "-t", str(int(timeout))],
-                                capture_output=True, timeout=timeout + 10, check=False,
-                                env={**os.environ, **self.env})
-        if waited.returncode != 0 or self.process.poll() is not None:
-            self.stop()
-            raise RuntimeError(f"JACK server {self.name!r} did not start: "
-                               f"{self.log_path.read_text(errors='replace')[-500:]}")
-        self.starts += 1
-
-    def kill(self) -> None:
-        assert self.process is not None and self.process.poll() is None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-        self.kills += 1
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        self.process = None
-
-    def ports(self) -> list[str]:
-        out = subprocess.run(["jack_lsp"], capture_output=True, text=True, timeout=10,
-                             env={**os.environ, **self.env}, check=False)
-        return [line for line in out.stdout.splitlines() if line.strip()]
+JackServer = DummyJack
+"""A dummy JACK server of our own: ``start``, ``kill`` (SIGKILL), ``stop`` (always call it)."""
 
 
 # ---- the peer -----------------------------------------------------------------------------------
@@ -313,21 +255,6 @@ def _record_main(name: str, server: str, source: str, path: str) -> int:
 
 def note_ons(messages: Iterable[tuple[float, mido.Message]]) -> list[tuple[float, mido.Message]]:
     return [(t, m) for t, m in messages if m.type == "note_on" and m.velocity > 0]
-
-
-def unmatched(messages: Iterable[tuple[float, mido.Message]]) -> list[tuple[int, int]]:
-    """(channel, pitch) of every note-on without a later note-off (All Notes Off not counted:
-    the bridge promises a note-off per note)."""
-    open_notes: dict[tuple[int, int], int] = {}
-    for _, msg in messages:
-        if msg.type not in ("note_on", "note_off"):
-            continue
-        key = (msg.channel, msg.note)
-        if msg.type == "note_on" and msg.velocity > 0:
-            open_notes[key] = open_notes.get(key, 0) + 1
-        elif open_notes.get(key):
-            open_notes[key] -= 1
-    return [key for key, n in open_notes.items() for _ in range(n)]
 
 
 def phrase(pitches: Sequence[int], spacing_s: float, length_s: float, *, channel: int = 0,
