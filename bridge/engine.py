@@ -53,7 +53,6 @@ __all__ = ["Engine"]
 
 log = logging.getLogger(__name__)
 
-_WAKE = cast(mido.Message, object())  # queue sentinel: re-check commands and deadlines
 
 HEARD_RETRY_S = 0.001
 """How soon the control thread looks again when a phrase's silence is over in the clock but the
@@ -63,7 +62,15 @@ STUCK_HOLD_S = 10.0
 """Keys down this long are taken as released after a silence (their note-off was lost)."""
 
 
-class _Flush:
+class _Marker:
+    """An input-queue entry that is not MIDI: wakes the control thread (re-check commands and
+    deadlines)."""
+
+
+_WAKE = _Marker()
+
+
+class _Flush(_Marker):
     """Queue marker: set once everything queued before it has been handled."""
 
     def __init__(self) -> None:
@@ -136,10 +143,13 @@ class Engine:
                                          lookahead_beats=lookahead_beats,
                                          on_report=self._on_generated)
         self.capture = PhraseCapture(first.chord_window_ms / 1000.0, first.in_channel)
-        self.input_queue: Queue[tuple[float, mido.Message]] = Queue(maxsize=input_queue_size)
+        # The control thread reads MIDI messages and markers; the inputs (MIDI, audio) put MIDI
+        # messages only, so they get the same queue typed as theirs.
+        self._inbox: Queue[tuple[float, mido.Message | _Marker]] = Queue(input_queue_size)
+        self.input_queue = cast("Queue[tuple[float, mido.Message]]", self._inbox)
         self._applied = first
         self._commands: deque[Callable[[], None]] = deque()
-        self._lock = threading.Lock()  # model, answer ids, records, counters
+        self._lock = threading.Lock()  # model, answer ids, records
         self._ids = itertools.count(1)
         self._next_id = 1
         self._answers_started = 0
@@ -148,6 +158,10 @@ class Engine:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started = False
+        # Counted by the input callback (dropped), the control thread, the generation worker and
+        # OSC/supervisor threads (interrupts): every update and the copy in stats() hold
+        # _counts_lock, for one addition only (Queue.put_nowait in feed takes a lock as short).
+        self._counts_lock = threading.Lock()
         self.counters = {
             "messages": 0, "dropped": 0, "bad_messages": 0, "answers": 0, "interrupts": 0,
             "generation_errors": 0, "triggers_ignored": 0, "cc_changes": 0,
@@ -189,13 +203,13 @@ class Engine:
             self.input_queue.put_nowait((self._clock() if t is None else t, msg))
             return True
         except Full:
-            self.counters["dropped"] += 1
+            self._count("dropped")
             return False
 
     def wake(self) -> None:
         """Make the control thread re-check deadlines and commands now (any thread)."""
         with contextlib.suppress(Full):  # a full queue wakes it anyway
-            self.input_queue.put_nowait((math.nan, _WAKE))
+            self._inbox.put_nowait((math.nan, _WAKE))
         self.scheduler.wake()
         self.generator.wake()
 
@@ -204,7 +218,7 @@ class Engine:
         phrase-end check that follows (tests step a fake clock with it).  False on timeout."""
         marker = _Flush()
         try:
-            self.input_queue.put((math.nan, cast(mido.Message, marker)), timeout=timeout)
+            self._inbox.put((math.nan, marker), timeout=timeout)
         except Full:
             return False
         return marker.done.wait(timeout)
@@ -309,8 +323,18 @@ class Engine:
                                 else round(self.last_latency_ms, 2)),
             "queue": self.input_queue.qsize(),
             "late_notes": self.scheduler.late_notes,
-            **self.counters,
+            **self._counts(),
         }
+
+    def _count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to counter ``name`` (any thread)."""
+        with self._counts_lock:
+            self.counters[name] += n
+
+    def _counts(self) -> dict[str, int]:
+        """A consistent copy of the counters (any thread)."""
+        with self._counts_lock:
+            return dict(self.counters)
 
     # ----- control thread -------------------------------------------------------------------------
     def _post(self, command: Callable[[], None]) -> None:
@@ -320,7 +344,7 @@ class Engine:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                t, msg = self.input_queue.get(timeout=self._timeout())
+                t, msg = self._inbox.get(timeout=self._timeout())
             except Empty:
                 msg = None
             try:
@@ -331,15 +355,15 @@ class Engine:
                         self._check_phrase_end()
                     finally:
                         msg.done.set()
-                elif msg is not None and msg is not _WAKE:
+                elif msg is not None and not isinstance(msg, _Marker):
                     try:
                         self._handle(msg, t)
                     finally:
-                        self.counters["messages"] += 1
+                        self._count("messages")
                 if self.input_queue.empty():  # judge silence only once the input is drained
                     self._check_phrase_end()
             except Exception:  # one bad message or command must not stop the bridge
-                self.counters["bad_messages"] += 1
+                self._count("bad_messages")
                 log.exception("control thread: could not handle %s", msg)
 
     def _silence_s(self, settings: Settings) -> float:
@@ -418,9 +442,9 @@ class Engine:
             return False
         try:
             self.update_settings(**{target: cc_to_value(target, msg.value)})
-            self.counters["cc_changes"] += 1
+            self._count("cc_changes")
         except ConfigError as exc:
-            self.counters["bad_messages"] += 1
+            self._count("bad_messages")
             log.warning("CC %d → %s refused: %s", msg.control, target, exc)
         return True
 
@@ -431,7 +455,7 @@ class Engine:
         stuck_at = self._stuck_deadline(settings) if self.capture.is_playing else None
         if stuck_at is not None and now >= stuck_at:
             released = self.capture.release_held(now)
-            self.counters["stuck_input_notes"] += released
+            self._count("stuck_input_notes", released)
             log.warning("%d key(s) down for over %.0f s without a note-off: taking them as "
                         "released", released, self.stuck_hold_s)
         else:
@@ -447,7 +471,7 @@ class Engine:
 
     def _trigger(self, t: float) -> None:
         if self._settings.get().mode == "listen":
-            self.counters["triggers_ignored"] += 1
+            self._count("triggers_ignored")
             log.info("trigger ignored: mode is listen")
             return
         seed = list(self._last_seed)
@@ -474,7 +498,7 @@ class Engine:
             self.heard_key = None if plan.key is None else str(plan.key)
         self.answer_model = model.name
         self._last_seed = tuple(seed)
-        self.counters["answers"] += 1
+        self._count("answers")
         self.generator.submit(AnswerJob(
             answer_id=answer_id,
             model=model,
@@ -497,12 +521,12 @@ class Engine:
         self.generator.cancel()
         self.scheduler.cancel_all(before=before)
         if busy:
-            self.counters["interrupts"] += 1
+            self._count("interrupts")
 
     # ----- reports (generation worker, scheduler thread) ------------------------------------------
     def _on_generated(self, report: AnswerReport) -> None:
         if report.error is not None:
-            self.counters["generation_errors"] += 1
+            self._count("generation_errors")
         with self._lock:
             record = self._records.get(report.answer_id)
             if record is None:

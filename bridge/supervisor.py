@@ -24,7 +24,7 @@ drains it: JACK's realtime thread never waits for Python's GIL); elsewhere the c
 :class:`~bridge.midi_in.MidiInput` (ALSA's and CoreMIDI's threads are not realtime and their
 input waits in the system's queue).  :meth:`PortSupervisor.start` also lowers the interpreter's
 switch interval to :data:`SWITCH_INTERVAL_S` (from 5 ms) so every MIDI thread gets the GIL
-within a JACK period (1.3 ms at 64 frames / 48 kHz).
+within a JACK period (1.3 ms at 64 frames / 48 kHz); :meth:`PortSupervisor.stop` restores it.
 
 ALSA and CoreMIDI have no server to lose, so there the watcher only reports drops.  Threads:
 ``open``/``start``/``stop`` are called by the main thread, ``stats`` by any thread (the OSC
@@ -141,6 +141,7 @@ class PortSupervisor:
         self._report_every = report_every_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._saved_switch: float | None = None  # the interpreter's switch interval before start
         self._lock = threading.Lock()  # the port objects and counters below
         self._in: OpenedPort | None = None
         self._out: OpenedPort | None = None
@@ -188,7 +189,9 @@ class PortSupervisor:
         engine runs) and start watching.  ``on_lost`` is called on the watcher thread once the
         old ports can no longer send (the engine ends its answer and forgets held keys)."""
         self._queue, self._on_lost = queue, on_lost
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+        if self._saved_switch is None:
+            self._saved_switch = sys.getswitchinterval()
+            sys.setswitchinterval(min(self._saved_switch, SWITCH_INTERVAL_S))
         with self._lock:
             self._listening = True
             self._listen()
@@ -198,13 +201,17 @@ class PortSupervisor:
             self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop watching (joined), unhook the input; the output stays until :meth:`close`."""
+        """Stop watching (joined), unhook the input, restore the interpreter's switch interval;
+        the output stays until :meth:`close`."""
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
         with self._lock:
             self._listening = False
             self._release_input()
+        if self._saved_switch is not None:
+            sys.setswitchinterval(self._saved_switch)
+            self._saved_switch = None
 
     def close(self) -> None:
         """Close both ports (after the engine sent its last note-offs). Idempotent."""

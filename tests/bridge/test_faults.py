@@ -22,6 +22,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -46,7 +47,13 @@ from reliability_support import (
 
 from bridge.errors import PortError
 from bridge.ports import BACKENDS, OpenedPort
-from bridge.supervisor import DEAF_TRIES, PortSpec, PortSupervisor, SwitchingSink
+from bridge.supervisor import (
+    DEAF_TRIES,
+    SWITCH_INTERVAL_S,
+    PortSpec,
+    PortSupervisor,
+    SwitchingSink,
+)
 
 # ---- the supervisor on fake ports ----------------------------------------------------------------
 
@@ -188,6 +195,22 @@ def test_input_opens_first(monkeypatch: pytest.MonkeyPatch) -> None:
         assert [rt.name for rt in server.opened] == ["Antiphon In", "Antiphon Out"]
     finally:
         sup.close()
+
+
+def test_the_switch_interval_is_lowered_while_listening_then_restored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "getswitchinterval", lambda: interval[0])
+    monkeypatch.setattr(sys, "setswitchinterval", lambda value: interval.append(value))
+    interval = [0.004]  # the interpreter's own, then every value set, in order
+    sup, _inbox = _supervisor(FakeServer(monkeypatch), [])
+    try:
+        assert interval == [0.004, SWITCH_INTERVAL_S]
+        sup.start(_inbox)  # a second start lowers nothing more and keeps the saved value
+    finally:
+        sup.close()
+    sup.close()  # idempotent: restored once
+    assert interval == [0.004, SWITCH_INTERVAL_S, 0.004]
 
 
 def test_a_deaf_input_is_reopened_logged_and_counted(
