@@ -43,8 +43,8 @@ from bridge.follow import AUTO, Follower
 from bridge.generate import AnswerGenerator, AnswerJob, AnswerReport, SamplingParams, answer_rng
 from bridge.midi_out import MidiSink
 from bridge.model import LstmModel, load_model, resolve_model
-from bridge.osc import AnswerEvents
 from bridge.phrase import PhraseCapture, quantize_seed
+from bridge.protocols import AnswerEvents
 from bridge.sampling import mask_table
 from bridge.schedule import Playback, Scheduler, Wait, condition_wait
 from bridge.tokens import Note

@@ -43,14 +43,14 @@ import math
 import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 from pythonosc.osc_packet import OscPacket
 
-from bridge.config import Settings
 from bridge.errors import AntiphonError, ConfigError, PortError
+from bridge.protocols import AnswerEvents, Controller, NullEvents
 
 __all__ = [
     "ERROR_ADDRESS",
@@ -67,38 +67,6 @@ log = logging.getLogger(__name__)
 PREFIX = "/antiphon"
 ERROR_ADDRESS = f"{PREFIX}/error"
 STATUS_ADDRESS = f"{PREFIX}/status"
-
-
-class Controller(Protocol):
-    """What OSC (and MIDI CC bindings) may do to the bridge; the engine implements it.
-
-    Called from the OSC thread.  ``update_settings`` raises ConfigError and ``swap_model``
-    ModelError (the old model stays); neither changes anything on error.
-    """
-
-    def update_settings(self, **changes: Any) -> Settings: ...
-
-    def trigger(self) -> None: ...
-
-    def stop_answer(self) -> None: ...
-
-    def panic(self) -> None: ...
-
-    def swap_model(self, name: str) -> str: ...
-
-    def status(self) -> dict[str, object]: ...
-
-
-class AnswerEvents(Protocol):
-    """Where the scheduler reports an answer as it plays (OSC out, or nothing). Never raises."""
-
-    def note(self, pitch: int, velocity: int, duration_beats: float) -> None: ...
-
-    def answer_begin(self, answer_id: int) -> None: ...
-
-    def answer_end(self, answer_id: int) -> None: ...
-
-    def answer_plan(self, answer_id: int, notes: Iterable[object]) -> None: ...
 
 
 class _Bad(Exception):
@@ -468,22 +436,3 @@ class OscEvents:
     def close(self) -> None:
         with self._lock:
             self._sock.close()
-
-
-class NullEvents:
-    """AnswerEvents that go nowhere (no ``--osc-out``)."""
-
-    def note(self, pitch: int, velocity: int, duration_beats: float) -> None:
-        pass
-
-    def answer_begin(self, answer_id: int) -> None:
-        pass
-
-    def answer_end(self, answer_id: int) -> None:
-        pass
-
-    def answer_plan(self, answer_id: int, notes: Iterable[object]) -> None:
-        pass
-
-    def close(self) -> None:
-        pass

@@ -35,7 +35,7 @@ import mido
 
 from bridge.clock import Clock, TempoTracker
 from bridge.midi_out import MidiSink
-from bridge.osc import AnswerEvents
+from bridge.protocols import AnswerEvents
 
 __all__ = [
     "PlannedNote",

@@ -27,3 +27,13 @@ print(json.dumps({{"heavy": sorted(m for m in sys.modules
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["heavy"] == []
     assert report["notes"] > 0
+
+
+def test_the_engine_and_scheduler_need_no_osc_transport() -> None:
+    """Their protocols live in bridge.protocols: only bridge.osc imports python-osc."""
+    code = ("import json, sys, bridge.engine, bridge.schedule, bridge.protocols; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('pythonosc'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
