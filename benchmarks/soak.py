@@ -233,8 +233,8 @@ def run_soak(rounds: int, *, model: Path, env: dict[str, str], workdir: Path, bp
     started = time.monotonic()
     try:
         peer = jack_peer.JackPeer("antiphon-soak-peer", server=env.get("JACK_DEFAULT_SERVER"))
-        peer.connect_out(f"{CLIENT} In:Antiphon In")
-        peer.connect_in(f"{CLIENT} Out:Antiphon Out")
+        peer.connect_out(f"{CLIENT}:Antiphon In")
+        peer.connect_in(f"{CLIENT}:Antiphon Out")
         sent_in = 0  # messages the peer played into the bridge
         for i in range(rounds):
             if i == warmup:

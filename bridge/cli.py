@@ -128,9 +128,10 @@ def _add_bridge(subparsers: Any) -> None:
 
     g = p.add_argument_group("MIDI ports")
     g.add_argument("--backend", default=None, metavar="NAME",
-                   help="MIDI system: auto, alsa, jack, coremidi or winmm (default: "
-                        "$MIDO_BACKEND if set, else auto — ALSA on Linux when it works, JACK "
-                        "when only a JACK server runs, CoreMIDI on macOS)")
+                   help="MIDI system: auto, jack (native JACK: one client, sample-accurate), "
+                        "rtmidi-jack (RtMidi on JACK), alsa, coremidi or winmm (default: "
+                        "$MIDO_BACKEND if set, else auto — native JACK when a JACK server "
+                        "runs, else ALSA on Linux, CoreMIDI on macOS)")
     g.add_argument("--in", dest="in_port", metavar="NAME",
                    help="listen to this existing MIDI port instead of creating a virtual one "
                         "(a unique part of its name is enough; see `antiphon ports`; on "
@@ -142,8 +143,9 @@ def _add_bridge(subparsers: Any) -> None:
     g.add_argument("--out-name", default="Antiphon Out", metavar="NAME",
                    help="name of the virtual output port (default %(default)r)")
     g.add_argument("--client-name", default="Antiphon", metavar="NAME",
-                   help="MIDI client name; the ports' clients are 'NAME In' and 'NAME Out' "
-                        "(default %(default)r)")
+                   help="MIDI client name: the native JACK backend's one client, with both "
+                        "ports (NAME:Antiphon In); on RtMidi the ports' clients are 'NAME In' "
+                        "and 'NAME Out' (default %(default)r)")
     g.add_argument("--in-channel", type=_channel_or_all, default=d.in_channel, metavar="N",
                    help="only listen to MIDI channel N (1..16; default: all)")
     g.add_argument("--out-channel", "--channel", type=int, default=d.out_channel, metavar="N",
@@ -231,7 +233,8 @@ def _add_ports(subparsers: Any) -> None:
                               description="List the MIDI ports on the chosen backend: inputs "
                                           "for --in, outputs for --out.")
     p.add_argument("--backend", default=None, metavar="NAME",
-                   help="auto, alsa, jack, coremidi or winmm (default: as `antiphon bridge`)")
+                   help="auto, jack, rtmidi-jack, alsa, coremidi or winmm (default: as "
+                        "`antiphon bridge`)")
     p.set_defaults(func=_run_ports)
 
 
@@ -445,7 +448,8 @@ def _run_bridge(args: argparse.Namespace) -> int:
             stack.callback(events.close)
             engine = Engine(model, SettingsBox(settings), ports.sink, events, model_dirs=dirs,
                             follower=follower, auto=auto, heard_until=ports.heard_until,
-                            input_queue_size=args.input_queue)
+                            input_queue_size=args.input_queue, clock=ports.clock,
+                            output_lookahead_s=ports.lookahead_s)
             engine.add_status(ports.stats)
             engine.start()
             stack.callback(engine.stop)

@@ -247,6 +247,7 @@ class JackMidiInput:
         self._clock = clock
         self._poll_s = poll_s
         self._rejected0, self._oversized0 = ring.rejected, ring.oversized
+        self._heard_until = clock()
         self.received = 0
         self._queue_full = 0
         self._undecodable = 0
@@ -269,9 +270,15 @@ class JackMidiInput:
             self._stop.wait(self._poll_s)
         self.drain()
 
+    def heard_until(self) -> float:
+        """Every message played before this time (engine clock) is in the queue (any thread):
+        the end of the last period the callback had handed over when the ring was drained."""
+        return self._heard_until
+
     def drain(self) -> int:
         """Decode and deliver everything in the ring (this class's thread; tests call it)."""
         delivered = 0
+        watermark = self._ring.watermark  # read first: events before it are in the ring now
         while (event := self._ring.pop()) is not None:
             frame, data = event
             if data[0] in _IGNORED:
@@ -288,6 +295,8 @@ class JackMidiInput:
                 continue
             self.received += 1
             delivered += 1
+        if watermark is not None:
+            self._heard_until = max(self._heard_until, self._clock.from_frame(watermark))
         return delivered
 
     def stats(self) -> dict[str, int]:
@@ -349,6 +358,8 @@ class JackMidiPorts:
         self.callback_errors = 0
         self.skipped = 0  # periods whose output was held back: the callback ran late
         self.extra_note_offs = 0  # note-offs repeated for note-ons another client read twice
+        self.repeated = 0  # calls for a period already handled (after a late call)
+        self._period_start: int | None = None
         self._next_start: int | None = None
         self._last_ons: list[int] = []  # channel * 128 + key of the note-ons last written
         self._owed: dict[int, int] = {}  # extra note-offs owed per channel * 128 + key
@@ -450,6 +461,7 @@ class JackMidiPorts:
             "jack_out_buffer_full": self.out_full,
             "jack_callback_errors": self.callback_errors,
             "jack_late_periods": self.skipped,
+            "jack_repeated_periods": self.repeated,
             "jack_extra_note_offs": self.extra_note_offs,
         }
 
@@ -472,10 +484,18 @@ class JackMidiPorts:
             return
         try:
             start = client.last_frame_time
+            if start == self._period_start:
+                # A late call of ours already handled this period (it ran when the server was
+                # on to this one): reading the input again would duplicate every event, and
+                # the output buffer already holds what is due.
+                self.repeated += 1
+                return
+            self._period_start = start
             expected, self._next_start = self._next_start, (start + frames) & FRAME_MASK
             ring = self._in_ring
             for offset, data in in_port.incoming_midi_events():
                 ring.push((start + offset) & FRAME_MASK, data)
+            ring.watermark = self._next_start  # this period's input is all in the ring
             out_port.clear_buffer()
             if expected is not None and start != expected:
                 # Periods went by without us (this thread waited for the GIL): the server has

@@ -222,6 +222,8 @@ class EventRing:
         self._tail = 0
         self.rejected = 0
         self.oversized = 0
+        self.watermark: int | None = None
+        """Producer: the frame time before which every event has been pushed."""
 
     @property
     def capacity(self) -> int:
@@ -231,9 +233,12 @@ class EventRing:
         return self._head - self._tail
 
     def push(self, frame: int, data: bytes | memoryview) -> bool:
-        """Producer (the process callback): copy one event; False (counted) if it cannot."""
+        """Producer (the process callback): copy one event; False (counted) if it cannot.
+        System exclusive longer than a slot is left out uncounted (the bridge ignores it)."""
         size = len(data)
         if size > self._width:
+            if data[0] == 0xF0:
+                return False
             self.oversized += 1
             return False
         head = self._head

@@ -2,10 +2,16 @@
 
 Backend choice (:func:`choose_backend`), first match wins:
 
-1. ``--backend NAME`` (``alsa``, ``jack``, ``coremidi``, ``winmm``; ``auto`` means "not given");
-2. mido's ``MIDO_BACKEND`` environment variable, e.g. ``mido.backends.rtmidi/UNIX_JACK``;
-3. automatic: CoreMIDI on macOS, Windows MM on Windows; on Linux ALSA when its sequencer works,
-   else JACK when a JACK server is reachable (``JACK_DEFAULT_SERVER`` names it).
+1. ``--backend NAME`` (``jack``, ``rtmidi-jack``, ``alsa``, ``coremidi``, ``winmm``; ``auto``
+   means "not given");
+2. mido's ``MIDO_BACKEND`` environment variable, e.g. ``mido.backends.rtmidi/UNIX_JACK`` (RtMidi
+   on JACK: ``rtmidi-jack``);
+3. automatic: CoreMIDI on macOS, Windows MM on Windows; on Linux the native JACK backend when a
+   jackd2 server answers (``JACK_DEFAULT_SERVER`` names it), else ALSA when its sequencer works,
+   else JACK when any JACK server is reachable (jackd1, PipeWire's JACK under ``pw-jack``).
+
+``jack`` is the native JACK backend (:mod:`bridge.jack_native`, JACK-Client: one client with
+both ports, sample-accurate); ``rtmidi-jack`` is python-rtmidi on JACK, as before it.
 
 Ports are python-rtmidi objects (mido only encodes and decodes the messages).  By default the
 bridge creates virtual ports "Antiphon In" / "Antiphon Out" that a DAW connects to; ``--in`` /
@@ -60,23 +66,30 @@ INPUT_QUEUE_LIMIT = 8192
 class Backend:
     """One system MIDI API as python-rtmidi knows it."""
 
-    name: str  # "alsa" | "jack" | "coremidi" | "winmm"
+    name: str  # "jack" | "rtmidi-jack" | "alsa" | "coremidi" | "winmm"
     api: int  # rtmidi.API_* constant
     mido_name: str  # mido's spelling, for MIDO_BACKEND
     virtual_ports: bool  # can this API create virtual ports?
+    native: bool = False  # bridge.jack_native (JACK-Client) instead of python-rtmidi
 
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def on_jack(self) -> bool:
+        """Does it run on a JACK server (native or RtMidi)?"""
+        return self.api == rtmidi.API_UNIX_JACK
+
 
 BACKENDS: Mapping[str, Backend] = {
     "alsa": Backend("alsa", rtmidi.API_LINUX_ALSA, "LINUX_ALSA", True),
-    "jack": Backend("jack", rtmidi.API_UNIX_JACK, "UNIX_JACK", True),
+    "jack": Backend("jack", rtmidi.API_UNIX_JACK, "UNIX_JACK", True, native=True),
+    "rtmidi-jack": Backend("rtmidi-jack", rtmidi.API_UNIX_JACK, "UNIX_JACK", True),
     "coremidi": Backend("coremidi", rtmidi.API_MACOSX_CORE, "MACOSX_CORE", True),
     "winmm": Backend("winmm", rtmidi.API_WINDOWS_MM, "WINDOWS_MM", False),
 }
 """Every backend Antiphon knows, by ``--backend`` name (compiled into python-rtmidi or not)."""
-_BY_MIDO_NAME = {b.mido_name.lower(): b for b in BACKENDS.values()}
+_BY_MIDO_NAME = {b.mido_name.lower(): b for b in BACKENDS.values() if not b.native}
 BACKEND_NAMES = ("auto", *BACKENDS)
 """The values ``--backend`` accepts."""
 
@@ -94,12 +107,29 @@ def _lookup(name: str, source: str) -> Backend:
             f"unknown MIDI backend {name!r} from {source}; choose one of "
             f"{', '.join(BACKEND_NAMES)}"
         )
+    if backend.native:
+        problem = _native_missing()
+        if problem:
+            raise PortError(
+                f"the native JACK backend needs JACK-Client and libjack ({problem}); install "
+                "them or use --backend rtmidi-jack"
+            )
+        return backend
     if backend.api not in rtmidi.get_compiled_api():
         raise PortError(
             f"this python-rtmidi was built without {backend.name} support ({source}); "
             f"install one that has it or choose another --backend"
         )
     return backend
+
+
+def _native_missing() -> str:
+    """Why the native JACK backend cannot load ("" when it can)."""
+    try:
+        import jack  # noqa: F401  (JACK-Client loads libjack when imported)
+    except (ImportError, OSError) as err:
+        return str(err) or type(err).__name__
+    return ""
 
 
 def _from_mido_env(value: str) -> Backend | None:
@@ -171,7 +201,9 @@ def _works(backend: Backend) -> bool:
         return False
     if backend.name == "alsa" and not os.path.exists("/dev/snd/seq"):
         return False
-    if backend.name == "jack" and _jack_socket_answers():
+    if backend.native and _native_missing():
+        return False
+    if backend.on_jack and _jack_socket_answers():
         return True
     with _quiet_stderr():
         try:
@@ -206,7 +238,9 @@ def choose_backend(
         return _lookup("coremidi", "macOS")
     if plat.startswith("win"):
         return _lookup("winmm", "Windows")
-    for name in ("alsa", "jack"):
+    if _jack_socket_answers() and _works(BACKENDS["jack"]):  # a JACK server runs: its own API
+        return BACKENDS["jack"]
+    for name in ("alsa", "jack", "rtmidi-jack"):
         if _works(BACKENDS[name]):
             return BACKENDS[name]
     raise PortError(_NO_BACKEND)
@@ -233,7 +267,7 @@ def _client(kind: Literal["in", "out"], backend: Backend, client_name: str) -> r
 
 
 def _unreachable(backend: Backend, err: Exception) -> str:
-    if backend.name == "jack":
+    if backend.on_jack:
         server = os.environ.get("JACK_DEFAULT_SERVER", "default")
         return (
             f"cannot reach the JACK server {server!r} ({err}); start it "

@@ -26,6 +26,13 @@ input waits in the system's queue).  :meth:`PortSupervisor.start` also lowers th
 switch interval to :data:`SWITCH_INTERVAL_S` (from 5 ms) so every MIDI thread gets the GIL
 within a JACK period (1.3 ms at 64 frames / 48 kHz); :meth:`PortSupervisor.stop` restores it.
 
+The native JACK backend (``backend.native``, :mod:`bridge.jack_native`) has one JACK client
+with both ports instead: no self-test (its process callback is Python's own), the input is a
+:class:`~bridge.jack_native.JackMidiInput`, the output a :class:`~bridge.jack_native.JackOutput`,
+and :attr:`PortSupervisor.clock` — the clock the engine must use — runs on the client's JACK
+frame counter (:class:`~bridge.jack_native_clock.FrameClock`; monotonic while the server is
+away).  A server shutdown that the client hears of counts as a loss too.
+
 ALSA and CoreMIDI have no server to lose, so there the watcher only reports drops.  Threads:
 ``open``/``start``/``stop`` are called by the main thread, ``stats`` by any thread (the OSC
 thread's ``/antiphon/status``), ``send`` by the scheduler and control threads, the rest runs on
@@ -47,6 +54,8 @@ import mido
 
 from bridge.clock import Clock
 from bridge.errors import PortError
+from bridge.jack_native import JackMidiInput, JackMidiPorts, JackOutput
+from bridge.jack_native_clock import FrameClock
 from bridge.midi_in import MidiInput
 from bridge.midi_out import MidiOutput
 from bridge.midi_poll import PolledMidiInput
@@ -82,7 +91,7 @@ class SwitchingSink:
     drops and counts (``dropped_offline``) while the ports are down.  Never raises."""
 
     def __init__(self) -> None:
-        self._output: MidiOutput | None = None
+        self._output: MidiOutput | JackOutput | None = None
         self.dropped_offline = 0
 
     def send(self, msg: mido.Message) -> None:
@@ -93,7 +102,18 @@ class SwitchingSink:
             return
         output.send(msg)
 
-    def attach(self, output: MidiOutput | None) -> None:
+    def send_at(self, msg: mido.Message, due: float | None) -> None:
+        """Scheduler thread: ``msg`` due at clock time ``due``; placed at its frame by the
+        native JACK output, sent now by the others (the scheduler then hands nothing early)."""
+        output = self._output
+        if output is None:
+            self.dropped_offline += 1
+        elif isinstance(output, JackOutput):
+            output.send_at(msg, due)
+        else:
+            output.send(msg)
+
+    def attach(self, output: MidiOutput | JackOutput | None) -> None:
         """Send to ``output`` from now on (None: drop)."""
         self._output = output
 
@@ -130,11 +150,14 @@ class PortSupervisor:
         self.sink = SwitchingSink()
         self._queue: Queue[tuple[float, mido.Message]] | None = None
         self._on_lost: Callable[[], None] = lambda: None
-        self._clock = clock
-        if server_probe is None and backend.name == "jack":
+        self._frame_clock = FrameClock(clock) if backend.native else None
+        self.clock: Clock = self._frame_clock or clock
+        """The clock the engine must run on (JACK frame time on the native backend)."""
+        self._clock = self.clock
+        if server_probe is None and backend.on_jack:
             server_probe = jack_server_identity
         self._probe = server_probe
-        if input_check is None and backend.name == "jack":
+        if input_check is None and backend.on_jack and not backend.native:
             input_check = input_hears_itself
         self._input_check = input_check
         self._poll_s = poll_s
@@ -145,8 +168,9 @@ class PortSupervisor:
         self._lock = threading.Lock()  # the port objects and counters below
         self._in: OpenedPort | None = None
         self._out: OpenedPort | None = None
-        self._midi_in: MidiInput | PolledMidiInput | None = None
-        self._output: MidiOutput | None = None
+        self._midi_in: MidiInput | PolledMidiInput | JackMidiInput | None = None
+        self._output: MidiOutput | JackOutput | None = None
+        self._native: JackMidiPorts | None = None
         self._server: object | None = None
         self._listening = False
         self._totals = {"received": 0, "dropped": 0, "malformed": 0, "sent": 0, "failed": 0}
@@ -161,15 +185,25 @@ class PortSupervisor:
     @property
     def up(self) -> bool:
         """True while the ports are open."""
-        return self._out is not None
+        return self._out is not None or self._native is not None
 
     @property
     def in_name(self) -> str:
+        if self._native is not None:
+            return self._native.in_shown
         return self._in.name if self._in is not None else self.spec.in_name
 
     @property
     def out_name(self) -> str:
+        if self._native is not None:
+            return self._native.out_shown
         return self._out.name if self._out is not None else self.spec.out_name
+
+    @property
+    def lookahead_s(self) -> float:
+        """How early the engine's scheduler should hand notes over (0: send them when due)."""
+        native = self._native
+        return native.lookahead_s if native is not None else 0.0
 
     def open(self) -> None:
         """Open both ports (PortError with one line if they cannot be); input not yet delivered."""
@@ -221,9 +255,9 @@ class PortSupervisor:
 
     def heard_until(self) -> float:
         """Every message played before this time is in the engine's queue (any thread; the
-        engine judges a phrase's end by it): the polled JACK input's watermark, else now."""
+        engine judges a phrase's end by it): the JACK inputs' watermark, else now."""
         midi_in = self._midi_in
-        if isinstance(midi_in, PolledMidiInput):
+        if isinstance(midi_in, (PolledMidiInput, JackMidiInput)):
             return midi_in.heard_until()
         return self._clock()
 
@@ -251,6 +285,7 @@ class PortSupervisor:
             "port_losses": self.losses,
             "port_reopens": self.reopens,
             "midi_in_deaf_reopens": self.deaf_reopens,
+            **(self._native.jack_stats() if self._native is not None else {}),
         }
 
     # ----- watcher thread -------------------------------------------------------------------------
@@ -267,7 +302,8 @@ class PortSupervisor:
         if self._probe is None:
             return
         server = self._probe()
-        if self.up and server != self._server:
+        native = self._native
+        if self.up and (server != self._server or (native is not None and native.lost)):
             self._lose(server)
         if not self.up and server is not None and not self._stop.is_set():
             self._reopen(server)
@@ -328,6 +364,9 @@ class PortSupervisor:
         leave the input deaf; after :data:`DEAF_TRIES` deaf opens, PortError.
         """
         spec = self.spec
+        if self._frame_clock is not None:
+            self._open_native(self._frame_clock)
+            return
         for attempt in range(1, DEAF_TRIES + 1):
             in_port = open_input(self.backend, name=spec.in_name, client_name=spec.client,
                                  existing=spec.in_existing)
@@ -363,10 +402,23 @@ class PortSupervisor:
             self._output = MidiOutput(out_port.rt)
             self.sink.attach(self._output)
 
+    def _open_native(self, clock: FrameClock) -> None:
+        spec = self.spec
+        ports = JackMidiPorts(clock, client_name=spec.client, in_name=spec.in_name,
+                              out_name=spec.out_name, in_existing=spec.in_existing,
+                              out_existing=spec.out_existing)
+        ports.open()
+        with self._lock:
+            self._native, self._output = ports, ports.output
+            self.sink.attach(ports.output)
+
     def _listen(self) -> None:
-        if self._listening and self._queue is not None and self._in is not None \
-                and self._midi_in is None:
-            if self.backend.name == "jack":
+        if not self._listening or self._queue is None or self._midi_in is not None:
+            return
+        if self._native is not None:
+            self._midi_in = self._native.listen(self._queue)
+        elif self._in is not None:
+            if self.backend.on_jack:
                 self._midi_in = PolledMidiInput(self._in.rt, self._queue, self._clock)
             else:
                 self._midi_in = MidiInput(self._in.rt, self._queue, self._clock)
@@ -386,6 +438,9 @@ class PortSupervisor:
             for key, value in self._output.stats().items():
                 self._totals[key] += value
             self._output = None
+        if self._native is not None:
+            self._native.close()  # after the queued note-offs went out
+            self._native = None
         for port in (self._in, self._out):
             if port is not None:
                 try:

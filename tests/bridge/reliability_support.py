@@ -157,8 +157,8 @@ class MidiPeer:
     def raw_count(self) -> int:
         return len(self._received)
 
-    def connect(self, bridge_in: str = "Antiphon In:Antiphon In",
-                bridge_out: str = "Antiphon Out:Antiphon Out", timeout: float = 10.0) -> None:
+    def connect(self, bridge_in: str = "Antiphon:Antiphon In",
+                bridge_out: str = "Antiphon:Antiphon Out", timeout: float = 10.0) -> None:
         """Connect our out → the bridge's input and the bridge's output → our in."""
         deadline = time.monotonic() + timeout
         while True:

@@ -77,7 +77,7 @@ _BRIDGE_PORTS = textwrap.dedent('''
     from bridge.ports import BACKENDS
     from bridge.supervisor import PortSupervisor, PortSpec
     want = int(sys.argv[1])
-    sup = PortSupervisor(BACKENDS["jack"], PortSpec())
+    sup = PortSupervisor(BACKENDS["rtmidi-jack"], PortSpec())
     inbox = Queue()
     sup.open()
     sup.start(inbox)

@@ -130,8 +130,8 @@ class FakeServer:
 
 def _supervisor(server: FakeServer, lost: list[int]) -> tuple[PortSupervisor, Queue[Any]]:
     inbox: Queue[Any] = Queue(maxsize=4)
-    sup = PortSupervisor(BACKENDS["jack"], PortSpec(), server_probe=server.probe, poll_s=3600,
-                         report_every_s=0.0)
+    sup = PortSupervisor(BACKENDS["rtmidi-jack"], PortSpec(), server_probe=server.probe,
+                         poll_s=3600, report_every_s=0.0)
     sup.open()
     sup.start(inbox, on_lost=lambda: lost.append(1))
     return sup, inbox
@@ -235,7 +235,8 @@ def test_a_deaf_input_is_reopened_logged_and_counted(
 def test_an_input_that_stays_deaf_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     server = FakeServer(monkeypatch)
     server.deaf = 100
-    sup = PortSupervisor(BACKENDS["jack"], PortSpec(), server_probe=server.probe, poll_s=3600)
+    sup = PortSupervisor(BACKENDS["rtmidi-jack"], PortSpec(), server_probe=server.probe,
+                         poll_s=3600)
     with pytest.raises(PortError, match="stays deaf"):
         sup.open()
     assert not sup.up and all(rt.is_deleted for rt in server.opened)
@@ -276,7 +277,7 @@ def test_switching_sink_never_raises() -> None:
 # ---- a real bridge on a JACK server that dies ----------------------------------------------------
 
 FAULT_CLIENT = "AntiphonFault"
-FAULT_IN, FAULT_OUT = f"{FAULT_CLIENT} In:Antiphon In", f"{FAULT_CLIENT} Out:Antiphon Out"
+FAULT_IN, FAULT_OUT = f"{FAULT_CLIENT}:Antiphon In", f"{FAULT_CLIENT}:Antiphon Out"
 
 
 @pytest.fixture(scope="module")
@@ -410,7 +411,7 @@ def test_ports_unplugged_and_replugged_and_a_corrupt_model_keep_answers_flowing(
     bridge = bridge_process("--model", str(models / "quick.onnx"), "--model-dir", str(foreign),
                             "--client-name", DAW_CLIENT, "--length", "16", "--bpm", "240",
                             "--silence", "0.5", "--seed", "4", "--osc-port", "0")
-    ins, outs = f"{DAW_CLIENT} In:Antiphon In", f"{DAW_CLIENT} Out:Antiphon Out"
+    ins, outs = f"{DAW_CLIENT}:Antiphon In", f"{DAW_CLIENT}:Antiphon Out"
     osc = Osc(bridge.osc_port)
     peer = MidiPeer("h6-daw", jack_server)
     unplugs = 0

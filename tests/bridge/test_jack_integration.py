@@ -230,7 +230,7 @@ def test_a_phrase_is_answered_on_antiphon_out_with_every_note_off(
     try:
         assert '"Antiphon In"' in bridge.ready_line and '"Antiphon Out"' in bridge.ready_line
         assert "backend jack" in bridge.ready_line  # chosen automatically
-        assert {"Antiphon In:Antiphon In", "Antiphon Out:Antiphon Out"} <= set(jack_port_names())
+        assert {"Antiphon:Antiphon In", "Antiphon:Antiphon Out"} <= set(jack_port_names())
         player, recorder = peers()
         phrase_end, answer = answer_of(player, recorder)
         ons = note_ons(answer)
@@ -318,8 +318,8 @@ def test_osc_control_over_udp_against_the_real_engine(
     listed = antiphon("ports")
     assert listed.returncode == 0
     assert "backend: jack" in listed.stdout
-    assert "  Antiphon Out:Antiphon Out" in listed.stdout.split("outputs")[0]  # readable: --in
-    assert "  Antiphon In:Antiphon In" in listed.stdout.split("outputs")[1]  # writable: --out
+    assert "  Antiphon:Antiphon Out" in listed.stdout.split("outputs")[0]  # readable: --in
+    assert "  Antiphon:Antiphon In" in listed.stdout.split("outputs")[1]  # writable: --out
 
     player, _ = peers()
     player.send(mido.Message("control_change", control=21, value=127))  # the bound CC
@@ -396,8 +396,8 @@ def test_existing_ports_instead_of_virtual_ones(
         assert '"loopMIDI B:loop B"' in bridge.ready_line
         connections = subprocess.run(["jack_lsp", "-c"], capture_output=True, text=True,
                                      check=True, timeout=10).stdout
-        assert "loopMIDI A:loop A\n   Antiphon In:Antiphon In" in connections
-        assert "loopMIDI B:loop B\n   Antiphon Out:Antiphon Out" in connections
+        assert "loopMIDI A:loop A\n   Antiphon:Antiphon In" in connections
+        assert "loopMIDI B:loop B\n   Antiphon:Antiphon Out" in connections
 
         class Wrapped(Peer):
             def __init__(self) -> None:

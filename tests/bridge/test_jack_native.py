@@ -214,7 +214,8 @@ def test_event_ring_copies_the_bytes() -> None:
     buffer[1] = 0x3E  # JACK reuses its buffer: the ring must hold a copy
     assert ring.push(8, b"\xf8")
     assert not ring.push(9, b"\x80\x3c\x00")
-    assert not ring.push(9, b"\xf0\x7d\x01\xf7")
+    assert not ring.push(9, b"\xf0\x7d\x01\xf7")  # SysEx: ignored, as by the RtMidi backends
+    assert not ring.push(9, b"\x90\x3c\x40\x00")
     assert (ring.rejected, ring.oversized) == (1, 1)
     assert ring.pop() == (7, b"\x90\x3c\x40")
     assert ring.pop() == (8, b"\xf8")
@@ -237,6 +238,7 @@ def test_input_is_stamped_with_its_exact_frame(fallback: FakeFallback) -> None:
     assert [m.type for _, m in got] == ["note_on", "note_off", "clock"]
     assert [round((t - t0) * RATE) for t, _ in got] == [0, 17, PERIOD + 63]
     assert reader.stats() == {"received": 3, "dropped": 0, "malformed": 0}
+    assert reader.heard_until() == pytest.approx(t0 + 2 * PERIOD / RATE)  # both periods in
 
 
 def test_input_counts_overflow_malformed_and_full_queue(fallback: FakeFallback) -> None:
@@ -251,8 +253,8 @@ def test_input_counts_overflow_malformed_and_full_queue(fallback: FakeFallback) 
                   (3, b"\x90\x01\x02\x03")])
     queue.get_nowait()
     reader.drain()
-    # truncated note-on: undecodable; sysex and active sensing: filtered; 4 bytes: oversized
-    assert reader.stats() == {"received": 2, "dropped": 4, "malformed": 3}
+    # truncated note-on: undecodable; 4 bytes: oversized; SysEx and active sensing: ignored
+    assert reader.stats() == {"received": 2, "dropped": 4, "malformed": 2}
     ports.close()
 
 
@@ -473,4 +475,20 @@ def test_a_late_period_holds_its_output_and_owes_note_offs(fallback: FakeFallbac
     assert ports.extra_note_offs == 3
     ports.output.send(off)
     assert client.cycle() == [(0, off.bin())]  # paid off
+    ports.close()
+
+
+def test_a_period_handled_by_a_late_call_is_not_read_twice(fallback: FakeFallback) -> None:
+    ports, client = open_ports(fallback)
+    queue: Queue[tuple[float, mido.Message]] = Queue()
+    reader = ports.listen(queue)
+    reader.close()
+    tick = b"\xf8"
+    client.cycle([(10, tick)])
+    client.frame_time -= PERIOD  # JACK calls again for the same period (the last call was late)
+    ports.output.send(mido.Message("note_on", note=60, velocity=9))
+    client.cycle([(10, tick)])
+    assert reader.drain() == 1 and ports.repeated == 1  # one tick, not two
+    assert ports.output.pending == 1  # the note goes in the next period, not twice
+    assert client.cycle() == [(0, mido.Message("note_on", note=60, velocity=9).bin())]
     ports.close()

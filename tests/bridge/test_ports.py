@@ -26,7 +26,8 @@ LINUX = {"MIDO_BACKEND": ""}
 def test_explicit_backend_names() -> None:
     assert choose_backend("jack").name == "jack"
     assert choose_backend(" JACK ").name == "jack"
-    assert choose_backend("UNIX_JACK").name == "jack"
+    assert choose_backend("UNIX_JACK").name == "rtmidi-jack"  # RtMidi's name for its JACK API
+    assert choose_backend("rtmidi-jack").native is False and choose_backend("jack").native
     assert choose_backend("alsa").api == rtmidi.API_LINUX_ALSA
 
 
@@ -43,7 +44,7 @@ def test_backend_not_compiled_in(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_mido_backend_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     env = {"MIDO_BACKEND": "mido.backends.rtmidi/UNIX_JACK"}
-    assert choose_backend(environ=env, platform="linux").name == "jack"
+    assert choose_backend(environ=env, platform="linux").name == "rtmidi-jack"
     assert choose_backend("alsa", environ=env).name == "alsa"  # --backend wins
     with pytest.raises(PortError, match=r"MIDO_BACKEND='mido.backends.portmidi'"):
         choose_backend(environ={"MIDO_BACKEND": "mido.backends.portmidi"}, platform="linux")
@@ -68,8 +69,20 @@ def test_platform_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_linux_prefers_alsa_then_jack(
     monkeypatch: pytest.MonkeyPatch, working: set[str], expected: str
 ) -> None:
+    monkeypatch.setattr(ports, "_jack_socket_answers", lambda: False)  # no jackd2 server
     monkeypatch.setattr(ports, "_works", lambda b: b.name in working)
     assert choose_backend(environ=LINUX, platform="linux").name == expected
+
+
+def test_a_running_jack_server_gets_the_native_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ports, "_jack_socket_answers", lambda: True)
+    monkeypatch.setattr(ports, "_works", lambda b: True)
+    assert choose_backend(environ=LINUX, platform="linux").name == "jack"
+    monkeypatch.setattr(ports, "_native_missing", lambda: "No module named 'jack'")
+    monkeypatch.setattr(ports, "_works", lambda b: b.name == "rtmidi-jack")
+    assert choose_backend(environ=LINUX, platform="linux").name == "rtmidi-jack"
+    with pytest.raises(PortError, match=r"needs JACK-Client.*--backend rtmidi-jack"):
+        choose_backend("jack")
 
 
 def test_no_backend_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,11 +33,11 @@ def test_jack_midiseq_in_jack_midi_dump_out(
         "--out-channel", "3", "--osc-port", "0", "--osc-out", f"127.0.0.1:{osc_listener.port}",
     )
     dump = tools("jack_midi_dump", "-a", "e2e-dump")
-    run_tool("jack_connect", f"{client} Out:Antiphon Out", wait_port("e2e-dump:input"))
+    run_tool("jack_connect", f"{client}:Antiphon Out", wait_port("e2e-dump:input"))
 
     seq = tools("jack_midiseq", "e2e-seq", str(LOOP_S * RATE),
                 *(str(v) for note in PHRASE for v in note))
-    run_tool("jack_connect", wait_port("e2e-seq:out"), f"{client} In:Antiphon In")
+    run_tool("jack_connect", wait_port("e2e-seq:out"), f"{client}:Antiphon In")
 
     osc_listener.wait("/antiphon/answer/end", 30)
     seq.stop()
@@ -87,7 +87,7 @@ def test_bridge_exit_releases_every_note_jack_midi_dump_sees(
         "--osc-port", "0", "--osc-out", f"127.0.0.1:{osc_listener.port}",
     )
     dump = tools("jack_midi_dump", "-a", "e2e-dump-stop")
-    run_tool("jack_connect", f"{client} Out:Antiphon Out", wait_port("e2e-dump-stop:input"))
+    run_tool("jack_connect", f"{client}:Antiphon Out", wait_port("e2e-dump-stop:input"))
     osc_listener.send(("127.0.0.1", bridge.osc_port), "/antiphon/trigger")
     osc_listener.wait("/antiphon/note", 30)
     assert bridge.stop() == 0

@@ -44,8 +44,8 @@ def _answer_under_clock(bpm: float, *, client: str, model: Path, peer: JackPeer,
         "--silence", "1", "--start", "auto", "--osc-port", "0",
         "--osc-out", f"127.0.0.1:{osc.port}",
     )
-    bridge_in = peer.connect_out(f"{client} In")
-    peer.connect_in(f"{client} Out")
+    bridge_in = peer.connect_out(f"{client}:Antiphon In")
+    peer.connect_in(f"{client}:Antiphon Out")
 
     transport("stop", "locate 0")  # at frame 0 the next `play` makes jack_midi_clock send Start
     time.sleep(0.3)

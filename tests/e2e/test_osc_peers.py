@@ -58,8 +58,8 @@ def test_oscsend_sets_and_oscdump_hears_every_note(
     assert settings["length_unit"] == "events"
     assert float(settings["temperature"]) == pytest.approx(0.7)  # 99 was refused, 0.7 kept
 
-    peer.connect_out(f"{client} In")
-    peer.connect_in(f"{client} Out")
+    peer.connect_out(f"{client}:Antiphon In")
+    peer.connect_in(f"{client}:Antiphon Out")
     _, end = peer.play(phrase_messages(phrase("ode_to_joy"), BPM))
     wait_for(lambda: "/antiphon/answer/end" in dump.output(), 60 + (end - peer.now()),
              "/antiphon/answer/end in oscdump")
