@@ -248,7 +248,7 @@ def run(options: Options, context: dict[str, object]) -> Section:
             chosen = {a.name: a.answer(case.seed, 1.0, options.rng_seed)
                       for a in answerers if a.name in ("old default", AUTO_ROW)}
             example = (case, chosen)
-        single = ms.single_onset_share([n for c in cases for n in c.seed]) >= 0.9
+        single = _mean([ms.single_onset_share(c.seed) for c in cases]) >= 0.9
         for temperature in temperatures:
             ours = _row(rows, style.name, AUTO_ROW, temperature)
             markov = _row(rows, style.name, MARKOV_ROW, temperature)

@@ -160,7 +160,7 @@ class Settings:
     trigger_note: int | None = None
     cc_bindings: Mapping[str, int] = field(default_factory=dict)
     key: str = "auto"
-    key_lock: float = 0.5
+    key_lock: float = 0.8
 
     def __post_init__(self) -> None:
         put = object.__setattr__

@@ -30,7 +30,7 @@ def test_defaults_match_the_documented_values() -> None:
         "bpm": 120.0, "mode": "call", "in_channel": None, "out_channel": 1, "silence_beats": 1.0,
         "start": "auto", "beats_per_bar": 4, "seed": None, "passthrough": False,
         "chord_window_ms": 30.0, "trigger_cc": None, "trigger_note": None, "cc_bindings": {},
-        "key": "auto", "key_lock": 0.5,
+        "key": "auto", "key_lock": 0.8,
     }
 
 
