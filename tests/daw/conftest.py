@@ -54,7 +54,7 @@ def start_bridge_fn(request: pytest.FixtureRequest) -> Callable[..., Any]:
     module = request.config.pluginmanager.get_plugin(str(root))
     if module is None:
         raise AssertionError(f"{root} is not loaded as a conftest")
-    return module.start_bridge  # type: ignore[no-any-return]
+    return module.start_bridge
 
 
 DAW_SERVER = "antiphon-daw"

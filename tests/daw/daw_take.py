@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import math
 import os
+import socket
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -55,6 +56,16 @@ __all__ = [
 
 PHRASES = Path(__file__).resolve().parents[2] / "examples" / "phrases"
 ATTEMPTS = 3
+STATUS_KEYS = (
+    "late_notes",
+    "clock_ticks_lost",
+    "clock_timeline_shifts",
+    "tempo_bpm",
+    "clock_running",
+    "answer_model",
+    "bad_messages",
+    "error",
+)
 LEAD_IN_BEATS = 4.0  # the clock runs a bar before the first call: the bridge locks its tempo
 
 Note = tuple[float, int, float, int]
@@ -99,7 +110,8 @@ class TakeSpec:
             f"{self.silence_beats:g}",
             "--temperature",
             "0.8",
-            "--no-osc",
+            "--osc-port",
+            "0",
         ]
         return [*flags, "--start", "bar" if self.clock else "now"]
 
@@ -170,6 +182,7 @@ class Take:
     attempts: int
     stopped_sample: int  # where Ardour's transport stopped
     rate: float  # JACK sample rate
+    status: dict[str, Any]  # the bridge's /antiphon/status reply after the take (evidence)
     ticks: list[float] = field(init=False)
     start: float = field(init=False)
     stop: float | None = field(init=False)
@@ -226,9 +239,11 @@ class Take:
         """For failure messages: the spec, the bridge's log and Ardour's output (tails)."""
         log = "\n".join(self.bridge_log.strip().splitlines()[-15:])
         ardour = "\n".join(self.ardour_output.strip().splitlines()[-8:])
+        status = {k: self.status.get(k) for k in STATUS_KEYS}
         return (
             f"take {self.spec.name} ({self.spec.bpm:g} BPM, clock {self.spec.clock}, "
-            f"{self.attempts} attempt(s))\n--- bridge log ---\n{log}\n--- ardour ---\n{ardour}"
+            f"{self.attempts} attempt(s)); bridge status after the take: {status}\n"
+            f"--- bridge log ---\n{log}\n--- ardour ---\n{ardour}"
         )
 
 
@@ -309,6 +324,7 @@ def _record_once(
                 stop_s=stop_beat * 60.0 / spec.bpm,
             )
             time.sleep(0.3)  # what the bridge sends right after the stop is heard too
+            status = bridge_status(bridge.osc_port)
             heard = sorted(
                 listener.received() + clock_listener.received(realtime=True), key=lambda e: e[0]
             )
@@ -334,7 +350,27 @@ def _record_once(
         attempt,
         result.stopped_at,
         listener_rate,
+        status,
     )
+
+
+def bridge_status(port: int, timeout: float = 5.0) -> dict[str, Any]:
+    """The bridge's ``/antiphon/status`` reply as a dict ({"error": ...} if none came)."""
+    from pythonosc.osc_message_builder import build_msg
+    from pythonosc.osc_packet import OscPacket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(timeout)
+        sock.sendto(build_msg("/antiphon/status", []).dgram, ("127.0.0.1", port))
+        try:
+            while True:
+                for timed in OscPacket(sock.recv(65536)).messages:
+                    if timed.message.address == "/antiphon/status":
+                        params = list(timed.message.params)
+                        return dict(zip(params[::2], params[1::2], strict=False))
+        except OSError as exc:
+            return {"error": f"no /antiphon/status reply: {exc}"}
 
 
 def grid_offsets_s(beats: Sequence[float], spb: float, step_beats: float = 0.25) -> list[float]:
