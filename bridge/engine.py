@@ -48,6 +48,7 @@ from bridge.protocols import AnswerEvents
 from bridge.sampling import mask_table
 from bridge.schedule import Playback, Scheduler, Wait, condition_wait
 from bridge.tokens import Note
+from bridge.worker import Worker
 
 __all__ = ["Engine"]
 
@@ -155,8 +156,7 @@ class Engine:
         self._answers_started = 0
         self._records: dict[int, _Record] = {}
         self._last_seed: tuple[Note, ...] = ()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.worker = Worker("antiphon-control", self._run, wake=self.wake)
         self._started = False
         # Counted by the input callback (dropped), the control thread, the generation worker and
         # OSC/supervisor threads (interrupts): every update and the copy in stats() hold
@@ -178,15 +178,11 @@ class Engine:
         self._started = True
         self.scheduler.start()
         self.generator.start()
-        self._thread = threading.Thread(target=self._run, name="antiphon-control", daemon=True)
-        self._thread.start()
+        self.worker.start()
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop every thread (joined) and send the note-off of everything still sounding."""
-        self._stop.set()
-        self.wake()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self.worker.stop(timeout)  # the control thread first: it submits to the other two
         self.generator.stop(timeout)
         self.scheduler.stop(timeout)
 
@@ -342,7 +338,7 @@ class Engine:
         self.wake()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self.worker.stopping.is_set():
             try:
                 t, msg = self._inbox.get(timeout=self._timeout())
             except Empty:

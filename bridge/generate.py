@@ -25,6 +25,7 @@ from bridge.model import LstmModel
 from bridge.sampling import mask_table, sample
 from bridge.schedule import PlannedNote, Scheduler, Wait, condition_wait
 from bridge.tokens import Event, Note, TokenScheme, close_gaps
+from bridge.worker import Worker
 
 __all__ = [
     "FLUSH_MARGIN_S",
@@ -285,27 +286,25 @@ class AnswerGenerator:
         self._pending: AnswerJob | None = None
         self._current: AnswerJob | None = None
         self._cancelled: set[int] = set()
-        self._stopping = False
         self._waiting = False
         self._waited = 0.0  # seconds the current job slept for the playhead
-        self._thread: threading.Thread | None = None
+        self.worker = Worker("antiphon-generate", self._run, wake=self._wake_to_stop)
         self.errors = 0
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="antiphon-generate",
-                                            daemon=True)
-            self._thread.start()
+        """Start the worker thread (main thread; idempotent)."""
+        self.worker.start()
 
     def stop(self, timeout: float = 2.0) -> None:
+        """Drop the waiting job, cancel the current one, join the worker (idempotent)."""
+        self.worker.stop(timeout)
+
+    def _wake_to_stop(self) -> None:
         with self._cond:
-            self._stopping = True
             self._pending = None
             if self._current is not None:
                 self._cancelled.add(self._current.answer_id)
             self._cond.notify_all()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
 
     def submit(self, job: AnswerJob) -> None:
         """Generate ``job`` next, cancelling whatever is in progress or waiting."""
@@ -344,14 +343,14 @@ class AnswerGenerator:
             self._cancelled.add(self._current.answer_id)
 
     def _is_cancelled(self, job: AnswerJob) -> bool:
-        return self._stopping or job.answer_id in self._cancelled
+        return self.worker.stopping.is_set() or job.answer_id in self._cancelled
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while self._pending is None and not self._stopping:
+                while self._pending is None and not self.worker.stopping.is_set():
                     self._wait(self._cond, None)
-                if self._stopping:
+                if self.worker.stopping.is_set():
                     return
                 job, self._pending = self._pending, None
                 assert job is not None

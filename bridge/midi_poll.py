@@ -25,13 +25,14 @@ loop is this class's own thread (stop Event + join).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from queue import Full, Queue
 from typing import Protocol
 
 import mido
+
+from bridge.worker import Worker
 
 __all__ = ["POLL_S", "PolledMidiInput", "QueuePort"]
 
@@ -79,13 +80,12 @@ class PolledMidiInput:
         self._offset: float | None = None  # clock time - RtMidi time, smallest seen
         self._offset_at = 0.0
         self._heard_until = clock() - RTMIDI_JACK_LAG_S
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="antiphon-midi-in", daemon=True)
-        self._thread.start()
+        self.worker = Worker("antiphon-midi-in", self._run)
+        self.worker.start()
 
     def _run(self) -> None:
         batch: list[tuple[Sequence[int], float]] = []
-        while not self._stop.is_set():
+        while not self.worker.stopping.is_set():
             began = self._clock()
             try:
                 while (event := self._port.get_message()) is not None:
@@ -97,7 +97,7 @@ class PolledMidiInput:
                 self._deliver(batch, began)
                 batch.clear()
             self._heard_until = began - RTMIDI_JACK_LAG_S
-            self._stop.wait(self._poll_s)
+            self.worker.stopping.wait(self._poll_s)
 
     def heard_until(self) -> float:
         """Every message played before this time (engine clock) is in the queue (any thread)."""
@@ -142,6 +142,4 @@ class PolledMidiInput:
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop draining (joined). Idempotent."""
-        self._stop.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        self.worker.stop(timeout)

@@ -51,6 +51,7 @@ from pythonosc.osc_packet import OscPacket
 
 from bridge.errors import AntiphonError, ConfigError, PortError
 from bridge.protocols import AnswerEvents, Controller, NullEvents
+from bridge.worker import Worker
 
 __all__ = [
     "ERROR_ADDRESS",
@@ -158,8 +159,7 @@ class OscControl:
         poll_interval: float = 0.1,
     ) -> None:
         self._controller = controller
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.worker = Worker("antiphon-osc", self._run)
         self.received = 0
         self.errors = 0
         self.malformed = 0
@@ -213,17 +213,12 @@ class OscControl:
         return tuple(self._handlers)
 
     def start(self) -> None:
-        """Start the server thread (main thread)."""
-        if self._thread is not None:
-            raise RuntimeError("OscControl already started")
-        self._thread = threading.Thread(target=self._run, name="antiphon-osc", daemon=True)
-        self._thread.start()
+        """Start the server thread (main thread; idempotent)."""
+        self.worker.start()
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop the thread, join it and close the socket (main thread). Idempotent."""
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        self.worker.stop(timeout)  # the loop sees the event within one socket timeout
         self._sock.close()
 
     def stats(self) -> dict[str, int]:
@@ -232,13 +227,13 @@ class OscControl:
     # ---- server thread ----
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self.worker.stopping.is_set():
             try:
                 data, sender = self._sock.recvfrom(65536)
             except TimeoutError:
                 continue
             except OSError as err:
-                if self._stop.is_set():
+                if self.worker.stopping.is_set():
                     break
                 # e.g. ECONNREFUSED from an earlier reply to a closed port: not fatal
                 log.debug("OSC receive: %s", err)

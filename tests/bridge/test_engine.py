@@ -205,8 +205,8 @@ def test_stop_sends_every_note_off_and_joins(make_rig, sink) -> None:
     assert len(sink.sounding()) >= 2
     rig.engine.stop()
     assert sink.sounding() == set()
-    assert not rig.engine._thread.is_alive()
-    assert not rig.engine.generator._thread.is_alive()
+    assert not rig.engine.worker.alive
+    assert not rig.engine.generator.worker.alive
     assert not rig.engine.scheduler._thread.is_alive()
 
 

@@ -300,7 +300,7 @@ def test_engine_survives_random_input_and_still_answers(
             engine.feed(msg, rig.clock())
             foreign_fed += not isinstance(msg, mido.Message)
         rig.settle()
-        assert engine._thread is not None and engine._thread.is_alive()
+        assert engine.worker.alive
         # Whatever the stream left behind (held keys, pedals, a fast MIDI clock), a plain phrase
         # after the hold limit is still answered in call mode.
         rig.advance(1.0, step=0.25)

@@ -241,7 +241,7 @@ def test_any_datagram_is_answered_or_dropped_and_never_breaks_the_settings(
     # every datagram was seen: at least one message handled or one datagram counted malformed
     handled = (after["received"] - before["received"]) + (after["malformed"] - before["malformed"])
     assert handled >= 2 * len(batch) - sum(1 for d in batch if d.startswith(b"#bundle"))
-    assert rig.server._thread is not None and rig.server._thread.is_alive()
+    assert rig.server.worker.alive
     current = rig.engine.status()
     _settings_still_valid(rig.status())
     assert current["model"] == "tiny"
