@@ -290,9 +290,13 @@ class NoteSegmenter:
         window = [(t, lv) for t, lv in self._levels if t <= start]
         if not window:
             return start
-        t_low, low = min(window, key=lambda x: x[1])
-        at_start = window[-1][1]
-        return t_low if at_start - low >= 3.0 and math.isfinite(low) else start
+        low_at = len(window) - 1 - int(np.argmin([lv for _, lv in reversed(window)]))
+        t_low, low = window[low_at]
+        if not (window[-1][1] - low >= 3.0 and math.isfinite(low)):
+            return start
+        if low < self.params.gate_db:  # silence before it: the note began where that ended
+            return window[low_at + 1][0] if low_at + 1 < len(window) else start
+        return t_low
 
     def _off(self, time: float) -> NoteEvent:
         assert self._sounding is not None
@@ -436,25 +440,27 @@ def transcribe(samples: np.ndarray, rate: int,
 
 def estimate_tempo(notes: Sequence[AudioNote], *, low: float = 60.0,
                    high: float = 180.0) -> float | None:
-    """Tempo (BPM) that puts the note onsets closest to a beat grid; None for < 3 notes.
+    """Tempo (BPM) that puts the note onsets closest to a sixteenth-note grid; None for fewer
+    than 3 notes.
 
-    Tries every tempo from ``low`` to ``high`` in 0.5 BPM steps with the first onset on a beat
-    and scores the mean distance of the onsets from the nearest sixteenth, preferring the
-    slowest tempo among those within 2 % of the best (a melody fits its double tempo too).
+    Tries every tempo from ``low`` to ``high`` in 0.5 BPM steps with the first onset on a beat,
+    scores the mean distance (s) of the onsets from the nearest sixteenth; of the tempos within
+    6 ms of the best it picks the one that puts most onsets on beats and eighths, then the one
+    nearest 110 BPM (a melody fits half and double its tempo as well).
     """
     onsets = np.array(sorted(n.onset for n in notes))
     if len(onsets) < 3:
         return None
     rel = onsets - onsets[0]
     candidates = np.arange(low, high + 0.25, 0.5)
-    errors = []
-    for bpm in candidates:
-        steps = rel * bpm / 60.0 * 4.0
-        errors.append(float(np.mean(np.abs(steps - np.round(steps)))))
-    err = np.array(errors)
-    best = float(err.min())
-    good = np.flatnonzero(err <= best + 0.02)
-    return float(candidates[good[0]])
+    steps = rel[None, :] * candidates[:, None] / 60.0 * 4.0
+    grid = np.round(steps)
+    err = np.mean(np.abs(steps - grid), axis=1) * (15.0 / candidates)  # seconds
+    simple = np.mean(grid % 4 == 0, axis=1) + np.mean(grid % 2 == 0, axis=1)
+    good = np.flatnonzero(err <= float(err.min()) + 0.006)
+    best = max(good, key=lambda i: (round(float(simple[i]), 6),
+                                    -abs(math.log2(candidates[i] / 110.0))))
+    return float(candidates[best])
 
 
 def to_timed_notes(notes: Sequence[AudioNote], bpm: float, *, steps_per_beat: int = 4,
