@@ -119,6 +119,7 @@ def run_lua(binary: str, script: str, *, workdir: Path, timeout: float, expect: 
         output = done.stdout + done.stderr
     except subprocess.TimeoutExpired as exc:
         output = _text(exc.stdout) + _text(exc.stderr) + f"\n(timed out after {timeout:g} s)"
+    path.with_suffix(".log").write_text(output)
     if f"{MARK} {expect}" in output:
         return output
     tail = "\n".join(output.strip().splitlines()[-25:])

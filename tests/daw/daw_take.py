@@ -183,6 +183,7 @@ class Take:
     stopped_sample: int  # where Ardour's transport stopped
     rate: float  # JACK sample rate
     status: dict[str, Any]  # the bridge's /antiphon/status reply after the take (evidence)
+    retried: list[str]  # why earlier attempts were dropped
     ticks: list[float] = field(init=False)
     start: float = field(init=False)
     stop: float | None = field(init=False)
@@ -242,7 +243,7 @@ class Take:
         status = {k: self.status.get(k) for k in STATUS_KEYS}
         return (
             f"take {self.spec.name} ({self.spec.bpm:g} BPM, clock {self.spec.clock}, "
-            f"{self.attempts} attempt(s)); bridge status after the take: {status}\n"
+            f"{self.attempts} attempt(s) {self.retried}); bridge status after the take: {status}\n"
             f"--- bridge log ---\n{log}\n--- ardour ---\n{ardour}"
         )
 
@@ -270,7 +271,7 @@ def record_take(
     for attempt in range(1, ATTEMPTS + 1):
         folder = workdir / f"{spec.name}-{attempt}"
         try:
-            return _record_once(
+            take = _record_once(
                 spec,
                 notes,
                 segments,
@@ -281,6 +282,8 @@ def record_take(
                 start_bridge=start_bridge,
                 attempt=attempt,
             )
+            take.retried = failures
+            return take
         except (JackHalted, ClockLost) as exc:
             failures.append(str(exc).splitlines()[0])
     raise AssertionError(f"no usable take in {ATTEMPTS} attempts: {failures}")
@@ -351,6 +354,7 @@ def _record_once(
         result.stopped_at,
         listener_rate,
         status,
+        [],
     )
 
 
