@@ -184,6 +184,7 @@ class _Run:
 
     start: float
     attack: bool = False  # an onset (level rise) came with it
+    restrike: bool = False  # the sounding pitch struck again
     pitches: list[float] = field(default_factory=list)
     levels: list[float] = field(default_factory=list)
 
@@ -237,10 +238,11 @@ class NoteSegmenter:
         self._silent = None
         if self._sounding is not None:
             near = abs(midi - self._sounding) <= 0.75  # hysteresis: vibrato stays one note
-            if (onset and near and time - self._since >= self.params.restrike_s
+            if near and self._run is not None and self._run.restrike:
+                pass  # a re-struck note being confirmed
+            elif (onset and near and time - self._since >= self.params.restrike_s
                     and self._dipped()):
-                events.append(self._off(time))  # re-struck: a new note of the same pitch
-                self._run = _Run(time, attack=True)
+                self._run = _Run(time, attack=True, restrike=True)  # the same pitch again
             elif near:
                 self._run = None
                 self._left = time + self.params.hop_s
