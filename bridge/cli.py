@@ -209,6 +209,17 @@ def _add_bridge(subparsers: Any) -> None:
                         "settings: length, temperature, top_k, top_p, bpm, silence_beats, "
                         "chord_window_ms (CC 0..127 spans the setting's range)")
 
+    g = p.add_argument_group("audio in (hum, sing or play the call; needs the audio extra)")
+    g.add_argument("--audio-in", action="store_true",
+                   help="also listen on the JACK audio port 'Antiphon Audio In': a monophonic "
+                        "call (voice, flute, guitar... one note at a time) becomes notes, "
+                        "answered like a MIDI one")
+    g.add_argument("--audio-connect", action="append", default=[], metavar="PORT",
+                   help="connect this JACK audio output (e.g. system:capture_1) to the audio "
+                        "input; repeatable")
+    g.add_argument("--audio-gate", type=float, default=None, metavar="DB",
+                   help="level (dB re full scale) below which audio is silence (default -50)")
+
     g = p.add_argument_group("OSC")
     g.add_argument("--osc-host", default="127.0.0.1", metavar="HOST",
                    help="address the OSC control server listens on (default %(default)s; "
@@ -451,6 +462,15 @@ def _run_bridge(args: argparse.Namespace) -> int:
                             input_queue_size=args.input_queue, clock=ports.clock,
                             output_lookahead_s=ports.lookahead_s)
             engine.add_status(ports.stats)
+            audio = None
+            if args.audio_in:  # numpy + JACK-Client only; never loaded without --audio-in
+                from bridge.audio_live import AudioInput
+
+                audio = AudioInput(engine.input_queue, gate_db=args.audio_gate,
+                                   connect=args.audio_connect,
+                                   channel=max(0, (settings.in_channel or 1) - 1),
+                                   clock=ports.clock)  # stamps on the engine's clock
+                engine.add_status(audio.stats)
             engine.start()
             stack.callback(engine.stop)
             osc_text = "OSC off"
@@ -462,6 +482,9 @@ def _run_bridge(args: argparse.Namespace) -> int:
                 osc_text = f"OSC {host}:{port}"
             ports.start(engine.input_queue, on_lost=engine.ports_lost)  # the callback: last
             stack.callback(ports.stop)
+            if audio is not None:
+                audio.start()  # its JACK process callback: last too
+                stack.callback(audio.stop)
 
             extra = f", OSC events to {osc_out[0]}:{osc_out[1]}" if osc_out else ""
             print(f'antiphon: ready — in "{ports.in_name}", out "{ports.out_name}", {osc_text}, '

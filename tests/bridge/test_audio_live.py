@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from difflib import SequenceMatcher
 from pathlib import Path
 from queue import Empty, Queue
+from typing import Any
 
 import mido
 import numpy as np
@@ -40,7 +41,8 @@ def test_yin_finds_the_pitch_of_a_sine_with_harmonics(midi: float) -> None:
     rate = 48000
     t = np.arange(2048) / rate
     f = 440.0 * 2 ** ((midi - 69) / 12)
-    x = np.sin(2 * np.pi * f * t) + 0.5 * np.sin(4 * np.pi * f * t) + 0.3 * np.sin(6 * np.pi * f * t)
+    x = np.sum([a * np.sin(2 * np.pi * k * f * t) for k, a in ((1, 1.0), (2, 0.5), (3, 0.3))],
+               axis=0)
     assert yin(x.astype(np.float32), rate, 65.0, 2100.0) == pytest.approx(midi, abs=0.1)
 
 
@@ -164,8 +166,8 @@ def test_audio_port_turns_a_played_call_into_note_events(
     near = [min(abs(n.onset - ref) for n in notes) for ref in rendered.intervals[:, 0]]
     assert float(np.median(near)) <= 0.08, near
     # every note-on entered the queue after its onset, and within 0.5 s of it
-    for heard in audio.heard:
-        assert 0.0 <= heard.queued - heard.onset < 0.5
+    for note_on in audio.heard:
+        assert 0.0 <= note_on.queued - note_on.onset < 0.5
     assert audio.dropped_events == 0
     stats = audio.stats()
     assert stats["audio_notes"] == len(ons)
@@ -189,3 +191,40 @@ def test_stop_ends_a_note_still_sounding(
     messages = [m for _, m in _drain(queue)]
     assert [m.type for m in messages] == ["note_on", "note_off"]
     assert {m.note for m in messages} == {64}
+
+
+@pytest.mark.jack
+def test_bridge_answers_a_call_played_into_its_audio_port(
+        tmp_path: Path, jack_server: str, tiny_model_path: Path,
+        bridge_process: Callable[..., Any]) -> None:
+    from pythonosc.osc_message import OscMessage
+    from pythonosc.udp_client import SimpleUDPClient
+
+    bridge = bridge_process("--model", str(tiny_model_path), "--seed", "1", "--length", "4",
+                            "--osc-port", "0", "--audio-in", "--client-name", "antiphon-test")
+    port = f"Antiphon Audio:{AUDIO_PORT}"
+    osc = SimpleUDPClient("127.0.0.1", bridge.osc_port)
+
+    def status() -> dict[str, Any]:
+        osc.send_message("/antiphon/status", [])
+        data = osc.receive(5.0)
+        args = list(OscMessage(data).params)
+        return dict(zip(args[::2], args[1::2], strict=True))
+
+    _, rendered = _ode(tmp_path)
+    player = Player(_scaled(rendered.samples))
+    try:
+        player.client.connect(player.port, port)
+        player.play(timeout=30)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            now = status()
+            if now.get("answers", 0) >= 1:
+                break
+            time.sleep(0.2)
+    finally:
+        player.close()
+    assert bridge.stop() == 0, bridge.log()
+    assert now["audio_notes"] >= 12, now  # the 15 notes of the call
+    assert now["answers"] >= 1, (now, bridge.log())
+    assert now["audio_dropped_events"] == 0
