@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from typing import Any
 
@@ -154,20 +155,30 @@ def test_box_update_keeps_old_settings_on_error() -> None:
 def test_box_concurrent_updates_lose_nothing() -> None:
     box = SettingsBox()
     barrier = threading.Barrier(2)
+    lost: list[tuple[str, object]] = []  # a thread's own value overwritten by the other's update
 
     def bump(field: str, values: range) -> None:
         barrier.wait()
+        mine = getattr(box.get(), field)
         for v in values:
-            box.update(**{field: v})
+            if getattr(box.get(), field) != mine:  # only this thread changes this field
+                lost.append((field, mine))
+            mine = getattr(box.update(**{field: v}), field)
 
     threads = [
         threading.Thread(target=bump, args=("length", range(1, 400))),
         threading.Thread(target=bump, args=("top_k", range(0, 400))),
     ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads constantly: an unlocked update loses values
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert lost == []
     assert (box.get().length, box.get().top_k) == (399, 399)
 
 

@@ -28,14 +28,16 @@ SEED = [Note(0, 60, 2, 80), Note(2, 64, 2, 80), Note(4, 67, 4, 100), Note(8, 72,
 
 
 class CountingModel:
-    """Wraps a model, recording how many tokens each run() call gets; can fail on call N."""
+    """Wraps a model, recording how many tokens each run() call gets; can fail on call N, after
+    ``before_failing()`` returned (a test waits there for what must happen first)."""
 
-    def __init__(self, model, fail_on: int | None = None) -> None:
+    def __init__(self, model, fail_on: int | None = None, before_failing=None) -> None:
         self._model = model
         self.scheme = model.scheme
         self.name = model.name
         self.calls: list[int] = []
         self.fail_on = fail_on
+        self.before_failing = before_failing
 
     def initial_state(self):
         return self._model.initial_state()
@@ -43,6 +45,8 @@ class CountingModel:
     def run(self, tokens, state):
         self.calls.append(len(tokens))
         if self.fail_on is not None and len(self.calls) >= self.fail_on:
+            if self.before_failing is not None:
+                self.before_failing()
             raise RuntimeError("inference exploded")
         return self._model.run(tokens, state)
 
@@ -185,7 +189,9 @@ def test_worker_anchors_on_the_next_beat(rig, tiny_model, fake_clock, until) -> 
 def test_worker_failure_silences_the_answer_and_survives(rig, tiny_model, sink, fake_clock,
                                                         until) -> None:
     rig.gen.lookahead_beats = 1e6  # the fake clock stands still: generate everything at once
-    failing = CountingModel(tiny_model, fail_on=30)
+    # fail only once the scheduler (its own thread) has started the first notes
+    failing = CountingModel(tiny_model, fail_on=30,
+                            before_failing=lambda: until(lambda: len(sink.note_ons()) > 0))
     rig.gen.submit(job(failing, length=64, start="now"))
     assert rig.done.wait(2)
     assert rig.reports[0].error is not None and "exploded" in rig.reports[0].error

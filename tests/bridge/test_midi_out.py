@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -14,11 +15,15 @@ from bridge.midi_out import MidiOutput
 
 
 class FakeOut:
-    """Stands in for rtmidi.MidiOut; fails if two threads are inside send_message at once."""
+    """Stands in for rtmidi.MidiOut; fails if two threads are inside send_message at once.
 
-    def __init__(self, fail: bool = False) -> None:
+    ``hold_s``: how long a send stays inside (sleeping gives the other threads the GIL, so an
+    unserialised caller is caught re-entering)."""
+
+    def __init__(self, fail: bool = False, hold_s: float = 0.0) -> None:
         self.sent: list[list[int]] = []
         self.fail = fail
+        self.hold_s = hold_s
         self._inside = False
 
     def send_message(self, message: Sequence[int]) -> None:
@@ -27,6 +32,8 @@ class FakeOut:
         try:
             if self.fail:
                 raise OSError("port vanished")
+            if self.hold_s:
+                time.sleep(self.hold_s)
             self.sent.append(list(message))
         finally:
             self._inside = False
@@ -67,7 +74,7 @@ def test_after_close_sends_are_refused() -> None:
 
 
 def test_concurrent_sends_are_serialised() -> None:
-    port = FakeOut()
+    port = FakeOut(hold_s=0.0002)  # without MidiOutput's lock, re-entered within a few sends
     out = MidiOutput(port)
     barrier = threading.Barrier(4)
 

@@ -136,9 +136,31 @@ def parse_midi_dump(text: str) -> list[tuple[int, mido.Message, str]]:
 
 
 def free_udp_port() -> int:
+    """A UDP port free *now*: another process may take it before ours binds it, so a caller
+    must prove its listener got it (see :func:`start_oscdump`)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def start_oscdump(start_tool: Callable[..., Tool], tries: int = 5) -> tuple[Tool, int]:
+    """``oscdump`` listening on a free UDP port, proven by a probe message in its output (which
+    also means it listens before anyone sends it events); another port if it lost the race."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        from pythonosc.osc_message_builder import build_msg
+
+        datagram = build_msg("/e2e/probe", []).dgram
+        for _ in range(tries):
+            port = free_udp_port()
+            dump = start_tool("oscdump", "-L", str(port))
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline and dump.process.poll() is None:
+                probe.sendto(datagram, ("127.0.0.1", port))
+                if "/e2e/probe" in dump.output():
+                    return dump, port
+                time.sleep(0.05)
+            dump.stop()
+    raise AssertionError(f"oscdump never listened on a free port ({tries} tries)")
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import OscListener, Tool, free_udp_port, phrase, run_tool, wait_for
+from e2e_support import OscListener, Tool, phrase, run_tool, start_oscdump, wait_for
 from jack_peer import JackPeer, notes_from_messages, phrase_messages
 
 pytestmark = pytest.mark.jack
@@ -41,8 +41,7 @@ def test_oscsend_sets_and_oscdump_hears_every_note(
     tools: Callable[..., Tool], osc_listener: OscListener,
 ) -> None:
     client = "E2E-osc"
-    dump_port = free_udp_port()
-    dump = tools("oscdump", "-L", str(dump_port))
+    dump, dump_port = start_oscdump(tools)
     bridge = bridge_process(
         "--backend", "jack", "--client-name", client, "--model", str(e2e_model), "--seed", "8",
         "--bpm", f"{BPM:g}", "--silence", "1", "--osc-port", "0",

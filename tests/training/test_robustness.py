@@ -321,8 +321,17 @@ def test_sigint_at_random_moments_then_resume_reaches_the_same_epochs(
     log: list[str] = []
     signals = [signal.SIGINT] * INTERRUPTS
     signals.insert(rng.randrange(len(signals) + 1), signal.SIGKILL)  # one crash on the way
-    for n, sig in enumerate([*signals, None]):
-        resume = ("--resume",) if n else ()  # always --resume after an interrupt, even an early one
+    # Every signal must reach a running trainer (else this test could not fail): a run that
+    # finishes before its signal keeps the signal for the next run and shortens the delays to
+    # what a run takes here.
+    pending: list[signal.Signals | None] = [*signals, None]
+    longest = 12.0  # TensorFlow start-up, corpus, fit, export
+    runs = 0
+    while pending:
+        sig = pending[0]
+        runs += 1
+        assert runs <= 3 * len(signals) + 1, f"signals never reached a running trainer: {log}"
+        resume = ("--resume",) if runs > 1 else ()  # always --resume after the first run
         process = subprocess.Popen(_train_command(midi_corpus, tmp_path, *resume), cwd=REPO,
                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    text=True)
@@ -331,13 +340,17 @@ def test_sigint_at_random_moments_then_resume_reaches_the_same_epochs(
             assert process.returncode == 0, err[-3000:]
             log.append(f"final run{' --resume' if resume else ''}: exit 0")
             break
-        delay = rng.uniform(0.5, 12.0)  # TensorFlow start-up, corpus, fit, export
+        delay = rng.uniform(0.5, longest)
+        started = time.monotonic()
         try:
             _, err = process.communicate(timeout=delay)
-            log.append(f"finished (exit {process.returncode}) before its {sig.name} at "
-                       f"{delay:.1f} s")  # the next one resumes a finished run
+            took = time.monotonic() - started
+            longest = max(0.6, min(longest, 0.9 * took))
+            log.append(f"finished (exit {process.returncode}) in {took:.1f} s, before its "
+                       f"{sig.name} at {delay:.1f} s")  # the signal waits for the next run
         except subprocess.TimeoutExpired:
             process.send_signal(sig)
+            pending.pop(0)
             _, err = process.communicate(timeout=120)
             state = _state(tmp_path)
             log.append(f"{sig.name} at {delay:.1f} s ({_phase(err)}) → exit "

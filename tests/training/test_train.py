@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -153,6 +154,7 @@ def test_transpose_moves_training_windows_only(midi_corpus: Path, tiny_run: Path
 
 
 def _free_ports(count: int) -> list[int]:
+    """Ports free *now*; TensorFlow binds them later, so a caller retries if one was taken."""
     sockets = [socket.socket() for _ in range(count)]
     for s in sockets:
         s.bind(("127.0.0.1", 0))
@@ -162,13 +164,16 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
-def test_two_workers_train_together(midi_corpus: Path, tiny_run: Path, tmp_path: Path) -> None:
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    args = ["train", "--midi", str(midi_corpus), "--out", str(tmp_path / "mw.onnx"),
-            "--run-dir", str(tmp_path / "run"), "--cache-dir", str(tiny_run / "cache"),
-            "--epochs", "2", "--patience", "0", *TINY]
+PORT_TAKEN = ("Address already in use", "Failed to add port", "Failed to bind")
+"""What gRPC says when a worker's port was taken between _free_ports and its bind."""
+
+
+def _run_workers(args: list[str], count: int
+                 ) -> tuple[list[subprocess.Popen[str]], list[tuple[str, str]]]:
+    """``count`` training workers on fresh ports, run to completion (stdout, stderr each)."""
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(count)]
     processes = []
-    for index in range(2):
+    for index in range(count):
         tf_config = json.dumps({"cluster": {"worker": workers},
                                 "task": {"type": "worker", "index": index}})
         processes.append(subprocess.Popen(
@@ -183,6 +188,19 @@ def test_two_workers_train_together(midi_corpus: Path, tiny_run: Path, tmp_path:
         for process in processes:
             if process.poll() is None:
                 process.kill()
+                process.wait()
+    return processes, outputs
+
+
+def test_two_workers_train_together(midi_corpus: Path, tiny_run: Path, tmp_path: Path) -> None:
+    args = ["train", "--midi", str(midi_corpus), "--out", str(tmp_path / "mw.onnx"),
+            "--run-dir", str(tmp_path / "run"), "--cache-dir", str(tiny_run / "cache"),
+            "--epochs", "2", "--patience", "0", *TINY]
+    for _ in range(3):  # another process may take a port first: then again on new ones
+        processes, outputs = _run_workers(args, 2)
+        if not any(taken in err for _, err in outputs for taken in PORT_TAKEN):
+            break
+        shutil.rmtree(tmp_path / "run", ignore_errors=True)
     for process, (_, stderr) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, stderr[-3000:]
     assert "2 workers" in outputs[0][1]
