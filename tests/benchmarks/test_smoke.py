@@ -28,6 +28,7 @@ NUMBER_CELL = re.compile(r"\|\s*-?[\d,]+(\.\d+)?\s*(ms|s|×|%)?\s*\|")
 
 @pytest.mark.slow
 @pytest.mark.jack
+@pytest.mark.timeout(900)  # the quick benchmark run alone may take 600 s
 def test_quick_run_writes_every_section(tmp_path: Path) -> None:
     if shutil.which("jackd") is None:  # a missing tool is a failure, never a skip
         pytest.fail("jackd is not installed (Debian: apt-get install jackd2; .ci/run does)")

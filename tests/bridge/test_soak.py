@@ -36,6 +36,7 @@ FAST_SCHEME = TokenScheme(steps_per_beat=24, max_shift=16, max_duration=16, velo
 
 @pytest.mark.jack
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # 1000 real-time rounds (ANTIPHON_SOAK_ROUNDS)
 def test_soak_call_and_response_rounds(
     jack_server: str, model_builder: Callable[..., Path], tmp_path: Path,
     record_property: Callable[[str, object], None],

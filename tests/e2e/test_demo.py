@@ -21,6 +21,7 @@ from bridge.midifile import read_midi
 pytestmark = pytest.mark.jack
 
 
+@pytest.mark.timeout(600)  # the demo itself may take 300 s
 def test_demo_writes_its_three_files(e2e_model: Path, tmp_path: Path) -> None:
     require("jackd", "fluidsynth")
     out = tmp_path / "demo-out"

@@ -312,6 +312,7 @@ def _check_run_dir(root: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # up to 3 × signals + 1 TensorFlow training runs
 def test_sigint_at_random_moments_then_resume_reaches_the_same_epochs(
     midi_corpus: Path, tmp_path: Path, record_property: Callable[[str, object], None],
 ) -> None:

@@ -21,7 +21,7 @@ from bridge.errors import ModelError
 from bridge.model import load_model
 from training.runtime import WindowRunner
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # TensorFlow training runs
 
 
 def _state(run_dir: Path) -> dict:
