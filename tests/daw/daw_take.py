@@ -184,6 +184,7 @@ class Take:
     rate: float  # JACK sample rate
     status: dict[str, Any]  # the bridge's /antiphon/status reply after the take (evidence)
     retried: list[str]  # why earlier attempts were dropped
+    period_s: float  # one JACK period
     ticks: list[float] = field(init=False)
     start: float = field(init=False)
     stop: float | None = field(init=False)
@@ -332,6 +333,7 @@ def _record_once(
                 listener.received() + clock_listener.received(realtime=True), key=lambda e: e[0]
             )
             listener_rate = listener.rate
+            period_s = listener.client.blocksize / listener.rate
     finally:
         bridge_exit = bridge.stop()
     files = take_files(session)
@@ -355,6 +357,7 @@ def _record_once(
         listener_rate,
         status,
         [],
+        period_s,
     )
 
 

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.jack
 
 CLOCK_PHRASES = ("blues_riff", "bach_chorale")
 STOP_GRACE_S = 0.25  # after Ardour's MIDI Stop the bridge must be silent within this
-MATCH_S = 0.010  # a note in Ardour's take vs the same note heard by the listener
+MATCH_S = 0.002  # a note in Ardour's take vs the same note heard by the listener
 DURATION_BEATS = 0.125  # a note's length at 90 vs 140 BPM (half a sixteenth)
 
 
@@ -96,24 +96,28 @@ def test_no_stuck_notes_and_clean_exit(take: Take) -> None:
 
 
 def test_recorded_take_equals_what_a_second_client_heard(take: Take) -> None:
-    """The same notes (pitch, velocity), onsets and durations within ``MATCH_S`` on Ardour's grid;
-    a note that sounded across the stop is recorded only up to the stop, so its length is not
-    compared."""
+    """The same notes (pitch, velocity) and lengths (within ``MATCH_S``); each onset in Ardour's
+    take lags what the listener heard by at most one JACK period (``MATCH_S`` either side):
+    Ardour feeds the bridge and the bridge feeds Ardour, and JACK runs that loop a period behind
+    (measured: 4.7-5.4 ms at 256 frames, every note).  A note that sounded across the stop is
+    recorded only up to the stop; what the bridge played after it is not recorded at all."""
     stop = take.beat_at(take.stop) if take.stop is not None else math.inf
-    # what Ardour recorded; after its stop, what the bridge still played is not recorded
     heard_notes = [n for n in take.heard_notes() if n[0] < stop]
     recorded, heard = _by_pitch(take.recorded), _by_pitch(heard_notes)
     assert {p: len(n) for p, n in recorded.items()} == {p: len(n) for p, n in heard.items()}, (
         f"recorded {take.recorded}\nheard {heard_notes}\n{take.describe()}"
     )
-    tolerance = MATCH_S / take.seconds_per_beat
+    spb = take.seconds_per_beat
     pairs = [pair for p in recorded for pair in zip(recorded[p], heard[p], strict=True)]
     assert all(r[3] == h[3] for r, h in pairs), pairs
-    moved = [(r, h) for r, h in pairs if abs(r[0] - h[0]) > tolerance]
-    assert not moved, f"onsets differ by more than {MATCH_S * 1000:g} ms: {moved}"
-    cut = take.stop_beat - tolerance
-    resized = [(r, h) for r, h in pairs if h[0] + h[2] < cut and abs(r[2] - h[2]) > tolerance]
-    assert not resized, f"durations differ by more than {MATCH_S * 1000:g} ms: {resized}"
+    lags = [(r[0] - h[0]) * spb for r, h in pairs]
+    assert min(lags) >= -MATCH_S and max(lags) <= take.period_s + MATCH_S, (
+        f"onsets in Ardour's take minus onsets heard: {min(lags) * 1000:.2f}..."
+        f"{max(lags) * 1000:.2f} ms (one JACK period is {take.period_s * 1000:.2f} ms)"
+    )
+    cut = take.stop_beat - MATCH_S / spb
+    resized = [(r, h) for r, h in pairs if h[0] + h[2] < cut and abs(r[2] - h[2]) * spb > MATCH_S]
+    assert not resized, f"lengths differ by more than {MATCH_S * 1000:g} ms: {resized}"
 
 
 def _by_pitch(notes: list[Note]) -> dict[int, list[Note]]:
