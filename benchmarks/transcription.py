@@ -23,11 +23,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Queue
 from typing import Any
 
 import mido
@@ -326,6 +328,93 @@ def markdown(results: dict[str, Any], calls: Sequence[Call]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def through_jack(calls: Sequence[Call], instruments: Sequence[str], server: str,
+                 progress: Callable[[str], None] = lambda _line: None) -> str:
+    """Play renders into "Antiphon Audio In" on the running JACK ``server`` in real time; the
+    Markdown of the added latency (true onset → note-on in the engine's queue) and CPU share.
+
+    A player client writes the render into the port period by period; the true onset of a note
+    is the player's first period (monotonic clock) plus the note's time in the render.  Notes
+    count when heard at the right pitch within 80 ms of the true onset.
+    """
+    import os
+
+    import jack
+
+    from bridge.audio_live import AudioInput
+
+    os.environ["JACK_DEFAULT_SERVER"] = server
+    os.environ["JACK_NO_START_SERVER"] = "1"
+    delays: list[float] = []
+    shares: list[float] = []
+    period = 0
+    missed = 0
+    with tempfile.TemporaryDirectory(prefix="antiphon-transcription-") as tmp:
+        for instrument in instruments:
+            for call in calls:
+                rendered = render(call, instrument, "clean", Path(tmp),
+                                  rng=np.random.default_rng(0))
+                peak = float(np.max(np.abs(rendered.samples))) or 1.0
+                samples = rendered.samples * (10 ** (LIVE_PEAK_DB / 20) / peak)
+                queue: Queue[Any] = Queue()
+                audio = AudioInput(queue, client_name="antiphon-bench-audio")
+                audio.start()
+                player = jack.Client("antiphon-bench-player", no_start_server=True)
+                out = player.outports.register("out")
+                state: dict[str, Any] = {"pos": 0, "t0": None}
+                done = threading.Event()
+
+                def process(frames: int, out: Any = out, state: dict[str, Any] = state,
+                            samples: np.ndarray = samples, done: Any = done) -> None:
+                    buf = out.get_array()
+                    buf.fill(0.0)
+                    pos = state["pos"]
+                    if pos >= len(samples):
+                        done.set()
+                        return
+                    if state["t0"] is None:
+                        state["t0"] = time.monotonic()
+                    chunk = samples[pos:pos + frames]
+                    buf[:len(chunk)] = chunk
+                    state["pos"] = pos + frames
+
+                player.set_process_callback(process)
+                player.activate()
+                period = player.blocksize
+                player.connect(out, audio.port_name)
+                done.wait(len(samples) / rendered.rate + 30)
+                time.sleep(0.3)
+                player.deactivate()
+                player.close()
+                audio.stop()
+                shares.append(audio.cpu_share())
+                t0: float = state["t0"]
+                heard = list(audio.heard)
+                for (onset, _end), hz in zip(rendered.intervals, rendered.pitches, strict=True):
+                    pitch = round(69 + 12 * np.log2(hz / 440.0))
+                    true = t0 + float(onset)
+                    hits = [h.queued - true for h in heard
+                            if h.pitch == pitch and abs(h.onset - true) <= 0.08]
+                    if hits:
+                        delays.append(min(hits))
+                    else:
+                        missed += 1
+            progress(f"through JACK, {instrument}: done")
+    ms = 1000 * np.array(delays)
+    return "\n".join([
+        "", f"## Live through JACK (server {server!r}, period {period} frames)", "",
+        "Renders played in real time into \"Antiphon Audio In\" by a JACK client; latency = "
+        "the note-on entering the engine's queue minus the true onset (player's first period + "
+        "the note's time).  CPU = the tracker thread's CPU time plus the process callback's, "
+        "over the wall time.", "",
+        "| notes heard | missed | p50 ms | p90 ms | p99 ms | target p99 | CPU (mean) |",
+        "|---|---|---|---|---|---|---|",
+        f"| {len(ms)} | {missed} | {np.percentile(ms, 50):.0f} | {np.percentile(ms, 90):.0f} | "
+        f"{np.percentile(ms, 99):.0f} | ≤ 60 | {100 * float(np.mean(shares)):.1f} % of a core |",
+        "",
+    ])
+
+
 def _hz(midi: float) -> float:
     return float(440.0 * 2 ** ((midi - 69) / 12))
 
@@ -343,7 +432,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="score only the offline transcriber")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "TRANSCRIPTION.md",
                         help="Markdown output (default %(default)s)")
+    parser.add_argument("--jack-server", default=None, metavar="NAME",
+                        help="also play the example calls in real time into 'Antiphon Audio In' "
+                             "on this running JACK server (latency, CPU); default: skip")
+    parser.add_argument("--jack-only", action="store_true",
+                        help="with --jack-server: only that part, printed, nothing written")
     args = parser.parse_args(argv)
+    if args.jack_only:
+        if not args.jack_server:
+            parser.error("--jack-only needs --jack-server")
+        print(through_jack(example_calls(), ("flute", "voice oohs", "clean guitar"),
+                           args.jack_server,
+                           progress=lambda line: print(line, file=sys.stderr, flush=True)))
+        return 0
     if shutil.which("fluidsynth") is None or not SOUNDFONT.is_file():
         print("transcription: needs fluidsynth and fluid-soundfont-gm", file=sys.stderr)
         return 2
@@ -358,6 +459,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = run(calls, instruments=instruments, live=not args.no_live,
                   progress=lambda line: print(line, file=sys.stderr, flush=True))
     text = markdown(results, calls)
+    if args.jack_server:
+        text += through_jack(example_calls(), ("flute", "voice oohs", "clean guitar"),
+                             args.jack_server)
     text += f"\n_Wall time: {time.perf_counter() - started:.0f} s._\n"
     args.out.write_text(text)
     print(text)
