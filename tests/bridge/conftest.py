@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import mido
 import numpy as np
 import pytest
+from waiting import wait_until
 
 from bridge.tokens import TokenScheme
 
@@ -257,13 +258,3 @@ def until() -> Callable[..., bool]:
     return wait_until
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Wait (real time, for other threads) until ``predicate()`` holds; False on timeout."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.002)
-    return predicate()

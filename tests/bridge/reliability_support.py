@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import jack
 import mido
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
+from waiting import wait_for
 
 from benchmarks.notecheck import unmatched
 from bridge.dummy_jack import DummyJack, jack_env
@@ -268,18 +269,6 @@ def phrase(pitches: Sequence[int], spacing_s: float, length_s: float, *, channel
         timed.append((on + length_s, 0, mido.Message("note_off", note=pitch, channel=channel)))
     timed.sort(key=lambda e: (e[0], e[1]))
     return [(t, m) for t, _, m in timed]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
-             interval: float = 0.01) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 def wait_answer(peer: MidiPeer, since: float, *, quiet: float = 0.3, timeout: float = 20.0

@@ -28,10 +28,9 @@ import pytest
 import rtmidi
 from pythonosc.osc_message import OscMessage
 from pythonosc.udp_client import SimpleUDPClient
-from reliability_support import unmatched
+from reliability_support import quick_model, unmatched
 
 from bridge.ports import find_port
-from bridge.tokens import TokenScheme
 
 pytestmark = pytest.mark.jack
 
@@ -48,38 +47,11 @@ StartBridge = Callable[..., Any]
 # ---- a quick random model -----------------------------------------------------------------------
 
 
-def _bias_towards_short_events(src: Path, dst: Path) -> Path:
-    """Copy of the tiny model whose output bias favours shifts/durations of 1-2 steps, no rests."""
-    import json
-
-    import numpy as np
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(src))
-    meta = {p.key: p.value for p in model.metadata_props}
-    scheme = TokenScheme.from_json(meta["antiphon.token_scheme"])
-    (bias,) = [t for t in model.graph.initializer if t.name == "b_out"]
-    values = numpy_helper.to_array(bias).copy()
-    for steps in range(scheme.max_shift + 1):
-        values[scheme.shift_token(steps)] += 4.0 if steps in (1, 2) else -4.0
-    for steps in range(1, scheme.max_duration + 1):
-        values[scheme.duration_token(steps)] += 4.0 if steps in (1, 2) else -4.0
-    values[scheme.rest] -= 8.0
-    bias.CopyFrom(numpy_helper.from_array(values.astype(np.float32), "b_out"))
-    for prop in model.metadata_props:
-        if prop.key == "antiphon.training":
-            prop.value = json.dumps({"fixture": "random, biased to short events"})
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(dst))
-    return dst
-
-
 @pytest.fixture(scope="module")
 def model_dir(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("jack-models")
-    _bias_towards_short_events(tiny_model_path, directory / "quick.onnx")
-    _bias_towards_short_events(tiny_model_path, directory / "quick2.onnx")
+    quick_model(tiny_model_path, directory / "quick.onnx")
+    quick_model(tiny_model_path, directory / "quick2.onnx")
     return directory
 
 

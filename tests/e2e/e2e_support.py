@@ -20,6 +20,7 @@ from typing import Any
 
 import mido
 import pytest
+from waiting import wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 if str(EXAMPLES) not in sys.path:
@@ -89,18 +90,6 @@ def wait_port(name: str, timeout: float = 10.0) -> str:
 def transport(*commands: str) -> None:
     """Drive the JACK transport with ``jack_transport`` (commands on its stdin)."""
     run_tool("jack_transport", stdin="\n".join(commands) + "\n")
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``predicate`` until it returns something truthy; AssertionError naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
 
 
 # ---- jack_midi_dump ------------------------------------------------------------------------------
