@@ -211,8 +211,8 @@ def test_transport_stop_mid_answer_ends_the_answer(clock140: Take) -> None:
     assert before, f"the answer had not begun when Ardour stopped\n{take.describe()}"
     after = [(round(t - take.stop, 3), m) for t, m in messages if t >= take.stop + STOP_GRACE_S]
     assert not after, (
-        f"the bridge kept playing after Ardour's MIDI Stop (s after Stop, message): "
-        f"{after[:8]}\n{take.describe()}"
+        f"the bridge kept playing after Ardour's MIDI Stop: {len(after)} messages until "
+        f"{after[-1][0]:.2f} s after it; the first (s, message): {after[:6]}\n{take.describe()}"
     )
     at_grace = sounding_at_end([(t, m) for t, m in messages if t < take.stop + STOP_GRACE_S])
     assert not at_grace, (
