@@ -25,7 +25,9 @@ def make(**fields: Any) -> Settings:
     return Settings(**fields)
 
 
-def test_defaults_match_the_documented_values() -> None:
+def test_defaults() -> None:
+    """What a bridge started without flags uses (the OSC docs' ranges and defaults are checked
+    against Settings in test_docs_ranges.py)."""
     assert Settings().to_dict() == {
         "length": 32, "length_unit": "events", "temperature": 1.0, "top_k": 0, "top_p": 0.95,
         "bpm": 120.0, "mode": "call", "in_channel": None, "out_channel": 1, "silence_beats": 1.0,
