@@ -147,7 +147,7 @@ def _add_bridge(subparsers: Any) -> None:
                         "ports (NAME:Antiphon In); on RtMidi the ports' clients are 'NAME In' "
                         "and 'NAME Out' (default %(default)r)")
     g.add_argument("--in-channel", type=_channel_or_all, default=d.in_channel, metavar="N",
-                   help="only listen to MIDI channel N (1..16; default: all)")
+                   help="only listen to MIDI channel N (1..16; 0 = all, the default)")
     g.add_argument("--out-channel", "--channel", type=int, default=d.out_channel, metavar="N",
                    help="MIDI channel the answer plays on, 1..16 (default %(default)s)")
     g.add_argument("--passthrough", action="store_true",
