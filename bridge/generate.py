@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from bridge.clock import Clock, TempoTracker
+from bridge.config import LENGTH_UNITS
 from bridge.model import LstmModel
 from bridge.sampling import mask_table, sample
 from bridge.schedule import PlannedNote, Scheduler, Wait, condition_wait
@@ -44,7 +45,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-LENGTH_UNITS = ("events", "beats", "bars")
 MAX_SEED_EVENTS = 64
 """A longer phrase primes with its last 64 events."""
 
