@@ -360,6 +360,7 @@ class JackMidiPorts:
         self.extra_note_offs = 0  # note-offs repeated for note-ons another client read twice
         self.repeated = 0  # calls for a period already handled (after a late call)
         self._period_start: int | None = None
+        self._held = False  # the last period's output was held back
         self._next_start: int | None = None
         self._last_ons: list[int] = []  # channel * 128 + key of the note-ons last written
         self._owed: dict[int, int] = {}  # extra note-offs owed per channel * 128 + key
@@ -497,10 +498,11 @@ class JackMidiPorts:
                 ring.push((start + offset) & FRAME_MASK, data)
             ring.watermark = self._next_start  # this period's input is all in the ring
             out_port.clear_buffer()
-            if expected is not None and start != expected:
+            if expected is not None and start != expected and not self._held:
                 # Periods went by without us (this thread waited for the GIL): the server has
                 # likely given up on this one, so what we wrote now would be lost.  Keep the
-                # output for the next period.  Meanwhile the clients after us may have read our
+                # output for the next period (once: a server whose frames jump every period
+                # must not silence us).  Meanwhile the clients after us may have read our
                 # last buffer again in every missed period: its note-ons now owe that many
                 # extra note-offs.
                 self.skipped += 1
@@ -509,7 +511,9 @@ class JackMidiPorts:
                 for key in self._last_ons:
                     owed[key] = owed.get(key, 0) + missed
                 self._last_ons.clear()
-            else:
+                self._held = True
+            else:  # in time, or held once already: never more than one period in a row
+                self._held = False
                 self._write_due(out_port, start, frames)
             self.cycles += 1
         except Exception:

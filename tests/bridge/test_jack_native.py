@@ -492,3 +492,16 @@ def test_a_period_handled_by_a_late_call_is_not_read_twice(fallback: FakeFallbac
     assert ports.output.pending == 1  # the note goes in the next period, not twice
     assert client.cycle() == [(0, mido.Message("note_on", note=60, velocity=9).bin())]
     ports.close()
+
+
+def test_output_is_held_for_one_period_at_most(fallback: FakeFallback) -> None:
+    ports, client = open_ports(fallback)
+    client.cycle()
+    msg = mido.Message("note_on", note=64, velocity=70)
+    ports.output.send(msg)
+    client.frame_time += PERIOD
+    assert client.cycle() == []  # a gap: held
+    client.frame_time += PERIOD
+    assert client.cycle() == [(0, msg.bin())]  # another gap at once: written all the same
+    assert ports.skipped == 1
+    ports.close()
