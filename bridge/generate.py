@@ -12,7 +12,6 @@ notes to the :class:`~bridge.schedule.Scheduler` as soon as they exist, staying 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +22,7 @@ import numpy as np
 from bridge.clock import Clock, TempoTracker
 from bridge.config import LENGTH_UNITS
 from bridge.model import LstmModel
-from bridge.sampling import mask_table, sample
+from bridge.sampling import check_sampling, mask_table, sample
 from bridge.schedule import PlannedNote, Scheduler, Wait, condition_wait
 from bridge.tokens import Event, Note, TokenScheme, close_gaps
 from bridge.worker import Worker
@@ -61,12 +60,7 @@ class SamplingParams:
     top_p: float = 1.0
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        check_sampling(self.temperature, self.top_k, self.top_p)
 
 
 def answer_rng(seed: int | None, answer_number: int = 0) -> np.random.Generator:

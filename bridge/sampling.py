@@ -13,7 +13,7 @@ import numpy as np
 
 from bridge.tokens import TokenScheme
 
-__all__ = ["mask_table", "sample"]
+__all__ = ["check_sampling", "mask_table", "sample"]
 
 
 @lru_cache(maxsize=8)
@@ -22,6 +22,19 @@ def mask_table(scheme: TokenScheme) -> tuple[np.ndarray, ...]:
     sampling loop looks it up instead of classifying the token every step.  Cached per scheme;
     the engine builds it when a model is loaded."""
     return tuple(scheme.allowed(token) for token in range(scheme.vocab_size))
+
+
+def check_sampling(temperature: float, top_k: int, top_p: float) -> None:
+    """ValueError unless sampling is defined: temperature a finite number > 0, top_k ≥ 0 (0 =
+    off), top_p in (0, 1].  (A user's narrower ranges are :class:`bridge.config.Settings`'.)"""
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature)) or (
+        temperature <= 0
+    ):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0, got {top_k}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
 
 
 def sample(
@@ -41,14 +54,7 @@ def sample(
     the choice is uniform over the mask.  ``ValueError`` if the mask allows nothing or a parameter
     is out of range.
     """
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature)) or (
-        temperature <= 0
-    ):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-    if top_k < 0:
-        raise ValueError(f"top_k must be >= 0, got {top_k}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    check_sampling(temperature, top_k, top_p)
     scores = np.asarray(logits, dtype=np.float64).reshape(-1)
     if mask.shape != scores.shape:
         raise ValueError(f"mask has shape {mask.shape}, logits {scores.shape}")
