@@ -15,8 +15,6 @@ Takes are recorded once per module and several tests read each one.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +27,8 @@ if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))  # jack_peer is a script there, not a package
 
 from ardour_session import find_ardour_lua  # noqa: E402
+
+from bridge.dummy_jack import DummyJack, DummyJackError  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -58,52 +58,25 @@ def start_bridge_fn(request: pytest.FixtureRequest) -> Callable[..., Any]:
 
 
 DAW_SERVER = "antiphon-daw"
-SERVER_ARGS = ("-S", "-d", "dummy", "-r", "48000", "-p", "256")
-
-
-def _running(server: str) -> bool:
-    done = subprocess.run(
-        ["jack_wait", "-s", server, "-c"], capture_output=True, text=True, timeout=10, check=False
-    )
-    return done.stdout.strip() == "running"
+PERIOD = 256  # frames: 5.3 ms at 48 kHz, a buffer a DAW user would pick
 
 
 @pytest.fixture(scope="module")
 def daw_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The ``antiphon-daw`` JACK server's name; every JACK client started meanwhile (bridge,
-    Ardour, listeners) goes there.  Started here unless it runs; then stopped after the module."""
-    process: subprocess.Popen[bytes] | None = None
-    log_path = tmp_path_factory.mktemp("jackd") / "jackd-daw.log"
+    """The ``antiphon-daw`` JACK server's name (``jackd -S``, 256 frames); every JACK client
+    started meanwhile (bridge, Ardour, listeners) goes there.  Started here unless it already
+    runs (then left alone); stopped after the module."""
+    server = DummyJack(
+        DAW_SERVER, tmp_path_factory.mktemp("jackd") / "jackd-daw.log", period=PERIOD, sync=True
+    )
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("JACK_DEFAULT_SERVER", DAW_SERVER)
-        patch.setenv("JACK_NO_START_SERVER", "1")
-        patch.setenv("JACK_NO_AUDIO_RESERVATION", "1")
+        for key, value in server.env.items():
+            patch.setenv(key, value)
         try:
-            if not _running(DAW_SERVER):
-                with log_path.open("wb") as log:
-                    process = subprocess.Popen(
-                        ["jackd", "-n", DAW_SERVER, *SERVER_ARGS],
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                    )
-                waited = subprocess.run(
-                    ["jack_wait", "-s", DAW_SERVER, "-w", "-t", "15"],
-                    capture_output=True,
-                    timeout=30,
-                    check=False,
-                )
-                if waited.returncode != 0 or process.poll() is not None:
-                    pytest.fail(
-                        f"JACK server {DAW_SERVER!r} did not start: "
-                        f"{log_path.read_text(errors='replace')[-500:]}"
-                    )
+            server.start(reuse=True)
+        except DummyJackError as exc:
+            pytest.fail(str(exc))
+        try:
             yield DAW_SERVER
         finally:
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=5)
+            server.stop()
