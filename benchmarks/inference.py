@@ -92,7 +92,7 @@ def _reference_onnx(options: Options, context: dict[str, object], work: Path) ->
     config = ReferenceConfig(REFERENCE_VOCAB, window=options.window)
     vocabulary = ReferenceVocabulary(("<unk>", *(f"s{i:03d}" for i in range(1, REFERENCE_VOCAB))))
     path = work / "seed.onnx"
-    export_reference(build_reference(config), config, vocabulary, {"arch": "seed"}, path)
+    export_reference(build_reference(config), config, vocabulary, {"arch": "reference"}, path)
     return path, "untrained, same shape (timing does not depend on the weights)"
 
 

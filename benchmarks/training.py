@@ -1,4 +1,4 @@
-"""Section 4 — training: the default architecture vs ``--arch seed`` on the Bach chorales.
+"""Section 4 — training: the default architecture vs ``--arch reference`` on the Bach chorales.
 
 Both are built, compiled and fed exactly as ``antiphon train`` does (``training.model``,
 ``training.reference``, ``training.dataset`` with :class:`training.train.TrainConfig`'s defaults),
@@ -25,7 +25,7 @@ from benchmarks.stats import Summary, fmt, ratio, summarize
 
 __all__ = ["Curve", "recipe", "run", "value_at"]
 
-VAL_WINDOWS_SEED = 256  # held-out windows scored per evaluation (the reference net is slow)
+VAL_WINDOWS_REF = 256  # held-out windows scored per evaluation (the reference net is slow)
 
 
 @dataclass
@@ -107,7 +107,7 @@ def _prepare_default(corpus: Any, base: Any, config: Any, val_windows: int) -> d
             "held": [held], "vocab": scheme.vocab_size}
 
 
-def _prepare_seed(corpus: Any, config: Any, val_windows: int) -> dict[str, Any]:
+def _prepare_reference(corpus: Any, config: Any, val_windows: int) -> dict[str, Any]:
     from training.dataset import split_pieces
     from training.reference import (
         ReferenceConfig,
@@ -137,7 +137,7 @@ def _prepare_seed(corpus: Any, config: Any, val_windows: int) -> dict[str, Any]:
     def export(model: Any, path: Path, seconds: float) -> None:
         from training.export import export_reference
 
-        export_reference(model, reference, vocabulary, {"arch": "seed", "seconds": seconds,
+        export_reference(model, reference, vocabulary, {"arch": "reference", "seconds": seconds,
                                                         "benchmark": "equal time budget"}, path)
 
     return {"x": x, "y": y, "val_x": val_x, "val_y": val_y, "per_event": 1.0, "build": build,
@@ -202,7 +202,7 @@ def run(options: Options, context: dict[str, object]) -> Section:
 
     section = Section(4, "Training")
     configs = {"default": recipe(options.model, "default"),
-               "seed": recipe(options.reference_model, "seed")}
+               "reference": recipe(options.reference_model, "reference")}
     corpus, base = _corpus(options)
     rng = np.random.default_rng(options.rng_seed)
     keras.utils.set_random_seed(options.rng_seed)
@@ -213,22 +213,23 @@ def run(options: Options, context: dict[str, object]) -> Section:
     for arch, label, prepare in (
         ("default", "default (Antiphon)",
          lambda: _prepare_default(corpus, base, configs["default"], 16 if quick else 1024)),
-        ("seed", "--arch seed (reference)",
-         lambda: _prepare_seed(corpus, configs["seed"], 16 if quick else VAL_WINDOWS_SEED)),
+        ("reference", "--arch reference",
+         lambda: _prepare_reference(corpus, configs["reference"],
+                                    16 if quick else VAL_WINDOWS_REF)),
     ):
         prepared = prepare()
         curve, model = _train(label, prepared, options.train_seconds, configs[arch].batch, rng,
                               points=2 if quick else 8, first_steps=1 if quick else 4)
         curve.markov = _markov_nats(prepared)
         curves[arch] = curve
-        if arch == "seed" or not quick:  # section 6 answers with them (quick: the seed one)
+        if arch == "reference" or not quick:  # section 6 answers with them (quick: reference)
             path = work / f"{arch}-budget.onnx"
             prepared["export"](model, path, curve.points[-1][0])
             curve.onnx = path
             context[f"{arch}_budget_onnx"] = path
         keras.backend.clear_session()
-    context["reference_onnx"] = curves["seed"].onnx
-    d_cfg, s_cfg = configs["default"], configs["seed"]
+    context["reference_onnx"] = curves["reference"].onnx
+    d_cfg, s_cfg = configs["default"], configs["reference"]
     section.method = (
         f"{len(corpus.pieces)} Bach chorales, split as `antiphon train` splits them (every 10th "
         "held out); both architectures built, compiled and fed as `antiphon train` does, with "
@@ -270,23 +271,23 @@ def run(options: Options, context: dict[str, object]) -> Section:
                               "markov3_nats_per_event": curve.markov,
                               "eval_seconds": curve.eval_seconds}
     section.tables.append(table)
-    d, s = rates["default"], rates["seed"]
+    d, s = rates["default"], rates["reference"]
     section.notes.append(
         f"Predicted targets per second: default {fmt(d.p50 * curves['default'].targets_per_sample)}"
-        f" vs seed {fmt(s.p50)} — "
+        f" vs reference {fmt(s.p50)} — "
         f"{fmt(ratio(d.p50 * curves['default'].targets_per_sample, s.p50))}× more training "
         "signal per second, because every position of a window is a target."
     )
     section.figures.append(_plot(options.out_dir, curves))
     section.headline.append((
         "training throughput, predicted targets/s (p50)",
-        fmt(d.p50 * curves["default"].targets_per_sample), f"{fmt(s.p50)} (--arch seed)",
+        fmt(d.p50 * curves["default"].targets_per_sample), f"{fmt(s.p50)} (--arch reference)",
         f"{fmt(ratio(d.p50 * curves['default'].targets_per_sample, s.p50))}×",
     ))
     section.headline.append((
         f"held-out nats/event after {at:.0f} s of training, ÷ its own Markov-3",
         f"{fmt(ratio(finals['default'], curves['default'].markov))}×",
-        f"{fmt(ratio(finals['seed'], curves['seed'].markov))}× (--arch seed)",
+        f"{fmt(ratio(finals['reference'], curves['reference'].markov))}× (--arch reference)",
         "lower is better; below 1 beats the Markov chain",
     ))
     return section

@@ -67,11 +67,12 @@ def register_train(subparsers: _Subparsers) -> argparse.ArgumentParser:
     out.add_argument("--resume", action="store_true",
                      help="continue the interrupted run in --run-dir (same settings)")
     model = parser.add_argument_group("model")
-    model.add_argument("--arch", choices=("default", "seed"), default="default",
-                       help="default: embedding → stacked LSTM with rhythm tokens; seed: the "
-                            "reference 100-window net (LSTM 512 → 256) on pitch-only tokens")
+    model.add_argument("--arch", choices=("default", "reference", "seed"), default="default",
+                       help="default: embedding → stacked LSTM with rhythm tokens; reference: "
+                            "the paper's 100-window net (LSTM 512 → 256) on pitch-only tokens "
+                            "('seed' is its old name)")
     model.add_argument("--units", type=_int_list, default=None, metavar="N,N",
-                       help="LSTM sizes, one per layer (default 256,256; the seed net's are "
+                       help="LSTM sizes, one per layer (default 256,256; the reference net's are "
                             "512,256 as in the paper — change them only for quick tests)")
     model.add_argument("--embedding", type=int, default=128, metavar="N",
                        help="token embedding size (default %(default)s)")
@@ -89,7 +90,7 @@ def register_train(subparsers: _Subparsers) -> argparse.ArgumentParser:
     fit.add_argument("--window", type=int, default=128, metavar="TOKENS",
                      help="training window for --arch default (default %(default)s)")
     fit.add_argument("--lr", type=float, default=None,
-                     help="Adam learning rate (default 2e-3; 1e-3 for --arch seed)")
+                     help="Adam learning rate (default 2e-3; 1e-3 for --arch reference)")
     fit.add_argument("--patience", type=int, default=5, metavar="EPOCHS",
                      help="stop after this many epochs without held-out improvement; 0 = never")
     fit.add_argument("--augment", type=int, default=0, metavar="SEMITONES",
@@ -115,22 +116,23 @@ def _default_name(args: argparse.Namespace) -> str:
 def run_train(args: argparse.Namespace) -> int:
     """Entry point of ``antiphon train`` (main thread)."""
     from bridge.errors import AntiphonError
-    from training.train import TrainConfig, train
+    from training.train import ARCH_ALIASES, TrainConfig, train
 
     if not args.corpus and not args.midi:
         args.corpus = ["bach"]
     out = args.out or Path("models") / f"{_default_name(args)}.onnx"
     run_dir = args.run_dir or Path("runs") / out.stem
+    arch = ARCH_ALIASES.get(args.arch, args.arch)
     try:
         config = TrainConfig(
-            arch=args.arch, composers=list(args.corpus), midi_dirs=[str(d) for d in args.midi],
+            arch=arch, composers=list(args.corpus), midi_dirs=[str(d) for d in args.midi],
             max_pieces=args.max_pieces, held_out_every=args.held_out_every or 10,
             steps_per_beat=args.steps_per_beat, chord_cap=args.chord_cap, augment=args.augment,
             transpose=args.transpose,
             embedding=args.embedding, dropout=args.dropout,
-            units=list(args.units or ([512, 256] if args.arch == "seed" else [256, 256])),
+            units=list(args.units or ([512, 256] if arch == "reference" else [256, 256])),
             window=args.window, batch=args.batch,
-            lr=args.lr if args.lr is not None else (1e-3 if args.arch == "seed" else 2e-3),
+            lr=args.lr if args.lr is not None else (1e-3 if arch == "reference" else 2e-3),
             epochs=args.epochs, patience=args.patience, steps_per_epoch=args.steps_per_epoch,
             max_minutes=args.max_minutes, seed=args.seed,
         )

@@ -1,4 +1,4 @@
-"""``--arch seed``: the reference network on the reference tokenization, for comparison only.
+"""``--arch reference`` (once ``seed``): the reference network, for comparison only.
 
 Reference tokenization (Classical-Piano-Composer style): one symbol per onset — a single note as
 its pitch name with octave (``"C#4"``; spelled with sharps, since MIDI numbers carry no
@@ -108,7 +108,7 @@ class ReferenceConfig:
     dropout: float = 0.3
 
     def to_dict(self) -> dict[str, Any]:
-        return {"arch": "seed", "vocab_size": self.vocab_size, "window": self.window,
+        return {"arch": "reference", "vocab_size": self.vocab_size, "window": self.window,
                 "units": list(self.units), "dropout": self.dropout}
 
 

@@ -47,6 +47,11 @@ __all__ = ["INTERRUPTED", "TrainConfig", "train"]
 
 INTERRUPTED = 130  # exit status after Ctrl-C, like a shell
 STATE = "state.json"
+ARCHES = ("default", "reference")
+"""``--arch``: Antiphon's own LSTM, or the paper's reference network (for comparison)."""
+ARCH_ALIASES = {"seed": "reference"}
+"""Old names still accepted (``--arch seed``, and ``state.json`` of runs made with it)."""
+
 # settings that may change on --resume; every other one must match the interrupted run
 _RESUMABLE = {"epochs", "patience", "max_minutes"}
 
@@ -77,8 +82,9 @@ class TrainConfig:
     seed: int = 1
 
     def __post_init__(self) -> None:
-        if self.arch not in ("default", "seed"):
-            raise ConfigError(f"--arch must be 'default' or 'seed', got {self.arch!r}")
+        self.arch = ARCH_ALIASES.get(self.arch, self.arch)  # runs and models of older versions
+        if self.arch not in ARCHES:
+            raise ConfigError(f"--arch must be 'default' or 'reference', got {self.arch!r}")
         for name in ("epochs", "batch", "window", "steps_per_beat", "embedding"):
             if getattr(self, name) < 1:
                 flag = name.replace("_", "-")
@@ -225,7 +231,7 @@ def _prepare_seed(config: TrainConfig, corpus: Corpus, saved: dict[str, Any] | N
     vocabulary = (ReferenceVocabulary(tuple(saved["vocabulary"])) if saved
                   else ReferenceVocabulary.from_streams(train_symbols))
     if len(config.units) != 2:
-        raise ConfigError(f"--arch seed has two LSTM layers, got --units {config.units}")
+        raise ConfigError(f"--arch reference has two LSTM layers, got --units {config.units}")
     reference = ReferenceConfig(vocabulary.size, units=(config.units[0], config.units[1]))
     train = vocabulary.ids(s for stream in train_symbols for s in stream)
     held = vocabulary.ids(s for p in split.held_out for s in reference_symbols(p.notes))
@@ -233,7 +239,8 @@ def _prepare_seed(config: TrainConfig, corpus: Corpus, saved: dict[str, Any] | N
     stride = max(1, (len(held) - reference.window) // 2048)  # ≤ ~2k validation windows per epoch
     val_x, val_y = reference_windows(held, reference.window, stride)
     if not len(x) or not len(val_x):
-        raise ConfigError(f"--arch seed needs more than {reference.window} events per split")
+        raise ConfigError(f"--arch reference needs more than {reference.window} events per "
+                          "split")
 
     def build() -> Any:
         from training.reference import build_reference, compile_reference

@@ -102,7 +102,7 @@ def test_reference_window_net_exports_with_its_vocabulary(tmp_path: Path) -> Non
     model = build_reference(config)
     _shake(model, 3)
     path = tmp_path / "seed.onnx"
-    export_reference(model, config, vocabulary, {"arch": "seed"}, path)
+    export_reference(model, config, vocabulary, {"arch": "reference"}, path)
     windows = np.random.default_rng(0).integers(0, vocabulary.size, (5, 100))
     expected = np.asarray(model(windows.astype(np.int32), training=False))
     runner = WindowRunner(path)

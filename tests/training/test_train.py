@@ -1,5 +1,5 @@
 """``antiphon train`` end to end on a tiny corpus: run directory, interrupt + resume, multi-worker,
-``--arch seed``, and ``antiphon evaluate`` on the result.  Every run is a subprocess."""
+``--arch reference``, and ``antiphon evaluate`` on the result.  Every run is a subprocess."""
 
 from __future__ import annotations
 
@@ -122,9 +122,10 @@ def test_evaluate_refuses_a_file_that_is_not_a_model(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_seed_architecture_trains_and_exports_a_window_model(midi_corpus: Path, tiny_run: Path,
-                                                             tmp_path: Path) -> None:
-    result = run_cli("train", "--arch", "seed", "--units", "16,8", "--midi", str(midi_corpus),
+def test_reference_architecture_trains_and_exports_a_window_model(
+    midi_corpus: Path, tiny_run: Path, tmp_path: Path,
+) -> None:
+    result = run_cli("train", "--arch", "reference", "--units", "16,8", "--midi", str(midi_corpus),
                      "--out", str(tmp_path / "seed.onnx"), "--run-dir", str(tmp_path / "run"),
                      "--cache-dir", str(tiny_run / "cache"), "--epochs", "2",
                      "--steps-per-epoch", "3", "--batch", "16", "--held-out-every", "4",
@@ -132,7 +133,7 @@ def test_seed_architecture_trains_and_exports_a_window_model(midi_corpus: Path, 
     assert result.returncode == 0, result.stderr[-3000:]
     runner = WindowRunner(tmp_path / "seed.onnx")
     assert runner.window == 100 and runner.vocabulary[0] == "<unk>"
-    assert runner.training["architecture"]["arch"] == "seed"
+    assert runner.training["architecture"]["arch"] == "reference"
     assert "Markov order 3" in result.stderr
     with pytest.raises(ModelError):
         load_model(tmp_path / "seed.onnx")
@@ -212,3 +213,14 @@ def test_two_workers_train_together(midi_corpus: Path, tiny_run: Path, tmp_path:
     assert len(chief_epochs) == len(other_epochs) == 2
     assert [line.split("val_loss: ")[1] for line in chief_epochs] == [
         line.split("val_loss: ")[1] for line in other_epochs]
+
+
+def test_the_old_arch_name_seed_still_means_reference() -> None:
+    from bridge.errors import ConfigError
+    from training.train import TrainConfig
+
+    assert TrainConfig(arch="seed").arch == "reference"  # --arch seed
+    old_state = {"arch": "seed", "epochs": 3}  # state.json of a run made before the rename
+    assert TrainConfig.from_dict(old_state).arch == "reference"
+    with pytest.raises(ConfigError, match="'default' or 'reference'"):
+        TrainConfig(arch="lstm")
