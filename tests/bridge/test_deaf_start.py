@@ -31,12 +31,15 @@ MESSAGES = 32
 _SENDER = textwrap.dedent('''
     import sys, time, rtmidi
     target = sys.argv[1]
+    out = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name="deaf-test sender")
     for line in sys.stdin:
-        out = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name="deaf-test sender")
+        if line.strip() == "close":  # the bridge has counted: only now may the port go
+            out.close_port()
+            print("closed", flush=True)
+            continue
         names = out.get_ports()
         if target not in names:
             print("missing", flush=True)
-            out.delete()
             continue
         out.open_port(names.index(target), "out")
         time.sleep(0.05)  # the connection is made by the server's next cycle
@@ -44,10 +47,8 @@ _SENDER = textwrap.dedent('''
             note = 48 + i // 2
             out.send_message([0x90, note, 80] if i % 2 == 0 else [0x80, note, 0])
             time.sleep(0.002)
-        time.sleep(0.05)
-        out.close_port()
-        out.delete()
         print("sent", flush=True)
+    out.delete()
 ''')
 
 
@@ -76,8 +77,8 @@ _BRIDGE_PORTS = textwrap.dedent('''
     from queue import Queue
     from bridge.ports import BACKENDS
     from bridge.supervisor import PortSupervisor, PortSpec
-    want = int(sys.argv[1])
-    sup = PortSupervisor(BACKENDS["rtmidi-jack"], PortSpec())
+    want, backend = int(sys.argv[1]), sys.argv[2]
+    sup = PortSupervisor(BACKENDS[backend], PortSpec())
     inbox = Queue()
     sup.open()
     sup.start(inbox)
@@ -85,7 +86,7 @@ _BRIDGE_PORTS = textwrap.dedent('''
     got, deadline = 0, None
     while got < want and (deadline is None or time.monotonic() < deadline):
         if deadline is None and sys.stdin.readline():  # the sender has played
-            deadline = time.monotonic() + 2.0
+            deadline = time.monotonic() + 5.0
         while not inbox.empty():
             inbox.get_nowait()
             got += 1
@@ -95,10 +96,13 @@ _BRIDGE_PORTS = textwrap.dedent('''
 ''')
 
 
-def test_every_start_hears_every_message(sync_server: JackServer) -> None:
-    """Each start is a fresh process, as a user's is (libjack's first clients of a process)."""
+@pytest.mark.parametrize("backend", ["rtmidi-jack", "jack"])
+def test_every_start_hears_every_message(sync_server: JackServer, backend: str) -> None:
+    """Each start is a fresh process, as a user's is (libjack's first clients of a process);
+    RtMidi on JACK (two clients, the input's self-test) and the native backend (one client)."""
     spec = PortSpec()
-    target = f"{spec.client} In:{spec.in_name}"
+    client = f"{spec.client} In" if backend == "rtmidi-jack" else spec.client
+    target = f"{client}:{spec.in_name}"
     sender = subprocess.Popen([sys.executable, "-c", _SENDER, target], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     assert sender.stdin is not None and sender.stdout is not None
@@ -106,7 +110,7 @@ def test_every_start_hears_every_message(sync_server: JackServer) -> None:
     deaf_reopens = 0
     try:
         for _ in range(STARTS):
-            bridge = subprocess.Popen([sys.executable, "-c", _BRIDGE_PORTS, str(MESSAGES)],
+            bridge = subprocess.Popen([sys.executable, "-c", _BRIDGE_PORTS, str(MESSAGES), backend],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             assert bridge.stdin is not None and bridge.stdout is not None
             try:
@@ -117,6 +121,9 @@ def test_every_start_hears_every_message(sync_server: JackServer) -> None:
                 bridge.stdin.write("played\n")
                 bridge.stdin.flush()
                 words = bridge.stdout.readline().split()
+                sender.stdin.write("close\n")
+                sender.stdin.flush()
+                assert sender.stdout.readline().strip() == "closed"
                 assert words[0] == "received", words
                 counts.append(int(words[1]))
                 deaf_reopens += int(words[3])
