@@ -165,7 +165,7 @@ class Engine:
         self.counters = {
             "messages": 0, "dropped": 0, "bad_messages": 0, "answers": 0, "interrupts": 0,
             "generation_errors": 0, "triggers_ignored": 0, "cc_changes": 0,
-            "stuck_input_notes": 0,
+            "stuck_input_notes": 0, "transport_stops": 0,
         }
         self._status_sources: list[Callable[[], Mapping[str, object]]] = []
         self.last_latency_ms: float | None = None
@@ -404,6 +404,12 @@ class Engine:
 
     def _handle(self, msg: mido.Message, t: float) -> None:
         if self.tempo.on_message(msg, t):
+            if msg.type == "stop" and (self.generator.busy or self.scheduler.active_answers):
+                # The DAW's transport stopped: the answer stops with it (note-offs sent), as a
+                # track does; the call being played, if any, is kept.
+                log.info("MIDI Stop: answer ended")
+                self._interrupt()
+                self._count("transport_stops")
             return
         settings = self._settings.get()
         self._refresh(settings)

@@ -161,6 +161,24 @@ def test_playing_during_an_answer_interrupts_it(make_rig, sink) -> None:
     assert rig.engine.counters["answers"] == 2
 
 
+def test_the_daws_transport_stop_ends_the_answer(make_rig, sink) -> None:
+    """Found with Ardour (tests/daw): after its MIDI Stop the bridge played the rest of the
+    answer, new note-ons included, for 1.5 s.  Stop ends it, note-offs sent."""
+    rig = make_rig(length=64)
+    rig.send(mido.Message("start"))
+    rig.phrase()
+    rig.advance(1.5)
+    assert rig.engine.scheduler.active_answers and (sink.sounding() or rig.answer_ons())
+    before = len(sink.messages())
+    rig.send(mido.Message("stop"))
+    assert sink.sounding() == set() and rig.engine.scheduler.active_answers == []
+    rig.advance(2.0)
+    assert all(m.type == "note_off" for m in sink.messages()[before:])
+    assert rig.engine.counters["transport_stops"] == 1
+    rig.send(mido.Message("stop"))  # a Stop with nothing playing changes nothing
+    assert rig.engine.counters["transport_stops"] == 1
+
+
 def test_trigger_mode_answers_on_demand_only(make_rig, caplog) -> None:
     caplog.set_level(logging.INFO, logger="bridge.engine")
     rig = make_rig(mode="trigger", trigger_cc=20, trigger_note=36)
