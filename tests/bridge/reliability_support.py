@@ -34,6 +34,12 @@ from waiting import wait_for
 from benchmarks.notecheck import unmatched
 from bridge.dummy_jack import DummyJack, jack_env
 
+_HERE = Path(__file__).resolve().parent
+_SCRIPT_PATH = os.pathsep.join(
+    [str(_HERE.parents[1]), str(_HERE.parent), *filter(None, [os.environ.get("PYTHONPATH")])])
+"""What this file needs on sys.path when it runs as a script (the recorder): the repository
+(``benchmarks``) and ``tests/`` (``waiting``), as pytest has them."""
+
 FAULT_SERVER = "antiphon-fault"
 """The one server name the fault tests kill and restart (never the shared antiphon-test)."""
 
@@ -193,7 +199,7 @@ class RecorderProcess:
         self.process = subprocess.Popen(
             [sys.executable, __file__, "record", name, server, source, str(path)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-            env={**os.environ, **jack_env(server)},
+            env={**os.environ, **jack_env(server), "PYTHONPATH": _SCRIPT_PATH},
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # blocks until connected (or it failed)
