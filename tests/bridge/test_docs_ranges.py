@@ -142,3 +142,49 @@ def test_documented_ranges_hold(source: str, address: str, osc: Any) -> None:
         (name,) = controller.accepted[0]  # the setting this address sets
         assert getattr(Settings(), name) == pytest.approx(float(default[1])), (
             f"{source}: {address} documents the default {default[1]}")
+
+
+# ---- the command line ------------------------------------------------------------------------
+
+
+def _bridge_options() -> list[Any]:
+    from bridge.cli import build_parser
+
+    parser = build_parser("bridge")
+    (commands,) = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+    return [a for a in commands.choices["bridge"]._actions  # numbers (not --cc NAME=CC)
+            if a.option_strings and a.help and RANGE.search(a.help) and a.type not in (None, str)]
+
+
+def _bridge_settings(flag: str, value: float) -> Settings | None:
+    """The Settings ``antiphon bridge FLAG VALUE`` runs with; None if refused."""
+    from bridge import cli
+    from bridge.errors import ConfigError
+
+    try:
+        args = cli.build_parser("bridge").parse_args(["bridge", flag, f"{value:g}"])
+        return cli._settings(args)
+    except (ConfigError, SystemExit):
+        return None
+
+
+@pytest.mark.parametrize("option", _bridge_options(), ids=lambda a: a.option_strings[0])
+def test_bridge_help_ranges_hold(option: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    flag = option.option_strings[0]
+    low, high = (float(x) for x in RANGE.search(option.help).groups())  # type: ignore[union-attr]
+    step = 1.0 if low.is_integer() and high.is_integer() else 0.001
+    default = Settings()
+    at_low = _bridge_settings(flag, low)
+    assert at_low is not None and _bridge_settings(flag, high) is not None, (
+        f"{flag} refuses its documented {low:g}..{high:g}")
+    for outside in (low - step, high + step):
+        if re.search(rf"(?<![\d.]){re.escape(f'{outside:g}')} = ", option.help):
+            continue
+        assert _bridge_settings(flag, outside) is None, (
+            f"{flag} documents {low:g}..{high:g} but accepts {outside:g}")
+    changed = [name for name in default.to_dict()
+               if getattr(at_low, name) != getattr(default, name)]
+    if changed and option.default is not None:  # the flag's default is the setting's
+        (name,) = changed
+        assert option.default == getattr(default, name), f"{flag} default"
+    capsys.readouterr()  # argparse's complaints about the values refused on purpose
