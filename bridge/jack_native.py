@@ -30,7 +30,9 @@ asynchronous JACK server the clients after it then read its last buffer again (i
 repeat) or lose what it writes late.  So a callback that finds periods missing holds its output
 for the next period (counted: ``jack_late_periods``) and owes one extra note-off per missed
 period for each note-on of its last buffer, written with that key's next note-off
-(``jack_extra_note_offs``): a receiver that stacks repeated note-ons still ends every one.
+(``jack_extra_note_offs``): a receiver that stacks repeated note-ons still ends every one.  The
+same happens to the clients before it: an input buffer identical to the previous period's is
+that client's last buffer handed over again and is left out (``jack_input_repeats``).
 
 Threads: :meth:`JackMidiPorts.open` / :meth:`~JackMidiPorts.close` run in the main or the
 supervisor's watcher thread; :meth:`JackMidiPorts.process` in JACK's realtime thread;
@@ -361,6 +363,8 @@ class JackMidiPorts:
         self.repeated = 0  # calls for a period already handled (after a late call)
         self._period_start: int | None = None
         self._held = False  # the last period's output was held back
+        self.input_repeats = 0  # input buffers that were the last one again (left out)
+        self._last_input: list[tuple[int, bytes]] = []
         self._next_start: int | None = None
         self._last_ons: list[int] = []  # channel * 128 + key of the note-ons last written
         self._owed: dict[int, int] = {}  # extra note-offs owed per channel * 128 + key
@@ -463,6 +467,7 @@ class JackMidiPorts:
             "jack_callback_errors": self.callback_errors,
             "jack_late_periods": self.skipped,
             "jack_repeated_periods": self.repeated,
+            "jack_input_repeats": self.input_repeats,
             "jack_extra_note_offs": self.extra_note_offs,
         }
 
@@ -494,8 +499,16 @@ class JackMidiPorts:
             self._period_start = start
             expected, self._next_start = self._next_start, (start + frames) & FRAME_MASK
             ring = self._in_ring
-            for offset, data in in_port.incoming_midi_events():
-                ring.push((start + offset) & FRAME_MASK, data)
+            events = [(offset, bytes(data)) for offset, data in in_port.incoming_midi_events()]
+            previous, self._last_input = self._last_input, events
+            if events and start == expected and events == previous:
+                # The very same events at the very same offsets as in the period before: the
+                # client playing into us missed this period and JACK handed us its last buffer
+                # again (a repeated clock tick would move the tempo grid by a tick).
+                self.input_repeats += 1
+            else:
+                for offset, data in events:
+                    ring.push((start + offset) & FRAME_MASK, data)
             ring.watermark = self._next_start  # this period's input is all in the ring
             out_port.clear_buffer()
             if expected is not None and start != expected and not self._held:

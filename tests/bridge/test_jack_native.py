@@ -505,3 +505,17 @@ def test_output_is_held_for_one_period_at_most(fallback: FakeFallback) -> None:
     assert client.cycle() == [(0, msg.bin())]  # another gap at once: written all the same
     assert ports.skipped == 1
     ports.close()
+
+
+def test_an_input_buffer_handed_over_again_is_left_out(fallback: FakeFallback) -> None:
+    ports, client = open_ports(fallback)
+    queue: Queue[tuple[float, mido.Message]] = Queue()
+    reader = ports.listen(queue)
+    reader.close()
+    client.cycle([(10, b"\xf8")])
+    client.cycle([(10, b"\xf8")])  # the player missed a period: its last buffer again
+    client.cycle([(30, b"\xf8")])
+    client.cycle([])
+    client.cycle([(30, b"\xf8")])  # not the period right before: a real tick
+    assert reader.drain() == 3 and ports.input_repeats == 1
+    ports.close()
