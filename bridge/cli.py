@@ -338,47 +338,17 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
-def _model_dirs(extra: Sequence[Path], model_file: Path | None) -> list[Path]:
-    from bridge.model import default_model_dirs
-
-    dirs = [*extra]
-    if model_file is not None:
-        dirs.append(model_file.parent)
-    dirs += default_model_dirs()
-    unique: list[Path] = []
-    for d in dirs:
-        if d not in unique:
-            unique.append(d)
-    return unique
-
-
-def _model_path(value: str | None, dirs: Sequence[Path]) -> Path:
-    """``--model``: a file path as given, else a name in the model directories."""
-    from bridge.errors import ModelError
-    from bridge.model import default_model_path, resolve_model
-
-    if value is None or value == "auto":
-        return default_model_path()
-    path = Path(value).expanduser()
-    if path.is_file() or os.sep in value or "/" in value:
-        return path
-    try:
-        return resolve_model(value, dirs)
-    except ModelError:
-        return path  # load_model says "model file not found: …"
-
-
 def _load_model(value: str | None, extra_dirs: Sequence[Path] = ()) -> tuple[LstmModel, list[Path]]:
+    """``--model`` (auto: the shipped default) and the model directories it implies."""
     from bridge.errors import ModelError
-    from bridge.model import load_model
+    from bridge.model import find_model, load_model, model_dirs
 
-    dirs = _model_dirs(extra_dirs, None)
-    path = _model_path(value, dirs)
-    if value is None and not path.is_file():
+    path = find_model(None if value == "auto" else value, model_dirs(extra_dirs))
+    if value in (None, "auto") and not path.is_file():
         raise ModelError(f"the shipped model {path} is missing; pass --model FILE "
                          "(or train one: antiphon train)")
     model = load_model(path)
-    return model, _model_dirs(extra_dirs, model.path)
+    return model, model_dirs(extra_dirs, model.path)
 
 
 def _follower(value: str | None, model: LstmModel, dirs: Sequence[Path]

@@ -80,6 +80,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="model file, the name of one in models/, or auto: the shipped "
                              "melody model for a single-line input, the chorale model "
                              "models/default.onnx otherwise (default: auto)")
+    parser.add_argument("--model-dir", metavar="DIR", action="append", default=[], type=Path,
+                        help="a directory to find --model NAME in; repeatable (the shipped "
+                             "models/ are always searched too)")
     parser.add_argument("--key", default=defaults.key, metavar="KEY",
                         help="the continuation's key: auto (heard from the input) or C, F#m, "
                              "Bb… (default %(default)s)")
@@ -124,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc), 2)
     try:
         joined, first_bpm = join_files(args.inputs, bpm=args.bpm)  # before the model loads
-        model, follower = _load_following(args.model)
+        model, follower = _load_following(args.model, args.model_dir)
         result = continue_song(joined, model, settings,
                                bpm=first_bpm if args.bpm is None else settings.bpm,
                                follower=follower, auto=args.model in (None, "auto"))
@@ -222,34 +225,26 @@ def _output_kind(path: Path) -> str:
     )
 
 
-def _load_following(name: str | None) -> tuple[LstmModel, Follower]:
-    """``--model``: the model (auto: the chordal one, the follower picks per input) and the
-    follower built from the shipped models (or around the one model when they are missing)."""
+def _load_following(name: str | None, extra_dirs: Sequence[Path] = ()
+                    ) -> tuple[LstmModel, Follower]:
+    """``--model`` (found as :func:`bridge.model.find_model` says, ``--model-dir`` first): the
+    model (auto: the chordal one, the follower picks per input) and the follower built from the
+    shipped models (or around the one model when they are missing)."""
     from bridge.follow import AUTO, Follower
-    from bridge.model import default_model_dirs
+    from bridge.model import find_model, load_model, model_dirs
 
+    dirs = model_dirs(extra_dirs)
     try:
-        follower = Follower.from_dirs(default_model_dirs())
+        follower = Follower.from_dirs(dirs)
     except ModelError:
         follower = None
     if name is None or name == AUTO:
         if follower is None:
-            model = _load(None)  # says which shipped model is missing
+            model = load_model(find_model(None, dirs))  # says which shipped model is missing
             return model, Follower(model)
         return follower.chordal, follower
-    model = _load(name)
+    model = load_model(find_model(name, dirs))
     return model, follower or Follower(model)
-
-
-def _load(name: str | None) -> LstmModel:
-    from bridge.model import default_model_dirs, default_model_path, load_model, resolve_model
-
-    if name is None:
-        return load_model(default_model_path())
-    path = Path(name)
-    if path.exists() or "/" in name or "\\" in name:
-        return load_model(path)
-    return load_model(resolve_model(name, default_model_dirs()))
 
 
 def _write_midi(path: Path, result: Continuation) -> None:

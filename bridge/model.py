@@ -33,7 +33,9 @@ __all__ = [
     "State",
     "default_model_dirs",
     "default_model_path",
+    "find_model",
     "load_model",
+    "model_dirs",
     "resolve_model",
 ]
 
@@ -241,6 +243,38 @@ def default_model_dirs() -> list[Path]:
     """Where shipped models live: :func:`shipped_models_dir`, then
     ``<prefix>/share/antiphon/models`` (a place for models of your own in a venv)."""
     return [shipped_models_dir(), Path(sys.prefix) / "share" / "antiphon" / "models"]
+
+
+def model_dirs(extra: Iterable[str | Path] = (), model_file: str | Path | None = None
+               ) -> list[Path]:
+    """Where model names are looked up, in order, each once: ``extra`` (``--model-dir``), the
+    directory of the ``--model`` file, then :func:`default_model_dirs`."""
+    dirs = [Path(d) for d in extra]
+    if model_file is not None:
+        dirs.append(Path(model_file).parent)
+    unique: list[Path] = []
+    for directory in [*dirs, *default_model_dirs()]:
+        if directory not in unique:
+            unique.append(directory)
+    return unique
+
+
+def find_model(value: str | None, dirs: Iterable[str | Path]) -> Path:
+    """The file ``--model VALUE`` means, for every command: None → :func:`default_model_path`;
+    a path (an existing file, or any value with a separator) as given; else the model of that
+    name in ``dirs`` (:func:`resolve_model`).  ModelError naming both readings if neither is."""
+    if value is None:
+        return default_model_path()
+    path = Path(value).expanduser()
+    if path.is_file() or "/" in value or "\\" in value:
+        return path
+    dirs = list(dirs)
+    try:
+        return resolve_model(value, dirs)
+    except ModelError:
+        searched = ", ".join(str(d) for d in dirs) or "no model directories"
+        raise ModelError(f"model {value!r} not found: no such file, and no model of that "
+                         f"name in {searched}") from None
 
 
 def default_model_path() -> Path:

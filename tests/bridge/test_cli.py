@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from bridge import cli
+from bridge.errors import ModelError
 
 Antiphon = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -228,9 +229,11 @@ def test_settings_from_flags() -> None:
 
 def test_model_may_be_a_name_in_a_model_dir(tiny_model_path: Path) -> None:
     dirs = [tiny_model_path.parent]
-    assert cli._model_path("tiny", dirs) == tiny_model_path
-    assert cli._model_path(str(tiny_model_path), []) == tiny_model_path
-    assert cli._model_path("absent", dirs) == Path("absent")  # load_model then reports it
+    model, searched = cli._load_model(tiny_model_path.stem, dirs)  # bridge.model.find_model
+    assert model.path == tiny_model_path and searched[0] == tiny_model_path.parent
+    assert cli._load_model(str(tiny_model_path))[0].path == tiny_model_path
+    with pytest.raises(ModelError, match="'absent' not found"):
+        cli._load_model("absent", dirs)
 
 
 def test_a_missing_shipped_model_says_what_to_do(

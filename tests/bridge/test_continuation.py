@@ -159,6 +159,19 @@ def test_missing_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     assert status == 1 and err.count("\n") == 1 and "none.onnx" in err
 
 
+def test_model_dir_finds_a_model_by_name(tmp_path: Path, tiny_model_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "solo.onnx").write_bytes(tiny_model_path.read_bytes())
+    args = ["continue", str(ODE), "-o", str(tmp_path / "o.mid"), "--model", "solo",
+            "--length", "4"]
+    assert main(args) == 1  # not among the shipped models
+    assert "'solo' not found" in capsys.readouterr().err
+    assert main([*args, "--model-dir", str(mine)]) == 0, capsys.readouterr().err
+    assert (tmp_path / "o.mid").exists()
+
+
 def test_console_script_end_to_end(tmp_path: Path, tiny_model_path: Path,
                                    antiphon: Callable[..., subprocess.CompletedProcess[str]]
                                    ) -> None:

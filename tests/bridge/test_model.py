@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from bridge.errors import ModelError
-from bridge.model import default_model_path, load_model, resolve_model
+from bridge.model import (
+    default_model_dirs,
+    default_model_path,
+    find_model,
+    load_model,
+    model_dirs,
+    resolve_model,
+)
 from bridge.tokens import TokenScheme
 
 
@@ -132,3 +139,25 @@ def test_default_model_path_is_the_shipped_file() -> None:
     path = default_model_path()
     assert path.name == "default.onnx"
     assert path.parent.name == "models"
+
+
+def test_find_model_reads_a_path_or_a_name_the_same_for_every_command(
+    tiny_model_path: Path, tmp_path: Path,
+) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "solo.onnx").write_bytes(tiny_model_path.read_bytes())
+    dirs = model_dirs([mine])
+    assert find_model(None, dirs) == default_model_path()
+    assert find_model("solo", dirs) == find_model("solo.onnx", dirs) == mine / "solo.onnx"
+    assert find_model(str(tiny_model_path), dirs) == tiny_model_path  # an existing file
+    assert find_model("elsewhere/x.onnx", dirs) == Path("elsewhere/x.onnx")  # a path: as given
+    with pytest.raises(ModelError, match=r"'nothing' not found: no such file.*mine"):
+        find_model("nothing", dirs)
+
+
+def test_model_dirs_order_and_no_repeats(tmp_path: Path) -> None:
+    shipped = default_model_dirs()
+    assert model_dirs() == shipped
+    assert model_dirs([tmp_path, tmp_path], tmp_path / "m.onnx") == [tmp_path, *shipped]
+    assert model_dirs([], tmp_path / "m.onnx")[0] == tmp_path
