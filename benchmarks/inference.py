@@ -98,7 +98,7 @@ def _reference_onnx(options: Options, context: dict[str, object], work: Path) ->
 
 def run(options: Options, context: dict[str, object]) -> Section:
     from bridge.model import load_model
-    from training.runtime import WindowRunner
+    from training.onnx_runner import WindowRunner
 
     section = Section(1, "Inference per generated event")
     rng = np.random.default_rng(options.rng_seed)

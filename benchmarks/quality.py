@@ -400,7 +400,7 @@ def _answerers(options: Options, style: StyleCorpus, split: Any, chordal: Any, m
 
     answerers.append(Answerer(MARKOV_ROW, chain, temperatures))
     if options.reference_model.is_file():
-        from training.runtime import WindowRunner
+        from training.onnx_runner import WindowRunner
 
         runner = WindowRunner(options.reference_model, threads=1)
 

@@ -177,7 +177,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         from bridge.model import LstmModel
         from training.corpus import load_sources
         from training.evaluate import evaluate_reference, evaluate_step_model, format_table
-        from training.runtime import open_model
+        from training.onnx_runner import open_model
 
         runner = open_model(args.model)
         trained: dict[str, Any] = runner.training

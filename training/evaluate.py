@@ -28,8 +28,8 @@ from bridge.tokens import Kind, TokenScheme
 from training.corpus import Corpus
 from training.dataset import build_dataset, split_pieces
 from training.markov import MarkovModel
+from training.onnx_runner import WindowRunner
 from training.reference import ReferenceVocabulary, reference_symbols, reference_windows
-from training.runtime import WindowRunner
 
 __all__ = [
     "Score",

@@ -574,7 +574,7 @@ def _export_and_score(prepared: Prepared, model: Any, training: dict[str, Any], 
     from bridge.model import load_model
     from training.evaluate import evaluate_reference, evaluate_step_model, format_table
     from training.export import update_metadata
-    from training.runtime import WindowRunner
+    from training.onnx_runner import WindowRunner
 
     staged = run_dir / "model.onnx"
     prepared.export(model, training, staged)

@@ -21,8 +21,8 @@ onnx = pytest.importorskip("onnx")
 
 from training.export import export_lstm, export_reference, read_metadata  # noqa: E402
 from training.model import LstmConfig, build_lstm  # noqa: E402
+from training.onnx_runner import WindowRunner  # noqa: E402
 from training.reference import ReferenceConfig, ReferenceVocabulary, build_reference  # noqa: E402
-from training.runtime import WindowRunner  # noqa: E402
 
 
 def _shake(model: Any, seed: int) -> None:

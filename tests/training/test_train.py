@@ -19,7 +19,7 @@ from training_support import REPO, TINY, run_cli
 
 from bridge.errors import ModelError
 from bridge.model import load_model
-from training.runtime import WindowRunner
+from training.onnx_runner import WindowRunner
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # TensorFlow training runs
 

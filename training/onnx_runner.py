@@ -1,4 +1,4 @@
-"""Open exported model files with onnxruntime only (no TensorFlow) for evaluation.
+"""Run exported model files in onnxruntime only (no TensorFlow), for evaluation and benchmarks.
 
 An ``antiphon-lstm`` file opens through the bridge's own loader (:func:`bridge.model.load_model`,
 with all its checks), so evaluation runs exactly what the bridge runs.  :class:`WindowRunner`
