@@ -21,12 +21,13 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import jack
 import mido
+import pytest
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 from waiting import wait_for
@@ -49,6 +50,21 @@ MAX_EVENTS_PER_PERIOD = 48
 
 JackServer = DummyJack
 """A dummy JACK server of our own: ``start``, ``kill`` (SIGKILL), ``stop`` (always call it)."""
+
+
+@contextlib.contextmanager
+def private_server(name: str, log_path: Path, *, sync: bool = False) -> Iterator[JackServer]:
+    """A JACK server of our own, running, with ``JACK_DEFAULT_SERVER`` (and the other JACK
+    variables) pointing at it meanwhile; stopped, and the variables restored, after."""
+    server = JackServer(name, log_path, sync=sync)
+    server.start()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in server.env.items():
+                patch.setenv(key, value)
+            yield server
+    finally:
+        server.stop()
 
 
 # ---- the peer -----------------------------------------------------------------------------------

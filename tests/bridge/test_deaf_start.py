@@ -17,7 +17,7 @@ import textwrap
 from collections.abc import Iterator
 
 import pytest
-from reliability_support import JackServer
+from reliability_support import JackServer, private_server
 
 from bridge.supervisor import PortSpec
 
@@ -53,23 +53,10 @@ _SENDER = textwrap.dedent('''
 
 
 @pytest.fixture(scope="module")
-def sync_server(tmp_path_factory: pytest.TempPathFactory,
-                monkeypatch_module: pytest.MonkeyPatch) -> Iterator[JackServer]:
-    server = JackServer(SYNC_SERVER, tmp_path_factory.mktemp("jack") / "jackd-sync.log",
-                        sync=False)
-    server.start()
-    for key, value in server.env.items():
-        monkeypatch_module.setenv(key, value)
-    try:
+def sync_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JackServer]:
+    with private_server(SYNC_SERVER, tmp_path_factory.mktemp("jack") / "jackd-sync.log",
+                        sync=False) as server:
         yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
 
 
 _BRIDGE_PORTS = textwrap.dedent('''

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import mido
 import pytest
-from reliability_support import JackServer, MidiPeer
+from reliability_support import JackServer, MidiPeer, private_server
 
 from bridge.jack_native import JackMidiPorts
 from bridge.jack_native_clock import FRAME_MASK, FrameClock
@@ -33,16 +33,9 @@ COUNT = 64
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JackServer]:
-    jackd = JackServer(SERVER, Path(tmp_path_factory.mktemp("jack")) / "jackd-native.log",
-                       sync=True)
-    jackd.start()
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in jackd.env.items():
-            patch.setenv(key, value)
-        try:
-            yield jackd
-        finally:
-            jackd.stop()
+    with private_server(SERVER, Path(tmp_path_factory.mktemp("jack")) / "jackd-native.log",
+                        sync=True) as jackd:
+        yield jackd
 
 
 class Peers(NamedTuple):
