@@ -9,14 +9,25 @@ or the trigger CC/note (``call`` and ``trigger``), never (``listen``) — and in
 answer as soon as the musician plays.  An answer is an :class:`~bridge.generate.AnswerJob` for
 the generation worker, which streams notes into the :class:`~bridge.schedule.Scheduler`.
 
-:class:`Engine` also implements ``bridge.osc.Controller``, the protocol the OSC thread calls.
-One log line per answer: seed events, answer events, milliseconds from the phrase end to the
-first note out.
+:class:`Engine` also implements ``bridge.protocols.Controller``, the protocol the OSC thread
+calls.  One log line per answer: seed (call) events, answer events, milliseconds from the phrase
+end to the first note out.
 
 A key whose note-off never arrives (lost on the wire, a port unplugged mid-note) would hold the
 phrase open for ever: once every key still down was pressed at least ``stuck_hold_s`` ago and the
 input has been silent for the phrase-ending silence, the engine takes them as released, counts
 them (``stuck_input_notes``) and logs it.
+
+Cancelling answers — an interrupt, ``/antiphon/stop``, panic, a model swap — is one mechanism,
+keyed by answer id.  The engine numbers answers in increasing order; to cancel everything so far
+it takes ``before`` = the next id it will give and (1) cancels the generation worker
+(:meth:`~bridge.generate.AnswerGenerator.cancel`: the waiting job is dropped, the running one's
+id joins the worker's cancelled set, so it stops at its next token and reports ``cancelled``);
+(2) calls :meth:`~bridge.schedule.Scheduler.cancel_all` with ``before``: open answers end their
+sounding notes and drop what is queued, and the scheduler's floor rises to ``before``, so an
+answer with an older id still being generated can never open afterwards.  The next answer's id
+is ``before`` or higher: nothing of it is touched.  The worker cancels its own answer alone
+(:meth:`~bridge.schedule.Scheduler.cancel_answer`) when generation fails.
 """
 
 from __future__ import annotations

@@ -254,7 +254,8 @@ class AnswerReport:
 class AnswerGenerator:
     """The generation worker thread: runs one :class:`AnswerJob` at a time into the scheduler.
 
-    ``submit`` replaces (cancels) the job in progress; ``cancel`` stops it.  The first note is
+    ``submit`` replaces (cancels) the job in progress; ``cancel`` stops it (how cancelling works
+    across the engine, this worker and the scheduler: :mod:`bridge.engine`).  The first note is
     anchored on the next ``job.start`` boundary after it exists; later notes are generated while
     they are at most ``lookahead_beats`` ahead of the playhead.
     """
