@@ -32,7 +32,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from bridge.config import LENGTH_UNITS, MODES, STARTS, Settings, parse_cc_binding
+from bridge.answer_flags import add_answer_flags
+from bridge.config import MODES, STARTS, Settings, parse_cc_binding
 from bridge.errors import PROG, AntiphonError, ConfigError, fail
 
 if TYPE_CHECKING:
@@ -182,28 +183,7 @@ def _add_bridge(subparsers: Any) -> None:
                         "(default: none)")
 
     g = p.add_argument_group("the answer")
-    g.add_argument("--length", type=int, default=d.length, metavar="N",
-                   help="answer length, counted in --unit, 1..512 (default %(default)s)")
-    g.add_argument("--unit", "--length-unit", dest="length_unit", choices=LENGTH_UNITS,
-                   default=d.length_unit, help="what --length counts (default %(default)s)")
-    g.add_argument("--temperature", type=float, default=d.temperature,
-                   help="sampling temperature 0.05..5: lower is safer, higher wilder "
-                        "(default %(default)g)")
-    g.add_argument("--top-k", type=int, default=d.top_k, metavar="K",
-                   help="sample among the K likeliest tokens only, 0..1000, 0 = off "
-                        "(default %(default)s)")
-    g.add_argument("--top-p", type=float, default=d.top_p, metavar="P",
-                   help="nucleus sampling: the smallest set of tokens with probability P, "
-                        "(0, 1] (default %(default)g)")
-    g.add_argument("--key", default=d.key, metavar="KEY",
-                   help="the answer's key: auto (heard from each call) or C, F#m, Bb… "
-                        "(default %(default)s)")
-    g.add_argument("--key-lock", type=float, default=d.key_lock, metavar="0..1",
-                   help="0 = free, 1 = scale tones only, in between out-of-key notes are made "
-                        "rarer (default %(default)g)")
-    g.add_argument("--seed", type=int, default=d.seed, metavar="N",
-                   help="random seed: the same phrase then gets the same answers "
-                        "(default: random)")
+    add_answer_flags(g, d)  # the same flags as `antiphon continue`
     g.add_argument("--cc", action="append", default=[], metavar="SETTING=CC",
                    help="let a MIDI CC drive a setting, e.g. --cc temperature=21; repeatable; "
                         "settings: length, temperature, top_k, top_p, bpm, silence_beats, "

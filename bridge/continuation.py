@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bridge.config import LENGTH_UNITS, Settings
+from bridge.answer_flags import add_answer_flags
+from bridge.config import Settings
 from bridge.errors import AntiphonError, ConfigError, ModelError, fail
 from bridge.midifile import MidiFileError, MidiSong, TimedNote, read_midi, write_midi
 from bridge.tokens import Note, TokenScheme
@@ -83,32 +84,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model-dir", metavar="DIR", action="append", default=[], type=Path,
                         help="a directory to find --model NAME in; repeatable (the shipped "
                              "models/ are always searched too)")
-    parser.add_argument("--key", default=defaults.key, metavar="KEY",
-                        help="the continuation's key: auto (heard from the input) or C, F#m, "
-                             "Bb… (default %(default)s)")
-    parser.add_argument("--key-lock", type=float, default=defaults.key_lock, metavar="0..1",
-                        help="0 = free, 1 = scale tones only, in between out-of-key notes are "
-                             "made rarer (default %(default)g)")
-    parser.add_argument("--length", type=int, default=defaults.length, metavar="N",
-                        help="how much to generate, counted in --unit: events (notes or "
-                             "chords; rests do not count), or beats/bars from the first "
-                             "generated note (1..512, default %(default)s)")
-    parser.add_argument("--unit", "--length-unit", dest="length_unit", choices=LENGTH_UNITS,
-                        default=defaults.length_unit,
-                        help="what --length counts (default %(default)s)")
+    add_answer_flags(parser, defaults)  # the same flags as `antiphon bridge`
     parser.add_argument("--beats-per-bar", type=int, default=defaults.beats_per_bar, metavar="N",
                         help="beats in a bar, for --unit bars (default %(default)s)")
-    parser.add_argument("--temperature", type=float, default=defaults.temperature,
-                        help="sampling temperature, 0.05..5; lower is safer (default "
-                             "%(default)s)")
-    parser.add_argument("--top-k", type=int, default=defaults.top_k, metavar="K",
-                        help="sample among the K most likely tokens only, 0 = off (default "
-                             "%(default)s)")
-    parser.add_argument("--top-p", type=float, default=defaults.top_p, metavar="P",
-                        help="nucleus sampling: smallest set of tokens with probability P, "
-                             "(0, 1] (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=None, metavar="N",
-                        help="random seed for a reproducible continuation (default: random)")
     parser.add_argument("--bpm", type=float, default=None,
                         help="tempo of the output file (default: the first input's tempo)")
     parser.set_defaults(func=run)

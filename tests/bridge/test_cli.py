@@ -257,3 +257,17 @@ def test_output_cut_short_by_a_pipe_is_not_an_error(tiny_model_path: Path) -> No
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "rror" not in result.stderr
+
+
+def test_bridge_and_continue_share_the_answer_flags() -> None:
+    parser = cli.build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+
+    def flags(command: str) -> dict[str, tuple[object, ...]]:
+        return {a.option_strings[0]: (a.help, a.default, a.type, a.metavar, a.choices)
+                for a in commands.choices[command]._actions if a.option_strings}
+
+    bridge, cont = flags("bridge"), flags("continue")
+    shared = ["--length", "--unit", "--temperature", "--top-k", "--top-p", "--key", "--key-lock",
+              "--seed"]
+    assert {flag: bridge[flag] for flag in shared} == {flag: cont[flag] for flag in shared}
