@@ -62,10 +62,10 @@ PYIN_LEAP_RATE = 300.0
 bends the path through a sub-harmonic when a short note leaps up an octave)."""
 
 
-VOICED_PROB = 0.5
+VOICED_PROB = 0.1
 """Frames pYIN finds less likely voiced than this are unvoiced (its Viterbi path alone calls
 steady noise voiced)."""
-NOISE_GATE_DB = 20.0
+NOISE_GATE_DB = 35.0
 """Offline, frames this far below the call's loud frames (95th percentile) are silence."""
 
 

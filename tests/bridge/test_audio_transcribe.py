@@ -181,7 +181,7 @@ def test_read_call_from_wav_flac_and_a_bad_file(tmp_path: Path) -> None:
     flac = tmp_path / "call.flac"
     soundfile.write(str(flac), rendered.samples, rendered.rate)
     heard = read_call(flac)
-    assert heard.estimated and heard.bpm == 120.0  # the Ode is at 120
+    assert heard.estimated and heard.bpm == pytest.approx(120.0, abs=2.0)  # the Ode is at 120
     expected = [n.pitch for n in call.notes]
     shift = heard.song.notes[0].pitch - expected[0]
     assert shift % 12 == 0  # rendered moved by octaves into the flute's range
@@ -201,8 +201,8 @@ def test_read_call_from_wav_flac_and_a_bad_file(tmp_path: Path) -> None:
 def test_continue_command_on_a_wav(tmp_path: Path, tiny_model_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     call = _call("ode_to_joy/1")
-    rendered = render(call, "voice oohs", "clean", tmp_path, rng=np.random.default_rng(0))
-    wav = tmp_path / "hummed.wav"
+    rendered = render(call, "flute", "clean", tmp_path, rng=np.random.default_rng(0))
+    wav = tmp_path / "played.wav"
     soundfile.write(str(wav), rendered.samples, rendered.rate)
     out = tmp_path / "out.mid"
     code = main(["continue", str(wav), "-o", str(out), "--model", str(tiny_model_path),
@@ -213,7 +213,7 @@ def test_continue_command_on_a_wav(tmp_path: Path, tiny_model_path: Path,
     assert read_midi(out).bpm == 120.0
     tracks = {t.name: [m for m in t if m.type == "note_on" and m.velocity]
               for t in mido.MidiFile(out).tracks[1:]}
-    assert 13 <= len(tracks["input"]) <= 17  # the 15 sung notes (F = 0.76 on this voice)
+    assert 14 <= len(tracks["input"]) <= 16  # the 15 notes played (F = 1.00 on this one)
     assert tracks["continuation"]
 
     silent = tmp_path / "silent.wav"
