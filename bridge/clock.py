@@ -28,7 +28,10 @@ from collections.abc import Callable
 import mido
 import numpy as np
 
+from bridge.config import BEATS_PER_BAR_RANGE
+
 __all__ = [
+    "CLOCK_BPM_RANGE",
     "CLOCK_TIMEOUT_S",
     "PPQN",
     "Clock",
@@ -47,7 +50,10 @@ PPQN = 24
 CLOCK_TIMEOUT_S = 0.5
 """No tick for this long: the external clock is considered stopped."""
 
-MIN_BPM, MAX_BPM = 10.0, 400.0
+CLOCK_BPM_RANGE = (10.0, 400.0)
+"""Tempi the tracker holds: wider than what one may set (:data:`bridge.config.BPM_RANGE`), as a
+DAW's MIDI clock is followed, not refused; a measured tempo outside is clamped to it."""
+MIN_BPM, MAX_BPM = CLOCK_BPM_RANGE
 _WINDOW = 48  # ticks in the tempo fit (two beats)
 _LOSS_BEFORE_TICKS = 12  # ticks before a gap whose line it is measured from (half a beat)
 _SAME_RATE = 0.05  # the rate around a gap within 5 % of the long fit's: no tempo change
@@ -298,6 +304,7 @@ def _check_bpm(bpm: float) -> float:
 
 
 def _check_bar(beats: int) -> int:
-    if isinstance(beats, bool) or not isinstance(beats, int) or not 1 <= beats <= 64:
-        raise ValueError(f"beats_per_bar must be an int 1..64, got {beats!r}")
+    low, high = BEATS_PER_BAR_RANGE
+    if isinstance(beats, bool) or not isinstance(beats, int) or not low <= beats <= high:
+        raise ValueError(f"beats_per_bar must be an int {low}..{high}, got {beats!r}")
     return beats

@@ -25,6 +25,8 @@ from typing import Any
 from bridge.errors import ConfigError
 
 __all__ = [
+    "BEATS_PER_BAR_RANGE",
+    "BPM_RANGE",
     "CC_SCALES",
     "LENGTH_UNITS",
     "MODES",
@@ -45,12 +47,19 @@ MODES = ("call", "trigger", "listen")
 STARTS = ("auto", "now", "beat", "bar")
 """When an answer starts: ``auto`` is ``now`` without MIDI clock and ``beat`` while a clock runs."""
 
+BPM_RANGE = (20.0, 300.0)
+"""The tempo one may set (``--bpm``, ``/antiphon/tempo``, a CC).  A MIDI clock may drive the
+tempo beyond it, within :data:`bridge.clock.CLOCK_BPM_RANGE`: a DAW's tempo is followed."""
+
+BEATS_PER_BAR_RANGE = (1, 16)
+"""``beats_per_bar``, for ``start bar`` and ``--unit bars`` (also the tempo tracker's limit)."""
+
 CC_SCALES: Mapping[str, tuple[float, float]] = MappingProxyType({
     "length": (1, 128),
     "temperature": (0.05, 5.0),
     "top_k": (0, 127),
     "top_p": (0.05, 1.0),
-    "bpm": (20.0, 300.0),
+    "bpm": BPM_RANGE,
     "silence_beats": (0.25, 16.0),
     "chord_window_ms": (0.0, 200.0),
     "key_lock": (0.0, 1.0),
@@ -169,13 +178,14 @@ class Settings:
         put(self, "temperature", _float("temperature", self.temperature, 0.05, 5.0))
         put(self, "top_k", _int("top_k", self.top_k, 0, 1000))
         put(self, "top_p", _float("top_p", self.top_p, 0.0, 1.0, low_open=True))
-        put(self, "bpm", _float("bpm", self.bpm, 20.0, 300.0))
+        put(self, "bpm", _float("bpm", self.bpm, *BPM_RANGE))
         put(self, "mode", _choice("mode", self.mode, MODES))
         put(self, "in_channel", _optional_int("in_channel", self.in_channel, 1, 16))
         put(self, "out_channel", _int("out_channel", self.out_channel, 1, 16))
         put(self, "silence_beats", _float("silence_beats", self.silence_beats, 0.25, 16.0))
         put(self, "start", _choice("start", self.start, STARTS))
-        put(self, "beats_per_bar", _int("beats_per_bar", self.beats_per_bar, 1, 16))
+        put(self, "beats_per_bar", _int("beats_per_bar", self.beats_per_bar,
+                                        *BEATS_PER_BAR_RANGE))
         put(self, "seed", _optional_int("seed", self.seed, 0, 2**63 - 1))
         put(self, "passthrough", _bool("passthrough", self.passthrough))
         put(self, "chord_window_ms", _float("chord_window_ms", self.chord_window_ms, 0.0, 200.0))
