@@ -73,3 +73,42 @@ def test_daemon_flag_and_a_timeout_that_runs_out() -> None:
     finally:
         release.set()
     assert worker.join(5.0) is True
+
+
+def test_the_roles_run_on_named_workers_that_stop_twice_quietly() -> None:
+    """The OSC server, the polled MIDI input and the generation worker use the one lifecycle."""
+    from queue import Queue
+
+    from bridge.clock import TempoTracker
+    from bridge.generate import AnswerGenerator
+    from bridge.midi_poll import PolledMidiInput
+    from bridge.osc import OscControl
+    from bridge.protocols import NullEvents
+    from bridge.schedule import Scheduler
+
+    class NoPort:
+        def get_message(self) -> None:
+            return None
+
+    class NoSink:
+        def send(self, msg: object) -> None: ...
+
+    class NoController:
+        def __getattr__(self, name: str) -> object:
+            return lambda *args, **kwargs: None
+
+    osc = OscControl("127.0.0.1", 0, NoController())  # type: ignore[arg-type]
+    poller = PolledMidiInput(NoPort(), Queue(), poll_s=0.001)  # starts at once
+    tempo = TempoTracker(120.0)
+    generator = AnswerGenerator(Scheduler(NoSink(), tempo, NullEvents()), tempo)
+    osc.start()
+    osc.start()  # idempotent
+    generator.start()
+    workers = {osc.worker.name, poller.worker.name, generator.worker.name}
+    assert workers == {"antiphon-osc", "antiphon-midi-in", "antiphon-generate"}
+    assert all(w.alive for w in (osc.worker, poller.worker, generator.worker))
+    for _ in range(2):
+        osc.stop(5.0)
+        poller.close(5.0)
+        generator.stop(5.0)
+    assert not any(w.alive for w in (osc.worker, poller.worker, generator.worker))
