@@ -85,8 +85,14 @@ def missing_tools() -> list[str]:
 
 def running(name: str) -> bool:
     """Does a JACK server named ``name`` answer (``jack_wait -c``)?"""
-    result = subprocess.run(["jack_wait", "-s", name, "-c"], capture_output=True, text=True,
-                            timeout=10, env=client_env(name), check=False)
+    result = subprocess.run(
+        ["jack_wait", "-s", name, "-c"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        env=client_env(name),
+        check=False,
+    )
     return result.stdout.strip() == "running"
 
 
@@ -95,8 +101,15 @@ class DummyJack:
     recovery), :meth:`stop` (always call it, or use ``with``).  jackd's output goes to
     ``log_path`` (default: ``jackd-NAME.log`` in the temporary directory)."""
 
-    def __init__(self, name: str, log_path: Path | None = None, *, period: int = PERIOD,
-                 rate: int = SAMPLE_RATE, sync: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        log_path: Path | None = None,
+        *,
+        period: int = PERIOD,
+        rate: int = SAMPLE_RATE,
+        sync: bool = False,
+    ) -> None:
         self.name = name
         self.log_path = log_path or Path(tempfile.gettempdir()) / f"jackd-{name}.log"
         self.period = period
@@ -113,8 +126,18 @@ class DummyJack:
 
     @property
     def command(self) -> list[str]:
-        return ["jackd", *(["-S"] if self.sync else []), "-n", self.name, "-d", "dummy",
-                "-r", str(self.rate), "-p", str(self.period)]
+        return [
+            "jackd",
+            *(["-S"] if self.sync else []),
+            "-n",
+            self.name,
+            "-d",
+            "dummy",
+            "-r",
+            str(self.rate),
+            "-p",
+            str(self.period),
+        ]
 
     def running(self) -> bool:
         return running(self.name)
@@ -128,25 +151,38 @@ class DummyJack:
         """
         missing = missing_tools()
         if missing:
-            raise DummyJackError(f"{', '.join(missing)} not installed (Debian: apt-get install "
-                                 "jackd2)")
+            raise DummyJackError(
+                f"{', '.join(missing)} not installed (Debian: apt-get install jackd2)"
+            )
         if self.running():
             if reuse:
                 return False
-            raise DummyJackError(f"a JACK server named {self.name!r} already runs (a stale "
-                                 "one?); stop it first")
+            raise DummyJackError(
+                f"a JACK server named {self.name!r} already runs (a stale one?); stop it first"
+            )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=client_env(self.name))
-        waited = subprocess.run(["jack_wait", "-s", self.name, "-w", "-t", str(max(1, round(
-            timeout)))], capture_output=True, timeout=timeout + 10, env=client_env(self.name),
-            check=False)
+            self.process = subprocess.Popen(
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=client_env(self.name),
+            )
+        waited = subprocess.run(
+            ["jack_wait", "-s", self.name, "-w", "-t", str(max(1, round(timeout)))],
+            capture_output=True,
+            timeout=timeout + 10,
+            env=client_env(self.name),
+            check=False,
+        )
         if waited.returncode != 0 or self.process.poll() is not None:
             self.stop()
             tail = self.log_path.read_text(errors="replace").strip().splitlines()[-5:]
-            raise DummyJackError(f"the dummy JACK server {self.name!r} did not start: "
-                                 f"{' | '.join(tail) or 'no output'} (log: {self.log_path})")
+            raise DummyJackError(
+                f"the dummy JACK server {self.name!r} did not start: "
+                f"{' | '.join(tail) or 'no output'} (log: {self.log_path})"
+            )
         self.starts += 1
         return True
 
@@ -171,16 +207,26 @@ class DummyJack:
 
     def ports(self) -> list[str]:
         """Every port name on the server (``jack_lsp``)."""
-        result = subprocess.run(["jack_lsp"], capture_output=True, text=True, timeout=10,
-                                env=client_env(self.name), check=False)
+        result = subprocess.run(
+            ["jack_lsp"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            env=client_env(self.name),
+            check=False,
+        )
         return [line for line in result.stdout.splitlines() if line.strip()]
 
     def __enter__(self) -> DummyJack:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
 
@@ -217,8 +263,9 @@ def stop_pid(pid: int, timeout: float = 5.0) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """``start NAME`` prints the new server's pid (or nothing when ``--reuse`` found one);
     ``stop PID``.  Errors: one line on stderr, exit 1."""
-    parser = argparse.ArgumentParser(prog="python -m bridge.dummy_jack",
-                                     description="Start or stop a dummy JACK server.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bridge.dummy_jack", description="Start or stop a dummy JACK server."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("start", help="start jackd -d dummy; print its pid")
     start.add_argument("name", help="server name (fixed: jackd2 has 8 name slots)")
@@ -226,8 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     start.add_argument("--rate", type=int, default=SAMPLE_RATE, help="sample rate (%(default)s)")
     start.add_argument("--sync", action="store_true", help="synchronous mode (jackd -S)")
     start.add_argument("--log", type=Path, default=None, help="jackd's log file")
-    start.add_argument("--reuse", action="store_true",
-                       help="a server of that name already running is fine (prints nothing)")
+    start.add_argument(
+        "--reuse",
+        action="store_true",
+        help="a server of that name already running is fine (prints nothing)",
+    )
     start.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for it")
     stop = commands.add_parser("stop", help="stop the server with this pid")
     stop.add_argument("pid", type=int)

@@ -26,8 +26,14 @@ class Worker:
     worker is not restarted: after :meth:`stop`, :meth:`start` does nothing.
     """
 
-    def __init__(self, name: str, run: Callable[[], None], *,
-                 wake: Callable[[], None] | None = None, daemon: bool = True) -> None:
+    def __init__(
+        self,
+        name: str,
+        run: Callable[[], None],
+        *,
+        wake: Callable[[], None] | None = None,
+        daemon: bool = True,
+    ) -> None:
         self.name = name
         self.daemon = daemon
         self.stopping = threading.Event()
@@ -52,8 +58,7 @@ class Worker:
         with self._lock:
             if self._thread is not None or self.stopping.is_set():
                 return
-            self._thread = threading.Thread(target=self._run, name=self.name,
-                                            daemon=self.daemon)
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=self.daemon)
             self._thread.start()
 
     def stop(self, timeout: float | None = 2.0) -> bool:
@@ -76,6 +81,11 @@ class Worker:
         return not thread.is_alive()
 
     def __repr__(self) -> str:
-        state = "alive" if self.alive else "ended" if self.started else (
-            "stopped" if self.stopping.is_set() else "new")
+        state = (
+            "alive"
+            if self.alive
+            else "ended"
+            if self.started
+            else ("stopped" if self.stopping.is_set() else "new")
+        )
         return f"<Worker {self.name} {state}>"

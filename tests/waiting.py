@@ -29,8 +29,7 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: fl
         time.sleep(interval)
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0,
-               interval: float = 0.002) -> bool:
+def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.002) -> bool:
     """Poll ``predicate`` until it holds; False (no exception) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

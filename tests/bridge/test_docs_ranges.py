@@ -25,8 +25,13 @@ REPO = Path(__file__).resolve().parents[2]
 ADDRESS = re.compile(r"/antiphon/[a-z_/]+")
 RANGE = re.compile(r"(-?\d+(?:\.\d+)?)\.\.(-?\d+(?:\.\d+)?)")
 DEFAULT = re.compile(r"\((?:default )?(-?\d+(?:\.\d+)?)\)")
-SENT = {"/antiphon/note", "/antiphon/error", "/antiphon/answer/begin", "/antiphon/answer/plan",
-        "/antiphon/answer/end"}
+SENT = {
+    "/antiphon/note",
+    "/antiphon/error",
+    "/antiphon/answer/begin",
+    "/antiphon/answer/plan",
+    "/antiphon/answer/end",
+}
 """Addresses the bridge sends (events out, refusals), documented beside those it answers."""
 
 
@@ -99,8 +104,9 @@ def osc() -> Iterator[tuple[OscControl, RecordingController, tuple[str, int]]]:
         replies.close()
 
 
-def _accepts(osc: tuple[OscControl, RecordingController, tuple[str, int]], address: str,
-             value: float) -> bool:
+def _accepts(
+    osc: tuple[OscControl, RecordingController, tuple[str, int]], address: str, value: float
+) -> bool:
     control, _, sender = osc
     errors = control.errors
     control.handle_datagram(build_msg(address, [value]).dgram, sender)
@@ -115,11 +121,16 @@ def test_every_address_is_documented(source: str) -> None:
     missing = answered - set(SOURCES[source])
     unknown = set(SOURCES[source]) - answered - SENT  # the bridge's own messages may be listed
     assert (missing, unknown) == (set(), set()), (
-        f"{source}: undocumented {sorted(missing)}, not answered {sorted(unknown)}")
+        f"{source}: undocumented {sorted(missing)}, not answered {sorted(unknown)}"
+    )
 
 
-CASES = [(source, address) for source, rows in sorted(SOURCES.items())
-         for address, (_, text) in sorted(rows.items()) if RANGE.search(text)]
+CASES = [
+    (source, address)
+    for source, rows in sorted(SOURCES.items())
+    for address, (_, text) in sorted(rows.items())
+    if RANGE.search(text)
+]
 
 
 @pytest.mark.parametrize(("source", "address"), CASES)
@@ -135,13 +146,15 @@ def test_documented_ranges_hold(source: str, address: str, osc: Any) -> None:
         if re.search(rf"(?<![\d.]){re.escape(f'{cast(outside):g}')} = ", text):
             continue  # a documented special value, like "0 = all"
         assert not _accepts(osc, address, cast(outside)), (
-            f"{source}: {address} documents {low:g}..{high:g} but accepts {outside:g}")
+            f"{source}: {address} documents {low:g}..{high:g} but accepts {outside:g}"
+        )
     default = DEFAULT.search(text)
     if default:
         _, controller, _ = osc
         (name,) = controller.accepted[0]  # the setting this address sets
         assert getattr(Settings(), name) == pytest.approx(float(default[1])), (
-            f"{source}: {address} documents the default {default[1]}")
+            f"{source}: {address} documents the default {default[1]}"
+        )
 
 
 # ---- the command line ------------------------------------------------------------------------
@@ -152,8 +165,11 @@ def _bridge_options() -> list[Any]:
 
     parser = build_parser("bridge")
     (commands,) = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
-    return [a for a in commands.choices["bridge"]._actions  # numbers (not --cc NAME=CC)
-            if a.option_strings and a.help and RANGE.search(a.help) and a.type not in (None, str)]
+    return [
+        a
+        for a in commands.choices["bridge"]._actions  # numbers (not --cc NAME=CC)
+        if a.option_strings and a.help and RANGE.search(a.help) and a.type not in (None, str)
+    ]
 
 
 def _bridge_settings(flag: str, value: float) -> Settings | None:
@@ -176,14 +192,17 @@ def test_bridge_help_ranges_hold(option: Any, capsys: pytest.CaptureFixture[str]
     default = Settings()
     at_low = _bridge_settings(flag, low)
     assert at_low is not None and _bridge_settings(flag, high) is not None, (
-        f"{flag} refuses its documented {low:g}..{high:g}")
+        f"{flag} refuses its documented {low:g}..{high:g}"
+    )
     for outside in (low - step, high + step):
         if re.search(rf"(?<![\d.]){re.escape(f'{outside:g}')} = ", option.help):
             continue
         assert _bridge_settings(flag, outside) is None, (
-            f"{flag} documents {low:g}..{high:g} but accepts {outside:g}")
-    changed = [name for name in default.to_dict()
-               if getattr(at_low, name) != getattr(default, name)]
+            f"{flag} documents {low:g}..{high:g} but accepts {outside:g}"
+        )
+    changed = [
+        name for name in default.to_dict() if getattr(at_low, name) != getattr(default, name)
+    ]
     if changed and option.default is not None:  # the flag's default is the setting's
         (name,) = changed
         assert option.default == getattr(default, name), f"{flag} default"

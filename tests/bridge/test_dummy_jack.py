@@ -16,17 +16,34 @@ from bridge.dummy_jack import DummyJack, DummyJackError, jack_env, stop_pid
 
 def test_the_command_line_holds_every_option() -> None:
     server = DummyJack("antiphon-x", period=128, rate=44100, sync=True)
-    assert server.command == ["jackd", "-S", "-n", "antiphon-x", "-d", "dummy", "-r", "44100",
-                              "-p", "128"]
+    assert server.command == [
+        "jackd",
+        "-S",
+        "-n",
+        "antiphon-x",
+        "-d",
+        "dummy",
+        "-r",
+        "44100",
+        "-p",
+        "128",
+    ]
     assert "-S" not in DummyJack("antiphon-x").command
-    assert jack_env("antiphon-x") == server.env == {
-        "JACK_DEFAULT_SERVER": "antiphon-x", "JACK_NO_START_SERVER": "1",
-        "JACK_NO_AUDIO_RESERVATION": "1"}
+    assert (
+        jack_env("antiphon-x")
+        == server.env
+        == {
+            "JACK_DEFAULT_SERVER": "antiphon-x",
+            "JACK_NO_START_SERVER": "1",
+            "JACK_NO_AUDIO_RESERVATION": "1",
+        }
+    )
 
 
 def test_a_missing_tool_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(dummy_jack.shutil, "which",
-                        lambda tool: None if tool == "jack_wait" else f"/usr/bin/{tool}")
+    monkeypatch.setattr(
+        dummy_jack.shutil, "which", lambda tool: None if tool == "jack_wait" else f"/usr/bin/{tool}"
+    )
     with pytest.raises(DummyJackError, match=r"jack_wait not installed.*jackd2"):
         DummyJack("antiphon-x", tmp_path / "log").start()
 
@@ -63,11 +80,18 @@ def test_stop_pid_ends_a_process_that_is_not_our_child() -> None:
 
 
 def test_stop_pid_escalates_to_sigkill() -> None:
-    process = subprocess.Popen([sys.executable, "-c",
-                                "import signal, sys, time\n"
-                                "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-                                "print('ready', flush=True)\n"
-                                "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None and process.stdout.readline() == "ready\n"
         assert stop_pid(process.pid, timeout=0.2) is True
