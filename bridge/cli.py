@@ -437,8 +437,11 @@ def _run_bridge(args: argparse.Namespace) -> int:
                 stack.callback(audio.stop)
 
             extra = f", OSC events to {osc_out[0]}:{osc_out[1]}" if osc_out else ""
+            shown = model.name
+            if auto and follower is not None and follower.melody is not None:
+                shown = f"auto ({follower.melody.name} for lines, {model.name} for chords)"
             print(f'antiphon: ready — in "{ports.in_name}", out "{ports.out_name}", {osc_text}, '
-                  f"model {model.name}, backend {backend}{extra}", flush=True)
+                  f"model {shown}, backend {backend}{extra}", flush=True)
             log.info("ready in %.0f ms; model %s (%s); model directories: %s",
                      (time.monotonic() - started) * 1e3, model.name, model.path,
                      ", ".join(str(d) for d in dirs))
