@@ -54,6 +54,7 @@ SERVER_NAMES = {
     "antiphon-bench": "latency and start-up benchmarks",
     "antiphon-soak": "the soak benchmark",
     "antiphon-demo": "examples/demo.py",
+    "antiphon-daw": "the Ardour tests (tests/daw: synchronous, 256 frames)",
 }
 """The fixed server names in use and who uses them (jackd2 has 8 slots)."""
 
