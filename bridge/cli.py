@@ -421,6 +421,9 @@ def _run_bridge(args: argparse.Namespace) -> int:
                                    channel=max(0, (settings.in_channel or 1) - 1),
                                    clock=ports.clock)  # stamps on the engine's clock
                 engine.add_status(audio.stats)
+            # RtMidi on JACK stamps MIDI clock in wall-clock time: a step there may be a stalled
+            # server rather than lost ticks (see TempoTracker.gaps_are_losses).
+            engine.tempo.gaps_are_losses = not (backend.on_jack and not backend.native)
             engine.start()
             stack.callback(engine.stop)
             osc_text = "OSC off"
