@@ -39,44 +39,92 @@ def _parser() -> argparse.ArgumentParser:
         "--quick: a smoke run of every section in one to two minutes).",
     )
     d = Options()
-    p.add_argument("--quick", action="store_true",
-                   help="tiny sizes for CI (the numbers mean nothing)")
-    p.add_argument("--out", type=Path, default=None,
-                   help=f"where RESULTS.md and plots go (default {d.out_dir}; with --quick "
-                   "a temporary folder, so a smoke run never replaces the real results)")
-    p.add_argument("--only", default=None,
-                   help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
-    p.add_argument("--model", type=Path, default=None,
-                   help=f"Antiphon model to measure (default {d.model})")
-    p.add_argument("--reference-model", type=Path, default=None,
-                   help="reference-method window net (ONNX); default models/reference-seed.onnx, "
-                   "else the one section 4 trains, else an untrained one of the same shape")
-    p.add_argument("--events", type=int, default=None,
-                   help=f"generated events per inference timing (default {d.events})")
-    p.add_argument("--answers", type=int, default=None,
-                   help=f"answers per JACK period and per kind (default {d.answers})")
-    p.add_argument("--notes", type=int, default=None,
-                   help=f"minimum answer notes for the timing-error figure (default {d.notes})")
-    p.add_argument("--periods", default=None,
-                   help="JACK periods to measure, comma-separated (default 64,256)")
-    p.add_argument("--launches", type=int, default=None,
-                   help=f"bridge start-ups to time (default {d.launches})")
-    p.add_argument("--train-seconds", type=float, default=None,
-                   help=f"training budget per architecture (default {d.train_seconds:g})")
-    p.add_argument("--pieces", type=int, default=None,
-                   help="held-out pieces for the quality section (default all)")
-    p.add_argument("--temperatures", default=None,
-                   help="sampling temperatures for the quality section (default 0.05,0.8,1.0,1.2)")
+    p.add_argument(
+        "--quick", action="store_true", help="tiny sizes for CI (the numbers mean nothing)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"where RESULTS.md and plots go (default {d.out_dir}; with --quick "
+        "a temporary folder, so a smoke run never replaces the real results)",
+    )
+    p.add_argument(
+        "--only",
+        default=None,
+        help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})",
+    )
+    p.add_argument(
+        "--model", type=Path, default=None, help=f"Antiphon model to measure (default {d.model})"
+    )
+    p.add_argument(
+        "--reference-model",
+        type=Path,
+        default=None,
+        help="reference-method window net (ONNX); default models/reference-seed.onnx, "
+        "else the one section 4 trains, else an untrained one of the same shape",
+    )
+    p.add_argument(
+        "--events",
+        type=int,
+        default=None,
+        help=f"generated events per inference timing (default {d.events})",
+    )
+    p.add_argument(
+        "--answers",
+        type=int,
+        default=None,
+        help=f"answers per JACK period and per kind (default {d.answers})",
+    )
+    p.add_argument(
+        "--notes",
+        type=int,
+        default=None,
+        help=f"minimum answer notes for the timing-error figure (default {d.notes})",
+    )
+    p.add_argument(
+        "--periods", default=None, help="JACK periods to measure, comma-separated (default 64,256)"
+    )
+    p.add_argument(
+        "--launches",
+        type=int,
+        default=None,
+        help=f"bridge start-ups to time (default {d.launches})",
+    )
+    p.add_argument(
+        "--train-seconds",
+        type=float,
+        default=None,
+        help=f"training budget per architecture (default {d.train_seconds:g})",
+    )
+    p.add_argument(
+        "--pieces",
+        type=int,
+        default=None,
+        help="held-out pieces for the quality section (default all)",
+    )
+    p.add_argument(
+        "--temperatures",
+        default=None,
+        help="sampling temperatures for the quality section (default 0.05,0.8,1.0,1.2)",
+    )
     return p
 
 
 def options_from(args: argparse.Namespace) -> Options:
     """Turn parsed flags into :class:`Options` (quick sizes first, explicit flags win)."""
     changes: dict[str, object] = {}
-    for flag, name in (("out", "out_dir"), ("model", "model"),
-                       ("reference_model", "reference_model"), ("events", "events"),
-                       ("answers", "answers"), ("notes", "notes"), ("launches", "launches"),
-                       ("train_seconds", "train_seconds"), ("pieces", "quality_pieces")):
+    for flag, name in (
+        ("out", "out_dir"),
+        ("model", "model"),
+        ("reference_model", "reference_model"),
+        ("events", "events"),
+        ("answers", "answers"),
+        ("notes", "notes"),
+        ("launches", "launches"),
+        ("train_seconds", "train_seconds"),
+        ("pieces", "quality_pieces"),
+    ):
         value = getattr(args, flag)
         if value is not None:
             changes[name] = value
@@ -91,8 +139,9 @@ def options_from(args: argparse.Namespace) -> Options:
         only = tuple(s.strip() for s in args.only.split(",") if s.strip())
         unknown = [s for s in only if s not in SECTIONS]
         if unknown:
-            raise ValueError(f"unknown section(s) {', '.join(unknown)}; choose from "
-                             f"{', '.join(SECTIONS)}")
+            raise ValueError(
+                f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}"
+            )
         changes["sections"] = only
     return Options.quick_sizes(**changes) if args.quick else Options(**changes)  # type: ignore[arg-type]
 
@@ -121,14 +170,19 @@ def run_sections(options: Options) -> list[Section]:
         except Exception as exc:  # one broken section must not hide the others
             traceback.print_exc()
             line = str(exc).strip().splitlines()
-            section = Section(number, title, error=f"{type(exc).__name__}: "
-                              f"{line[0] if line else ''}".rstrip(": "))
+            section = Section(
+                number, title, error=f"{type(exc).__name__}: {line[0] if line else ''}".rstrip(": ")
+            )
         section.seconds = time.perf_counter() - start
-        section.notes.append(f"Load average (1 min) when the section started: {load:.2f} on "
-                             f"{os.cpu_count()} cores.")
-        print(f"[benchmarks] {number}. done in {section.seconds:.1f} s"
-              + (f" — NOT MEASURED: {section.error}" if section.error else ""),
-              file=sys.stderr, flush=True)
+        section.notes.append(
+            f"Load average (1 min) when the section started: {load:.2f} on {os.cpu_count()} cores."
+        )
+        print(
+            f"[benchmarks] {number}. done in {section.seconds:.1f} s"
+            + (f" — NOT MEASURED: {section.error}" if section.error else ""),
+            file=sys.stderr,
+            flush=True,
+        )
         sections.append(section)
     work = context.get("work_dir")
     if isinstance(work, Path):
@@ -149,9 +203,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     sections = run_sections(options)
     command = "python -m benchmarks" + "".join(
-        f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
-    path = write_results(options.out_dir, sections, machine, command=command,
-                         total_seconds=time.perf_counter() - start)
+        f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv)
+    )
+    path = write_results(
+        options.out_dir,
+        sections,
+        machine,
+        command=command,
+        total_seconds=time.perf_counter() - start,
+    )
     print(f"[benchmarks] wrote {path}", file=sys.stderr)
     return 1 if any(s.error for s in sections) else 0
 

@@ -36,8 +36,15 @@ class MarkovStream:
     on Antiphon tokens: each token sampled from ``P(· | last order tokens)`` under the grammar
     mask, so :func:`bridge.generate.answer_events` cuts it exactly like the LSTM's stream."""
 
-    def __init__(self, markov: Any, scheme: TokenScheme, seed: Sequence[Note], *,
-                 temperature: float, rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        markov: Any,
+        scheme: TokenScheme,
+        seed: Sequence[Note],
+        *,
+        temperature: float,
+        rng: np.random.Generator,
+    ) -> None:
         from bridge.generate import seed_tokens
         from bridge.tokens import Decoder
 
@@ -56,24 +63,38 @@ class MarkovStream:
 
         order = self.markov.order
         while True:
-            context = self.tokens[len(self.tokens) - order:] if order else []
+            context = self.tokens[len(self.tokens) - order :] if order else []
             with np.errstate(divide="ignore"):
                 scores = np.log(self.markov.distribution(context))
-            token = sample(scores, self.scheme.allowed(self._decoder.last),
-                           temperature=self.temperature, top_p=TOP_P, rng=self.rng)
+            token = sample(
+                scores,
+                self.scheme.allowed(self._decoder.last),
+                temperature=self.temperature,
+                top_p=TOP_P,
+                rng=self.rng,
+            )
             self.tokens.append(token)
             event = self._decoder.feed(token)
             if event is not None:
                 return event
 
 
-def markov_answer(markov: Any, scheme: TokenScheme, seed: Sequence[Note], *, bars: int,
-                  beats_per_bar: int, temperature: float, rng_seed: int) -> list[Note]:
+def markov_answer(
+    markov: Any,
+    scheme: TokenScheme,
+    seed: Sequence[Note],
+    *,
+    bars: int,
+    beats_per_bar: int,
+    temperature: float,
+    rng_seed: int,
+) -> list[Note]:
     """A Markov chain's answer of ``bars`` bars, cut like the bridge cuts its answers."""
     from bridge.generate import answer_events
 
-    stream = MarkovStream(markov, scheme, seed, temperature=temperature,
-                          rng=np.random.default_rng(rng_seed))
+    stream = MarkovStream(
+        markov, scheme, seed, temperature=temperature, rng=np.random.default_rng(rng_seed)
+    )
     return notes_of(answer_events(stream, bars, "bars", beats_per_bar=beats_per_bar), scheme)  # type: ignore[arg-type]
 
 
@@ -93,8 +114,16 @@ def symbol_notes(symbols: Sequence[str], step: int) -> list[Note]:
     return notes
 
 
-def reference_answer(runner: Any, seed: Sequence[Note], *, bars: int, beats_per_bar: int,
-                     steps_per_beat: int, temperature: float, rng_seed: int) -> list[Note]:
+def reference_answer(
+    runner: Any,
+    seed: Sequence[Note],
+    *,
+    bars: int,
+    beats_per_bar: int,
+    steps_per_beat: int,
+    temperature: float,
+    rng_seed: int,
+) -> list[Note]:
     """The reference method: slide a window over the seed's symbols, predict, sample, append.
 
     A seed shorter than the window is repeated to fill it (the reference needs a full window).

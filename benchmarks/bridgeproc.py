@@ -52,7 +52,11 @@ class BridgeProcess:
         self.command = [*bridge_command(), *args]
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(
-            self.command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            self.command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             bufsize=1,
         )
         self.ready_at: float | None = None
@@ -60,8 +64,7 @@ class BridgeProcess:
         self.lines: list[str] = []
         self._ready = threading.Event()
         self._readers = [
-            threading.Thread(target=self._read, args=(stream,), daemon=True,
-                             name=f"bridge-{name}")
+            threading.Thread(target=self._read, args=(stream,), daemon=True, name=f"bridge-{name}")
             for name, stream in (("stdout", self.process.stdout), ("stderr", self.process.stderr))
         ]
         for reader in self._readers:
@@ -86,8 +89,11 @@ class BridgeProcess:
         while not self._ready.wait(0.05):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 tail = " | ".join(self.lines[-3:]) or "no output"
-                state = f"exited {self.process.returncode}" if self.process.poll() is not None \
+                state = (
+                    f"exited {self.process.returncode}"
+                    if self.process.poll() is not None
                     else f"no ready line within {timeout:g} s"
+                )
                 raise RuntimeError(f"antiphon bridge {state}: {tail}")
         assert self.ready_at is not None
         return self.ready_at - self.started_at
@@ -158,5 +164,3 @@ class OscLink:
         self._stop.set()
         self._thread.join(2)
         self.sock.close()
-
-

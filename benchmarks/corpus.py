@@ -38,8 +38,9 @@ def run(options: Options, context: dict[str, object]) -> Section:
 
     def timed(label: str, cache: str, workers: int | None) -> None:
         start = time.perf_counter()
-        corpus = load_corpus(paths, scheme, cache_dir=cache, workers=workers, progress=False,
-                             warn=lambda _line: None)
+        corpus = load_corpus(
+            paths, scheme, cache_dir=cache, workers=workers, progress=False, warn=lambda _line: None
+        )
         runs.append((label, time.perf_counter() - start, len(corpus.pieces)))
 
     with tempfile.TemporaryDirectory(prefix="antiphon-bench-cache-") as cache:
@@ -48,17 +49,30 @@ def run(options: Options, context: dict[str, object]) -> Section:
     base = runs[0][1]
     table = Table(["run", "pieces", "seconds", "pieces/s", "speed vs first run"])
     for label, seconds, pieces in runs:
-        table.rows.append([label, str(pieces), fmt(seconds), fmt(pieces / seconds),
-                           f"{fmt(ratio(base, seconds))}×"])
-        section.data[label] = {"seconds": seconds, "pieces": pieces,
-                               "pieces_per_s": pieces / seconds}
+        table.rows.append(
+            [
+                label,
+                str(pieces),
+                fmt(seconds),
+                fmt(pieces / seconds),
+                f"{fmt(ratio(base, seconds))}×",
+            ]
+        )
+        section.data[label] = {
+            "seconds": seconds,
+            "pieces": pieces,
+            "pieces_per_s": pieces / seconds,
+        }
     section.tables.append(table)
     cached = runs[1]
-    section.headline.append((
-        "corpus preparation, pieces/s", f"{fmt(cached[2] / cached[1])} (cached)",
-        f"{fmt(runs[0][2] / base)} (first run, {cores} cores)",
-        f"{fmt(ratio(base, cached[1]))}× faster",
-    ))
+    section.headline.append(
+        (
+            "corpus preparation, pieces/s",
+            f"{fmt(cached[2] / cached[1])} (cached)",
+            f"{fmt(runs[0][2] / base)} (first run, {cores} cores)",
+            f"{fmt(ratio(base, cached[1]))}× faster",
+        )
+    )
     section.notes.append(
         "A skipped file (unreadable or empty) is counted and left out; pieces = pieces kept."
     )

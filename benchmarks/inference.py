@@ -32,8 +32,9 @@ def seed_notes(model: Any, events: int, rng: np.random.Generator) -> list[Any]:
     return model.scheme.notes_from_events(stream.next_event() for _ in range(events))
 
 
-def time_antiphon(model: Any, seed: list[Any], events: int, rng: np.random.Generator,
-                  *, repeats_prime: int = 20) -> dict[str, Any]:
+def time_antiphon(
+    model: Any, seed: list[Any], events: int, rng: np.random.Generator, *, repeats_prime: int = 20
+) -> dict[str, Any]:
     """The bridge's own generation path (:class:`bridge.generate.EventStream`): prime with
     ``seed`` (timed ``repeats_prime`` times), then time each of ``events`` events; also single
     model steps on their own."""
@@ -57,14 +58,19 @@ def time_antiphon(model: Any, seed: list[Any], events: int, rng: np.random.Gener
         start = time.perf_counter()
         _, state = model.run([token], state)
         step_times.append(time.perf_counter() - start)
-    return {"event": summarize(event_times), "step": summarize(step_times),
-            "prime": summarize(prime_times), "tokens_per_event": tokens_per_event,
-            "seed_events": stream.seed_events,
-            "seed_tokens": len(model.scheme.encode(seed))}
+    return {
+        "event": summarize(event_times),
+        "step": summarize(step_times),
+        "prime": summarize(prime_times),
+        "tokens_per_event": tokens_per_event,
+        "seed_events": stream.seed_events,
+        "seed_tokens": len(model.scheme.encode(seed)),
+    }
 
 
-def time_window(next_probs: Any, window: np.ndarray, events: int,
-                rng: np.random.Generator) -> Summary:
+def time_window(
+    next_probs: Any, window: np.ndarray, events: int, rng: np.random.Generator
+) -> Summary:
     """The reference loop: probabilities for the window, sample, slide the window; per event."""
     ids = np.array(window, dtype=np.int64)
     times = []
@@ -104,8 +110,7 @@ def run(options: Options, context: dict[str, object]) -> Section:
     rng = np.random.default_rng(options.rng_seed)
     model = load_model(options.model)
     seed = seed_notes(model, options.seed_events, rng)
-    ours = time_antiphon(model, seed, options.events, rng,
-                         repeats_prime=5 if options.quick else 30)
+    ours = time_antiphon(model, seed, options.events, rng, repeats_prime=5 if options.quick else 30)
     with tempfile.TemporaryDirectory(prefix="antiphon-bench-") as tmp:
         ref_path, ref_origin = _reference_onnx(options, context, Path(tmp))
         nets = {threads: WindowRunner(ref_path, threads=threads) for threads in (1, None)}
@@ -141,42 +146,75 @@ def run(options: Options, context: dict[str, object]) -> Section:
         ("reference window re-run, onnxruntime default threads", ref[None]),
         ("reference window re-run, Keras model.predict", keras_summary),
     ]
-    table = Table(["per generated event", "p50 ms", "p99 ms", "events/s (1/mean)",
-                   "p50 vs Antiphon"], caption="**Time per generated event**")
+    table = Table(
+        ["per generated event", "p50 ms", "p99 ms", "events/s (1/mean)", "p50 vs Antiphon"],
+        caption="**Time per generated event**",
+    )
     for label, summary in rows:
-        table.rows.append([label, fmt(summary.p50 * 1e3), fmt(summary.p99 * 1e3),
-                           fmt(1 / summary.mean), f"{fmt(ratio(summary.p50, ours['event'].p50))}×"])
+        table.rows.append(
+            [
+                label,
+                fmt(summary.p50 * 1e3),
+                fmt(summary.p99 * 1e3),
+                fmt(1 / summary.mean),
+                f"{fmt(ratio(summary.p50, ours['event'].p50))}×",
+            ]
+        )
         section.data[label] = summary
     section.tables.append(table)
     prime, step = ours["prime"], ours["step"]
     extra = Table(["figure", "p50 ms", "p99 ms", "note"], caption="**Steps and priming**")
-    extra.rows.append(["Antiphon, one model step (1 token)", fmt(step.p50 * 1e3),
-                       fmt(step.p99 * 1e3), f"{step.n} steps"])
-    extra.rows.append([f"Antiphon, prime a {ours['seed_events']}-event seed",
-                       fmt(prime.p50 * 1e3), fmt(prime.p99 * 1e3),
-                       f"{ours['seed_tokens']} tokens in one call"])
-    extra.rows.append(["reference, first event after a seed", fmt(best_ref.p50 * 1e3),
-                       fmt(best_ref.p99 * 1e3), "it has no state: every event costs a window"])
+    extra.rows.append(
+        [
+            "Antiphon, one model step (1 token)",
+            fmt(step.p50 * 1e3),
+            fmt(step.p99 * 1e3),
+            f"{step.n} steps",
+        ]
+    )
+    extra.rows.append(
+        [
+            f"Antiphon, prime a {ours['seed_events']}-event seed",
+            fmt(prime.p50 * 1e3),
+            fmt(prime.p99 * 1e3),
+            f"{ours['seed_tokens']} tokens in one call",
+        ]
+    )
+    extra.rows.append(
+        [
+            "reference, first event after a seed",
+            fmt(best_ref.p50 * 1e3),
+            fmt(best_ref.p99 * 1e3),
+            "it has no state: every event costs a window",
+        ]
+    )
     section.tables.append(extra)
     section.data["antiphon_step"] = step
     section.data["antiphon_prime"] = prime
     section.data["tokens_per_event"] = ours["tokens_per_event"]
     section.figures.append(_plot(options.out_dir, rows))
-    section.headline.append((
-        "inference per event, p50 / p99 ms", f"{fmt(ours['event'].p50 * 1e3)} / "
-        f"{fmt(ours['event'].p99 * 1e3)}", f"{fmt(best_ref.p50 * 1e3)} / "
-        f"{fmt(best_ref.p99 * 1e3)} (window re-run, onnxruntime)",
-        f"{fmt(ratio(best_ref.p50, ours['event'].p50))}× faster",
-    ))
-    section.headline.append((
-        "inference per event vs Keras predict, p50 ms", fmt(ours["event"].p50 * 1e3),
-        fmt(keras_summary.p50 * 1e3), f"{fmt(ratio(keras_summary.p50, ours['event'].p50))}× faster",
-    ))
+    section.headline.append(
+        (
+            "inference per event, p50 / p99 ms",
+            f"{fmt(ours['event'].p50 * 1e3)} / {fmt(ours['event'].p99 * 1e3)}",
+            f"{fmt(best_ref.p50 * 1e3)} / {fmt(best_ref.p99 * 1e3)} (window re-run, onnxruntime)",
+            f"{fmt(ratio(best_ref.p50, ours['event'].p50))}× faster",
+        )
+    )
+    section.headline.append(
+        (
+            "inference per event vs Keras predict, p50 ms",
+            fmt(ours["event"].p50 * 1e3),
+            fmt(keras_summary.p50 * 1e3),
+            f"{fmt(ratio(keras_summary.p50, ours['event'].p50))}× faster",
+        )
+    )
     return section
 
 
-def _time_keras(vocab: int, size: int, window: np.ndarray, events: int,
-                rng: np.random.Generator) -> Summary:
+def _time_keras(
+    vocab: int, size: int, window: np.ndarray, events: int, rng: np.random.Generator
+) -> Summary:
     """Keras ``model.predict`` on the window for every event: the reference network as
     ``training.reference`` builds it (untrained; timing does not need the weights)."""
     from training.reference import ReferenceConfig, build_reference
@@ -198,8 +236,12 @@ def _plot(out_dir: Path, rows: list[tuple[str, Summary]]) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = ["Antiphon\nstateful step", "reference window\nonnxruntime, 1 thread",
-              "reference window\nonnxruntime, default threads", "reference window\nKeras predict"]
+    labels = [
+        "Antiphon\nstateful step",
+        "reference window\nonnxruntime, 1 thread",
+        "reference window\nonnxruntime, default threads",
+        "reference window\nKeras predict",
+    ]
     p50 = np.array([s.p50 * 1e3 for _, s in rows])
     p99 = np.array([s.p99 * 1e3 for _, s in rows])
     fig, ax = plt.subplots(figsize=(8, 3.6))

@@ -24,8 +24,9 @@ def jack_env(name: str = SERVER_NAME) -> dict[str, str]:
 
 
 @contextmanager
-def jack_server(period: int, *, name: str = SERVER_NAME,
-                rate: int = SAMPLE_RATE) -> Iterator[dict[str, str]]:
+def jack_server(
+    period: int, *, name: str = SERVER_NAME, rate: int = SAMPLE_RATE
+) -> Iterator[dict[str, str]]:
     """Run ``jackd -d dummy`` with ``period`` frames per cycle; yields the client environment.
 
     Refuses (JackServerError) to touch a server of the same name that someone else left running.

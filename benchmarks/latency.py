@@ -32,8 +32,19 @@ from benchmarks.options import REPO, Options
 from benchmarks.report import Section, Table
 from benchmarks.stats import Summary, fmt, summarize
 
-__all__ = ["BACKENDS", "BPM", "LOADS", "PHRASE", "Round", "cpu_hogs", "first_strikes",
-           "grid_offsets", "match_plan", "run", "steady"]
+__all__ = [
+    "BACKENDS",
+    "BPM",
+    "LOADS",
+    "PHRASE",
+    "Round",
+    "cpu_hogs",
+    "first_strikes",
+    "grid_offsets",
+    "match_plan",
+    "run",
+    "steady",
+]
 
 BPM = 300.0  # fastest tempo the bridge accepts: fast rounds
 SILENCE_BEATS = 0.25  # shortest phrase-ending silence the bridge accepts
@@ -60,8 +71,11 @@ def cpu_hogs(on: bool) -> Iterator[int]:
     try:
         if on:
             for _ in range(os.cpu_count() or 1):
-                hogs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"],
-                                             stdin=subprocess.DEVNULL))
+                hogs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL
+                    )
+                )
         yield len(hogs)
     finally:
         for hog in hogs:
@@ -76,8 +90,7 @@ class XrunCounter:
         import jack
 
         self.count = 0
-        self.client = jack.Client("antiphon-bench-xruns", no_start_server=True,
-                                  servername=server)
+        self.client = jack.Client("antiphon-bench-xruns", no_start_server=True, servername=server)
         self.client.set_xrun_callback(self._xrun)
         self.client.activate()
 
@@ -113,8 +126,9 @@ class Round:
     repeats: int = 0  # note-ons heard again in the next periods (see first_strikes)
 
 
-def steady(times: list[float], clock: list[tuple[float, float]],
-           threshold: float) -> tuple[list[float], int]:
+def steady(
+    times: list[float], clock: list[tuple[float, float]], threshold: float
+) -> tuple[list[float], int]:
     """JACK times corrected for the JACK clock's jumps against the monotonic clock.
 
     The dummy driver's frame counter does not catch up when a cycle runs late, so after a
@@ -134,8 +148,9 @@ def steady(times: list[float], clock: list[tuple[float, float]],
     return [float(t - drift[i]) for t, i in zip(times, index, strict=True)], jumps
 
 
-def match_plan(note_ons: list[tuple[float, int]], plan: list[tuple[float, int]],
-               seconds_per_beat: float) -> list[float]:
+def match_plan(
+    note_ons: list[tuple[float, int]], plan: list[tuple[float, int]], seconds_per_beat: float
+) -> list[float]:
     """Timing errors (received − intended, seconds) of an answer's received note-ons.
 
     The bridge's own anchor time is not visible from outside, so the answer's grid is anchored at
@@ -237,9 +252,10 @@ def run(options: Options, context: dict[str, object]) -> Section:
         "compared with the nearest grid step of that clock (a quarter beat), interpolated "
         "between the ticks around it, in frames. Xruns counted by a separate JACK client."
     )
-    table = Table(["JACK period", "load", "backend", "figure", "n", "p50 ms", "p99 ms",
-                   "max ms"], caption="**Latency and timing** (period 64 = 1.33 ms, "
-                   "256 = 5.33 ms)")
+    table = Table(
+        ["JACK period", "load", "backend", "figure", "n", "p50 ms", "p99 ms", "max ms"],
+        caption="**Latency and timing** (period 64 = 1.33 ms, 256 = 5.33 ms)",
+    )
     for (period, load, backend), result in results.items():
         rows: list[tuple[str, Summary]] = [
             ("phrase end (last note-off) → first answer note", result["phrase"]),
@@ -251,24 +267,62 @@ def run(options: Options, context: dict[str, object]) -> Section:
             ("  |note-on − grid|", result["grid_abs"]),
         ]
         for label, s in rows:
-            table.rows.append([str(period), load, BACKENDS[backend], label, str(s.n),
-                               fmt(s.p50 * 1e3), fmt(s.p99 * 1e3), fmt(s.max * 1e3)])
+            table.rows.append(
+                [
+                    str(period),
+                    load,
+                    BACKENDS[backend],
+                    label,
+                    str(s.n),
+                    fmt(s.p50 * 1e3),
+                    fmt(s.p99 * 1e3),
+                    fmt(s.max * 1e3),
+                ]
+            )
         section.data[f"period_{period}_{load}_{backend}"] = result
     section.tables.append(table)
-    counts = Table(["JACK period", "load", "backend", "latency rounds", "answers heard",
-                    "missed", "early notes", "xruns", "repeated note-ons", "JACK clock jumps",
-                    "timing rounds",
-                    "notes timed", "grid answers", "grid notes", "grid xruns",
-                    "bridge RSS while answering (MiB)"], caption="**Rounds**")
+    counts = Table(
+        [
+            "JACK period",
+            "load",
+            "backend",
+            "latency rounds",
+            "answers heard",
+            "missed",
+            "early notes",
+            "xruns",
+            "repeated note-ons",
+            "JACK clock jumps",
+            "timing rounds",
+            "notes timed",
+            "grid answers",
+            "grid notes",
+            "grid xruns",
+            "bridge RSS while answering (MiB)",
+        ],
+        caption="**Rounds**",
+    )
     for (period, load, backend), result in results.items():
-        counts.rows.append([str(period), load, BACKENDS[backend], str(result["rounds"]),
-                            str(result["heard"]), str(result["missed"]), str(result["early"]),
-                            str(result["xruns"]), str(result["repeats"]),
-                            str(result["clock_jumps"]),
-                            str(result["timing_rounds"]), str(result["timing"].n),
-                            str(result["grid_answers"]), str(result["grid"].n),
-                            str(result["grid_xruns"]),
-                            fmt(result["rss_kib"] / 1024 if result["rss_kib"] else None)])
+        counts.rows.append(
+            [
+                str(period),
+                load,
+                BACKENDS[backend],
+                str(result["rounds"]),
+                str(result["heard"]),
+                str(result["missed"]),
+                str(result["early"]),
+                str(result["xruns"]),
+                str(result["repeats"]),
+                str(result["clock_jumps"]),
+                str(result["timing_rounds"]),
+                str(result["timing"].n),
+                str(result["grid_answers"]),
+                str(result["grid"].n),
+                str(result["grid_xruns"]),
+                fmt(result["rss_kib"] / 1024 if result["rss_kib"] else None),
+            ]
+        )
     section.tables.append(counts)
     section.figures.append(_plot(options.out_dir, results))
     section.notes.append(
@@ -290,32 +344,55 @@ def run(options: Options, context: dict[str, object]) -> Section:
             continue
         floor = period / SAMPLE_RATE * 1e3
         name = BACKENDS[backend]
-        section.headline.append((
-            f"trigger → first note, {name}, period {period}, {load}, p50 / p99 ms",
-            f"{fmt(result['trigger'].p50 * 1e3)} / {fmt(result['trigger'].p99 * 1e3)}",
-            f"JACK period {fmt(floor)} ms",
-            f"{fmt(result['trigger'].p50 * 1e3 / floor)}× the period (p50)",
-        ))
-        section.headline.append((
-            f"answer timing error, {name}, period {period}, {load}, p50 / p99 ms",
-            f"{fmt(result['timing'].p50 * 1e3)} / {fmt(result['timing'].p99 * 1e3)}",
-            f"JACK period {fmt(floor)} ms", f"{result['timing'].n} notes",
-        ))
+        section.headline.append(
+            (
+                f"trigger → first note, {name}, period {period}, {load}, p50 / p99 ms",
+                f"{fmt(result['trigger'].p50 * 1e3)} / {fmt(result['trigger'].p99 * 1e3)}",
+                f"JACK period {fmt(floor)} ms",
+                f"{fmt(result['trigger'].p50 * 1e3 / floor)}× the period (p50)",
+            )
+        )
+        section.headline.append(
+            (
+                f"answer timing error, {name}, period {period}, {load}, p50 / p99 ms",
+                f"{fmt(result['timing'].p50 * 1e3)} / {fmt(result['timing'].p99 * 1e3)}",
+                f"JACK period {fmt(floor)} ms",
+                f"{result['timing'].n} notes",
+            )
+        )
     return section
 
 
-def _bridge_args(options: Options, osc_port: int, events_port: int,
-                 backend: str = "jack") -> list[str]:
+def _bridge_args(
+    options: Options, osc_port: int, events_port: int, backend: str = "jack"
+) -> list[str]:
     return [
-        "--model", str(options.model), "--backend", backend, "--bpm", f"{BPM:g}",
-        "--length", str(ANSWER_EVENTS), "--length-unit", "events",
-        "--silence", f"{SILENCE_BEATS:g}", "--start", "now", "--seed", "7",
-        "--osc-port", str(osc_port), "--osc-out", f"127.0.0.1:{events_port}",
+        "--model",
+        str(options.model),
+        "--backend",
+        backend,
+        "--bpm",
+        f"{BPM:g}",
+        "--length",
+        str(ANSWER_EVENTS),
+        "--length-unit",
+        "events",
+        "--silence",
+        f"{SILENCE_BEATS:g}",
+        "--start",
+        "now",
+        "--seed",
+        "7",
+        "--osc-port",
+        str(osc_port),
+        "--osc-out",
+        f"127.0.0.1:{events_port}",
     ]
 
 
-def _measure(period: int, env: dict[str, str], options: Options,
-             backend: str = "jack") -> dict[str, Any]:
+def _measure(
+    period: int, env: dict[str, str], options: Options, backend: str = "jack"
+) -> dict[str, Any]:
     jack_peer = _peer_module()
     osc_port = free_udp_port()
     link = OscLink(osc_port)
@@ -340,8 +417,7 @@ def _measure(period: int, env: dict[str, str], options: Options,
         # timing: longer answers (triggered, same seed), each played to its end
         link.send("/antiphon/length", TIMING_EVENTS)
         give_up = time.monotonic() + (30 if options.quick else 240)
-        while sum(len(r.note_ons) for r in timing) < options.notes and \
-                time.monotonic() < give_up:
+        while sum(len(r.note_ons) for r in timing) < options.notes and time.monotonic() < give_up:
             timing.append(_round("trigger", peer, link, phrase, stop=False, timeout=30.0))
             value = bridge.rss_kib()
             if value:
@@ -357,12 +433,16 @@ def _measure(period: int, env: dict[str, str], options: Options,
     spb = 60.0 / BPM
     # a first note before the request belongs to the previous answer (should not happen after
     # the settling pause in _round): counted, not used
-    phrase_lat = [r.first_note - r.asked_at for r in measured
-                  if r.kind == "phrase" and r.first_note is not None
-                  and r.first_note >= r.asked_at]
-    trigger_lat = [r.first_note - r.asked_at for r in measured
-                   if r.kind == "trigger" and r.first_note is not None
-                   and r.first_note >= r.asked_at]
+    phrase_lat = [
+        r.first_note - r.asked_at
+        for r in measured
+        if r.kind == "phrase" and r.first_note is not None and r.first_note >= r.asked_at
+    ]
+    trigger_lat = [
+        r.first_note - r.asked_at
+        for r in measured
+        if r.kind == "trigger" and r.first_note is not None and r.first_note >= r.asked_at
+    ]
     early = sum(r.first_note is not None and r.first_note < r.asked_at for r in measured)
     errors: list[float] = []
     for r in timing:
@@ -388,8 +468,7 @@ def _measure(period: int, env: dict[str, str], options: Options,
     }
 
 
-def _grid(period: int, env: dict[str, str], options: Options,
-          backend: str) -> dict[str, Any]:
+def _grid(period: int, env: dict[str, str], options: Options, backend: str) -> dict[str, Any]:
     """Answers while ``jack_midi_clock`` clocks the bridge: note-ons against the clock's grid."""
     jack_peer = _peer_module()
     osc_port = free_udp_port()
@@ -406,10 +485,21 @@ def _grid(period: int, env: dict[str, str], options: Options,
         peer = jack_peer.JackPeer(f"antiphon-bench-grid-{period}", server=SERVER)
         peer.connect_in("Antiphon Out")
         bridge_in = peer.find_port("Antiphon In", is_input=True)
-        clock = subprocess.Popen(["jack_midi_clock", "-b", f"{GRID_BPM:g}", "-B", "-P",
-                                  bridge_in, f"{peer.name}:in"],  # it connects them itself
-                                 env=env, stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        clock = subprocess.Popen(
+            [
+                "jack_midi_clock",
+                "-b",
+                f"{GRID_BPM:g}",
+                "-B",
+                "-P",
+                bridge_in,
+                f"{peer.name}:in",
+            ],  # it connects them itself
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         peer.find_port("jack_midi_clock", is_input=False)
         time.sleep(0.3)  # its connections are made right after its port appears
         xruns = XrunCounter(SERVER)
@@ -457,8 +547,9 @@ def _steps_per_beat(model: Path) -> int:
     return int(load_model(model).scheme.steps_per_beat)
 
 
-def _round(kind: str, peer: Any, link: OscLink, phrase: list[Any], *, stop: bool,
-           timeout: float = 5.0) -> Round:
+def _round(
+    kind: str, peer: Any, link: OscLink, phrase: list[Any], *, stop: bool, timeout: float = 5.0
+) -> Round:
     """Ask for one answer; with ``stop``, send ``/antiphon/stop`` as soon as its first note is
     heard; either way wait for ``/antiphon/answer/end`` (or ``timeout``).
 
@@ -494,8 +585,9 @@ def _round(kind: str, peer: Any, link: OscLink, phrase: list[Any], *, stop: bool
                 result.plan.clear()
             elif address == "/antiphon/answer/plan" and args and int(args[0]) == answer_id:
                 values = args[1:]
-                result.plan += [(float(values[i]), int(values[i + 1]))
-                                for i in range(0, len(values) - 3, 4)]
+                result.plan += [
+                    (float(values[i]), int(values[i + 1])) for i in range(0, len(values) - 3, 4)
+                ]
             elif address == "/antiphon/answer/end" and args and int(args[0]) == answer_id:
                 result.ended = True
         if stop and not stopped and _note_ons(peer):
@@ -517,8 +609,9 @@ def _note_ons(peer: Any) -> list[tuple[float, int]]:
     return first_strikes(peer.received())[0]
 
 
-def first_strikes(messages: list[tuple[float, Any]],
-                  window: float = 0.05) -> tuple[list[tuple[float, int]], int]:
+def first_strikes(
+    messages: list[tuple[float, Any]], window: float = 0.05
+) -> tuple[list[tuple[float, int]], int]:
     """``(time, pitch)`` of each note-on, and how many repeats were left out: a note-on of a key
     already on (no note-off since) within ``window`` seconds of the previous one.  That is how
     a JACK client's last buffer looks when it is read again because the client missed periods

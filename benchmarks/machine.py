@@ -10,8 +10,18 @@ from pathlib import Path
 
 __all__ = ["describe_machine", "load_average", "rss_kib"]
 
-_PACKAGES = ("numpy", "onnxruntime", "tensorflow", "keras", "tf2onnx", "music21", "mido",
-             "python-rtmidi", "python-osc", "JACK-Client")
+_PACKAGES = (
+    "numpy",
+    "onnxruntime",
+    "tensorflow",
+    "keras",
+    "tf2onnx",
+    "music21",
+    "mido",
+    "python-rtmidi",
+    "python-osc",
+    "JACK-Client",
+)
 
 
 def _cpu_model() -> str:

@@ -172,7 +172,7 @@ def interval_ngrams(notes: Iterable[Note], n: int = 3) -> set[tuple[int, ...]]:
     """The ``n``-grams of successive melodic intervals (semitones) of the top line."""
     line = top_line(notes)
     steps = [b - a for a, b in itertools.pairwise(line)]
-    return {tuple(steps[i:i + n]) for i in range(len(steps) - n + 1)}
+    return {tuple(steps[i : i + n]) for i in range(len(steps) - n + 1)}
 
 
 def motif_echo(call: Iterable[Note], answer: Iterable[Note], n: int = 3) -> float:

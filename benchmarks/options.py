@@ -34,16 +34,26 @@ class Options:
     temperatures: tuple[float, ...] = (0.05, 0.8, 1.0, 1.2)
     seed_bars: int = 4
     answer_bars: int = 8  # the real continuation compared with: the issue's 4 + 8 bars
-    sections: tuple[str, ...] = field(default=(
-        "inference", "latency", "startup", "training", "corpus", "quality"))
+    sections: tuple[str, ...] = field(
+        default=("inference", "latency", "startup", "training", "corpus", "quality")
+    )
     rng_seed: int = 1234
 
     def __post_init__(self) -> None:
-        for name in ("events", "keras_events", "seed_events", "answers", "notes", "launches",
-                     "seed_bars", "answer_bars"):
+        for name in (
+            "events",
+            "keras_events",
+            "seed_events",
+            "answers",
+            "notes",
+            "launches",
+            "seed_bars",
+            "answer_bars",
+        ):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got "
-                                 f"{getattr(self, name)}")
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
+                )
         if not self.train_seconds > 0:
             raise ValueError(f"--train-seconds must be > 0, got {self.train_seconds}")
         if self.quality_pieces is not None and self.quality_pieces < 1:
@@ -64,9 +74,19 @@ class Options:
         """The smoke run: every section, tiny sizes (well under two minutes)."""
         sizes: dict[str, object] = dict(
             out_dir=Path(tempfile.gettempdir()) / "antiphon-bench-quick",  # keep the real results
-            quick=True, events=40, keras_events=5, answers=4, notes=20, launches=2, periods=(64,),
-            train_seconds=4.0, corpus_pieces=12, quality_pieces=3, temperatures=(1.0,),
-            seed_bars=2, answer_bars=2,
+            quick=True,
+            events=40,
+            keras_events=5,
+            answers=4,
+            notes=20,
+            launches=2,
+            periods=(64,),
+            train_seconds=4.0,
+            corpus_pieces=12,
+            quality_pieces=3,
+            temperatures=(1.0,),
+            seed_bars=2,
+            answer_bars=2,
         )
         sizes.update(overrides)
         return cls(**sizes)  # type: ignore[arg-type]

@@ -87,8 +87,9 @@ class Answerer:
     temperatures: tuple[float, ...]
 
 
-def cases_from_pieces(pieces: Sequence[Any], seed_steps: int, answer_steps: int,
-                      limit: int | None = None) -> list[Case]:
+def cases_from_pieces(
+    pieces: Sequence[Any], seed_steps: int, answer_steps: int, limit: int | None = None
+) -> list[Case]:
     """Cut every piece after ``seed_steps`` grid steps; the continuation is the next
     ``answer_steps`` (onsets relative to the cut).  Pieces that end before the continuation
     does, or with fewer than 4 call notes or 4 continuation onsets, are left out."""
@@ -97,11 +98,15 @@ def cases_from_pieces(pieces: Sequence[Any], seed_steps: int, answer_steps: int,
     cases = []
     for piece in pieces:
         if not piece.notes or max(n.onset + n.duration for n in piece.notes) < (
-                seed_steps + answer_steps):
+            seed_steps + answer_steps
+        ):
             continue
         seed = tuple(n for n in piece.notes if n.onset < seed_steps)
-        rest = tuple(Note(n.onset - seed_steps, n.pitch, n.duration, n.velocity)
-                     for n in piece.notes if seed_steps <= n.onset < seed_steps + answer_steps)
+        rest = tuple(
+            Note(n.onset - seed_steps, n.pitch, n.duration, n.velocity)
+            for n in piece.notes
+            if seed_steps <= n.onset < seed_steps + answer_steps
+        )
         if len(seed) >= 4 and len({n.onset for n in rest}) >= 4:
             cases.append(Case(Path(piece.name).name, seed, rest))
         if limit is not None and len(cases) >= limit:
@@ -109,8 +114,9 @@ def cases_from_pieces(pieces: Sequence[Any], seed_steps: int, answer_steps: int,
     return cases
 
 
-def answer_stats(call: Sequence[Any], answer: Sequence[Any], real: Sequence[Any],
-                 beats: float) -> dict[str, float]:
+def answer_stats(
+    call: Sequence[Any], answer: Sequence[Any], real: Sequence[Any], beats: float
+) -> dict[str, float]:
     """One answer measured against its call and the real continuation."""
     from bridge.key import estimate_key, in_key_share
 
@@ -140,20 +146,22 @@ def _median(values: Sequence[float]) -> float:
     return float(np.median(data)) if data.size else float("nan")
 
 
-def aggregate(cases: Sequence[Case], answers: Sequence[Sequence[Any]],
-              beats: float) -> dict[str, float]:
+def aggregate(
+    cases: Sequence[Case], answers: Sequence[Sequence[Any]], beats: float
+) -> dict[str, float]:
     """Per-corpus figures of one answerer: means over calls (median for the register gap),
     the density relative to the real continuations', IOI overlap of the pooled intervals."""
-    per = [answer_stats(c.seed, a, c.continuation, beats)
-           for c, a in zip(cases, answers, strict=True)]
-    real_density = _mean([ms.onsets_per_beat(c.continuation, beats, STEPS_PER_BEAT)
-                          for c in cases])
+    per = [
+        answer_stats(c.seed, a, c.continuation, beats) for c, a in zip(cases, answers, strict=True)
+    ]
+    real_density = _mean([ms.onsets_per_beat(c.continuation, beats, STEPS_PER_BEAT) for c in cases])
     out = {key: _mean([p[key] for p in per]) for key in per[0]} if per else {}
     out["pitch_gap"] = _median([p["pitch_gap"] for p in per])
     out["density_ratio"] = out.get("density", float("nan")) / real_density
     out["ioi_overlap"] = ms.histogram_overlap(
         [d for a in answers for d in ms.ioi_values(a)],
-        [d for c in cases for d in ms.ioi_values(c.continuation)])
+        [d for c in cases for d in ms.ioi_values(c.continuation)],
+    )
     out["lines"] = _mean([float(p["single_share"] >= 0.9) for p in per])
     return out
 
@@ -169,33 +177,50 @@ TARGETS = (
 )
 
 
-def check_targets(ours: dict[str, float], real: dict[str, float], markov: dict[str, float],
-                  single_line: bool) -> dict[str, tuple[bool, str]]:
+def check_targets(
+    ours: dict[str, float], real: dict[str, float], markov: dict[str, float], single_line: bool
+) -> dict[str, tuple[bool, str]]:
     """The issue's targets for one corpus and temperature: met?, and the figure behind it."""
     texture = ours["lines"] >= 0.9 if single_line else ours["notes_per_onset"] >= 1.5
-    texture_text = (f"{ours['lines'] * 100:.0f} % single-line answers" if single_line
-                    else f"{ours['notes_per_onset']:.2f} notes/onset")
+    texture_text = (
+        f"{ours['lines'] * 100:.0f} % single-line answers"
+        if single_line
+        else f"{ours['notes_per_onset']:.2f} notes/onset"
+    )
     return {
-        "key": (ours["in_key"] >= real["in_key"] - 0.03,
-                f"{ours['in_key'] * 100:.0f} % vs {real['in_key'] * 100:.0f} %"),
+        "key": (
+            ours["in_key"] >= real["in_key"] - 0.03,
+            f"{ours['in_key'] * 100:.0f} % vs {real['in_key'] * 100:.0f} %",
+        ),
         "texture": (texture, texture_text),
         "register": (ours["pitch_gap"] <= 4.0, f"{ours['pitch_gap']:.1f} st"),
-        "density": (abs(ours["density_ratio"] - 1.0) <= 0.35,
-                    f"{ours['density_ratio'] * 100:.0f} % of real"),
-        "pc": (ours["pc_overlap"] >= markov["pc_overlap"],
-               f"{ours['pc_overlap']:.2f} vs {markov['pc_overlap']:.2f}"),
-        "ioi": (ours["ioi_overlap"] >= markov["ioi_overlap"],
-                f"{ours['ioi_overlap']:.2f} vs {markov['ioi_overlap']:.2f}"),
+        "density": (
+            abs(ours["density_ratio"] - 1.0) <= 0.35,
+            f"{ours['density_ratio'] * 100:.0f} % of real",
+        ),
+        "pc": (
+            ours["pc_overlap"] >= markov["pc_overlap"],
+            f"{ours['pc_overlap']:.2f} vs {markov['pc_overlap']:.2f}",
+        ),
+        "ioi": (
+            ours["ioi_overlap"] >= markov["ioi_overlap"],
+            f"{ours['ioi_overlap']:.2f} vs {markov['ioi_overlap']:.2f}",
+        ),
         "degenerate": (ours["degenerate"] == 0.0, f"{ours['degenerate'] * 100:.0f} %"),
     }
 
 
 COLUMNS = [
-    ("in_key", "in call's key"), ("notes_per_onset", "notes/onset"),
-    ("lines", "single-line answers"), ("mean_pitch", "mean pitch"),
-    ("pitch_gap", "|Δ pitch| vs real ↓"), ("density_ratio", "density vs real"),
-    ("pc_overlap", "PC overlap ↑"), ("ioi_overlap", "IOI overlap ↑"),
-    ("motif_echo", "motif echo"), ("degenerate", "degenerate ↓"),
+    ("in_key", "in call's key"),
+    ("notes_per_onset", "notes/onset"),
+    ("lines", "single-line answers"),
+    ("mean_pitch", "mean pitch"),
+    ("pitch_gap", "|Δ pitch| vs real ↓"),
+    ("density_ratio", "density vs real"),
+    ("pc_overlap", "PC overlap ↑"),
+    ("ioi_overlap", "IOI overlap ↑"),
+    ("motif_echo", "motif echo"),
+    ("degenerate", "degenerate ↓"),
 ]
 _PERCENT = ("in_key", "lines", "density_ratio", "motif_echo", "degenerate")
 
@@ -227,26 +252,39 @@ def run(options: Options, context: dict[str, object]) -> Section:
         scheme_model = melody if style.model == "melody" and melody is not None else chordal
         split, total = _split(style, scheme_model, options)
         cases = _spread(cases_from_pieces(split.held_out, seed_steps, answer_steps), limit)
-        counts.append([style.name, ", ".join(style.composers), str(total),
-                       str(len(split.held_out)), str(len(cases))])
+        counts.append(
+            [
+                style.name,
+                ", ".join(style.composers),
+                str(total),
+                str(len(split.held_out)),
+                str(len(cases)),
+            ]
+        )
         if not cases:
             continue
-        answerers = _answerers(options, style, split, chordal, melody, scheme_model,
-                               default_lock, temperatures)
+        answerers = _answerers(
+            options, style, split, chordal, melody, scheme_model, default_lock, temperatures
+        )
         real = aggregate(cases, [c.continuation for c in cases], beats)
         rows.append((style.name, REAL_ROW, "–", real))
         for answerer in answerers:
             for temperature in answerer.temperatures:
                 started = time.perf_counter()
-                answers = [answerer.answer(c.seed, temperature, options.rng_seed + i)
-                           for i, c in enumerate(cases)]
+                answers = [
+                    answerer.answer(c.seed, temperature, options.rng_seed + i)
+                    for i, c in enumerate(cases)
+                ]
                 stats = aggregate(cases, answers, beats)
                 stats["seconds"] = time.perf_counter() - started
                 rows.append((style.name, answerer.name, f"{temperature:g}", stats))
         if example is None or style.name == "folk":
             case = cases[len(cases) // 2]
-            chosen = {a.name: a.answer(case.seed, 1.0, options.rng_seed)
-                      for a in answerers if a.name in ("old default", AUTO_ROW)}
+            chosen = {
+                a.name: a.answer(case.seed, 1.0, options.rng_seed)
+                for a in answerers
+                if a.name in ("old default", AUTO_ROW)
+            }
             example = (case, chosen)
         single = _mean([ms.single_onset_share(c.seed) for c in cases]) >= 0.9
         for temperature in temperatures:
@@ -254,30 +292,48 @@ def run(options: Options, context: dict[str, object]) -> Section:
             markov = _row(rows, style.name, MARKOV_ROW, temperature)
             if ours is not None and markov is not None:
                 targets.setdefault(style.name, {})[f"{temperature:g}"] = check_targets(
-                    ours, real, markov, single)
+                    ours, real, markov, single
+                )
     section.method = _method(options, default_lock, temperatures)
     section.tables.append(_counts_table(counts))
     section.tables.append(_targets_table(targets))
-    table = Table(["corpus", "answerer", "T", *(label for _, label in COLUMNS)],
-                  caption="**Answers vs call and real continuation** (means over calls)")
+    table = Table(
+        ["corpus", "answerer", "T", *(label for _, label in COLUMNS)],
+        caption="**Answers vs call and real continuation** (means over calls)",
+    )
     for corpus, name, temp, stats in rows:
-        table.rows.append([corpus, name, temp, *(_cell(k, stats.get(k, float("nan")))
-                                                  for k, _ in COLUMNS)])
+        table.rows.append(
+            [corpus, name, temp, *(_cell(k, stats.get(k, float("nan"))) for k, _ in COLUMNS)]
+        )
         section.data[f"{corpus}: {name} T={temp}"] = stats
     section.tables.append(table)
-    section.data["targets"] = {c: {t: {k: {"met": v[0], "value": v[1]} for k, v in checks.items()}
-                                   for t, checks in by_t.items()} for c, by_t in targets.items()}
+    section.data["targets"] = {
+        c: {
+            t: {k: {"met": v[0], "value": v[1]} for k, v in checks.items()}
+            for t, checks in by_t.items()
+        }
+        for c, by_t in targets.items()
+    }
     for corpus, by_t in targets.items():
         temp = "1" if "1" in by_t else next(iter(by_t))
         missed = [label for key, label in TARGETS if not by_t[temp][key][0]]
-        section.headline.append((
-            f"call/answer targets met, {corpus} (auto, T={temp})",
-            f"{len(TARGETS) - len(missed)} of {len(TARGETS)}", "–",
-            "missed: " + "; ".join(missed) if missed else "all met"))
-    section.notes.append(f"Models: `{options.model.name}` ({_provenance(chordal.metadata)})"
-                         + (f", `melody.onnx` ({_provenance(melody.metadata)})" if melody
-                            else ", no `melody.onnx` (auto answers every call with the chordal "
-                                 "model)") + ".")
+        section.headline.append(
+            (
+                f"call/answer targets met, {corpus} (auto, T={temp})",
+                f"{len(TARGETS) - len(missed)} of {len(TARGETS)}",
+                "–",
+                "missed: " + "; ".join(missed) if missed else "all met",
+            )
+        )
+    section.notes.append(
+        f"Models: `{options.model.name}` ({_provenance(chordal.metadata)})"
+        + (
+            f", `melody.onnx` ({_provenance(melody.metadata)})"
+            if melody
+            else ", no `melody.onnx` (auto answers every call with the chordal model)"
+        )
+        + "."
+    )
     section.figures.append(_plot(options.out_dir, rows))
     if example is not None:
         section.figures.append(_pianoroll(options.out_dir, *example))
@@ -316,24 +372,35 @@ def _spread(cases: list[Case], limit: int) -> list[Case]:
     """At most ``limit`` cases, evenly spaced over the list (every source file gets a say)."""
     if len(cases) <= limit:
         return cases
-    return [cases[round(i * (len(cases) - 1) / (limit - 1))] if limit > 1 else cases[0]
-            for i in range(limit)]
+    return [
+        cases[round(i * (len(cases) - 1) / (limit - 1))] if limit > 1 else cases[0]
+        for i in range(limit)
+    ]
 
 
 def _counts_table(counts: list[list[str]]) -> Table:
-    table = Table(["corpus", "music21 corpora", "pieces", "held out", "calls used"],
-                  caption="**Corpora** (folk: one piece per tune)")
+    table = Table(
+        ["corpus", "music21 corpora", "pieces", "held out", "calls used"],
+        caption="**Corpora** (folk: one piece per tune)",
+    )
     table.rows.extend(counts)
     return table
 
 
 def _targets_table(targets: dict[str, dict[str, dict[str, tuple[bool, str]]]]) -> Table:
-    table = Table(["corpus", "T", *(label for _, label in TARGETS)],
-                  caption=f"**Targets** for `{AUTO_ROW}` (✓ met, ✗ missed)")
+    table = Table(
+        ["corpus", "T", *(label for _, label in TARGETS)],
+        caption=f"**Targets** for `{AUTO_ROW}` (✓ met, ✗ missed)",
+    )
     for corpus, by_t in targets.items():
         for temp, checks in by_t.items():
-            table.rows.append([corpus, temp, *(
-                f"{'✓' if checks[key][0] else '✗'} {checks[key][1]}" for key, _ in TARGETS)])
+            table.rows.append(
+                [
+                    corpus,
+                    temp,
+                    *(f"{'✓' if checks[key][0] else '✗'} {checks[key][1]}" for key, _ in TARGETS),
+                ]
+            )
     return table
 
 
@@ -343,8 +410,9 @@ def _cell(key: str, value: float) -> str:
     return fmt(value)
 
 
-def _row(rows: list[tuple[str, str, str, dict[str, float]]], corpus: str, name: str,
-         temperature: float) -> dict[str, float] | None:
+def _row(
+    rows: list[tuple[str, str, str, dict[str, float]]], corpus: str, name: str, temperature: float
+) -> dict[str, float] | None:
     for c, n, t, stats in rows:
         if c == corpus and n == name and t == f"{temperature:g}":
             return stats
@@ -358,14 +426,21 @@ def _split(style: StyleCorpus, model: Any, options: Options) -> tuple[Any, int]:
 
     paths = sorted(p for c in style.composers for p in composer_files(c))
     if options.quick:
-        paths = paths[:style.quick_files]
+        paths = paths[: style.quick_files]
     corpus = load_corpus(paths, model.scheme, progress=False, warn=lambda _line: None)
     return split_pieces(corpus.pieces, style.every), len(corpus.pieces)
 
 
-def _answerers(options: Options, style: StyleCorpus, split: Any, chordal: Any, melody: Any,
-               scheme_model: Any, lock: float, temperatures: tuple[float, ...]
-               ) -> list[Answerer]:
+def _answerers(
+    options: Options,
+    style: StyleCorpus,
+    split: Any,
+    chordal: Any,
+    melody: Any,
+    scheme_model: Any,
+    lock: float,
+    temperatures: tuple[float, ...],
+) -> list[Answerer]:
     from benchmarks.answerers import TOP_P, markov_answer, reference_answer
     from bridge.follow import Follower
     from bridge.generate import continue_notes
@@ -377,26 +452,51 @@ def _answerers(options: Options, style: StyleCorpus, split: Any, chordal: Any, m
     def follow(key_lock: float) -> Answer:
         def answer(seed: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
             plan = follower.plan(list(seed), None, "auto", key_lock)
-            return continue_notes(plan.model, list(seed), length=bars, length_unit="bars",
-                                  temperature=temperature, top_p=TOP_P, seed=rng_seed,
-                                  beats_per_bar=per_bar, bias=plan.bias)
+            return continue_notes(
+                plan.model,
+                list(seed),
+                length=bars,
+                length_unit="bars",
+                temperature=temperature,
+                top_p=TOP_P,
+                seed=rng_seed,
+                beats_per_bar=per_bar,
+                bias=plan.bias,
+            )
+
         return answer
 
     def old_default(seed: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
-        return continue_notes(chordal, list(seed), length=bars, length_unit="bars",
-                              temperature=temperature, top_p=TOP_P, seed=rng_seed,
-                              beats_per_bar=per_bar)
+        return continue_notes(
+            chordal,
+            list(seed),
+            length=bars,
+            length_unit="bars",
+            temperature=temperature,
+            top_p=TOP_P,
+            seed=rng_seed,
+            beats_per_bar=per_bar,
+        )
 
-    answerers = [Answerer(AUTO_ROW, follow(lock), temperatures),
-                 Answerer("auto, key-lock 0", follow(0.0), temperatures),
-                 Answerer("old default", old_default, temperatures)]
+    answerers = [
+        Answerer(AUTO_ROW, follow(lock), temperatures),
+        Answerer("auto, key-lock 0", follow(0.0), temperatures),
+        Answerer("old default", old_default, temperatures),
+    ]
     scheme = scheme_model.scheme
     train = [np.asarray(scheme.encode(p.notes), np.int64) for p in split.train if p.notes]
     markov = MarkovModel(3, scheme.vocab_size, pad=scheme.bos).fit(train)
 
     def chain(seed: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
-        return markov_answer(markov, scheme, seed, bars=bars, beats_per_bar=per_bar,
-                             temperature=temperature, rng_seed=rng_seed)
+        return markov_answer(
+            markov,
+            scheme,
+            seed,
+            bars=bars,
+            beats_per_bar=per_bar,
+            temperature=temperature,
+            rng_seed=rng_seed,
+        )
 
     answerers.append(Answerer(MARKOV_ROW, chain, temperatures))
     if options.reference_model.is_file():
@@ -405,9 +505,15 @@ def _answerers(options: Options, style: StyleCorpus, split: Any, chordal: Any, m
         runner = WindowRunner(options.reference_model, threads=1)
 
         def reference(seed: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
-            return reference_answer(runner, seed, bars=bars, beats_per_bar=per_bar,
-                                    steps_per_beat=STEPS_PER_BEAT, temperature=temperature,
-                                    rng_seed=rng_seed)
+            return reference_answer(
+                runner,
+                seed,
+                bars=bars,
+                beats_per_bar=per_bar,
+                steps_per_beat=STEPS_PER_BEAT,
+                temperature=temperature,
+                rng_seed=rng_seed,
+            )
 
         answerers.append(Answerer("reference net", reference, temperatures))
     return answerers
@@ -439,17 +545,24 @@ def _pianoroll(out_dir: Path, case: Case, answers: dict[str, list[Any]]) -> str:
     import matplotlib.pyplot as plt
 
     panels = [(REAL_ROW, list(case.continuation)), *answers.items()]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(11, 2.3 * len(panels)), sharex=True,
-                             sharey=True)
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(11, 2.3 * len(panels)), sharex=True, sharey=True
+    )
     offset = max(n.onset for n in case.seed)  # answers count from the last call onset
     for ax, (title, notes) in zip(axes, panels, strict=True):
         for n in case.seed:
-            ax.broken_barh([(n.onset / STEPS_PER_BEAT, n.duration / STEPS_PER_BEAT)],
-                           (n.pitch - 0.4, 0.8), color="tab:blue")
+            ax.broken_barh(
+                [(n.onset / STEPS_PER_BEAT, n.duration / STEPS_PER_BEAT)],
+                (n.pitch - 0.4, 0.8),
+                color="tab:blue",
+            )
         start = offset if title != REAL_ROW else max(n.onset + n.duration for n in case.seed)
         for n in notes:
-            ax.broken_barh([((start + n.onset) / STEPS_PER_BEAT, n.duration / STEPS_PER_BEAT)],
-                           (n.pitch - 0.4, 0.8), color="tab:orange")
+            ax.broken_barh(
+                [((start + n.onset) / STEPS_PER_BEAT, n.duration / STEPS_PER_BEAT)],
+                (n.pitch - 0.4, 0.8),
+                color="tab:orange",
+            )
         ax.set_title(f"{case.name}: call (blue) + {title} (orange)", fontsize=9)
         ax.set_ylabel("MIDI pitch")
         ax.grid(alpha=0.3)
@@ -469,21 +582,25 @@ def _plot(out_dir: Path, rows: list[tuple[str, str, str, dict[str, float]]]) -> 
 
     corpora = list(dict.fromkeys(c for c, _, _, _ in rows))
     names = list(dict.fromkeys(n for _, n, t, _ in rows if t in ("1", "–")))
-    panels = [("in_key", "in call's key"), ("notes_per_onset", "notes per onset"),
-              ("pitch_gap", "|Δ mean pitch| vs real (st)"), ("density_ratio", "density / real"),
-              ("ioi_overlap", "IOI overlap")]
+    panels = [
+        ("in_key", "in call's key"),
+        ("notes_per_onset", "notes per onset"),
+        ("pitch_gap", "|Δ mean pitch| vs real (st)"),
+        ("density_ratio", "density / real"),
+        ("ioi_overlap", "IOI overlap"),
+    ]
     fig, axes = plt.subplots(1, len(panels), figsize=(16, 3.8))
     width = 0.8 / max(1, len(names))
     for ax, (key, title) in zip(axes, panels, strict=True):
         for i, name in enumerate(names):
             values = []
             for corpus in corpora:
-                stats = next((s for c, n, t, s in rows
-                              if c == corpus and n == name and t in ("1", "–")), {})
+                stats = next(
+                    (s for c, n, t, s in rows if c == corpus and n == name and t in ("1", "–")), {}
+                )
                 values.append(stats.get(key, float("nan")))
             ax.bar(np.arange(len(corpora)) + i * width, values, width, label=name)
-        ax.set_xticks(np.arange(len(corpora)) + width * (len(names) - 1) / 2, corpora,
-                      fontsize=8)
+        ax.set_xticks(np.arange(len(corpora)) + width * (len(names) - 1) / 2, corpora, fontsize=8)
         ax.set_title(title, fontsize=10)
     axes[0].legend(fontsize=7, loc="lower left")
     fig.suptitle("call and answer at T = 1 (real continuation for reference)", fontsize=10)

@@ -110,9 +110,7 @@ def write_results(
         "command": command,
         "total_seconds": total_seconds,
         "machine": machine,
-        "sections": [
-            {k: v for k, v in asdict(s).items() if k != "tables"} for s in sections
-        ],
+        "sections": [{k: v for k, v in asdict(s).items() if k != "tables"} for s in sections],
     }
     (out_dir / "results.json").write_text(json.dumps(raw, indent=1, default=_jsonable) + "\n")
     return path

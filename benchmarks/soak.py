@@ -175,14 +175,50 @@ class _Events:
         self.sock.close()
 
 
-def _start_bridge(model: Path, env: dict[str, str], log_path: Path, *, bpm: float, length: int,
-                  silence: float, events_port: int) -> tuple[subprocess.Popen[str], int]:
-    command = [sys.executable, "-m", "bridge", "--model", str(model), "--client-name", CLIENT,
-               "--bpm", f"{bpm:g}", "--silence", f"{silence:g}", "--length", str(length),
-               "--start", "now", "--osc-port", "0", "--osc-out", f"127.0.0.1:{events_port}",
-               "--seed", "7", "--log-level", "info"]
-    process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE,
-                               stderr=log_path.open("w"), stdin=subprocess.DEVNULL, text=True)
+def _start_bridge(
+    model: Path,
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    bpm: float,
+    length: int,
+    silence: float,
+    events_port: int,
+) -> tuple[subprocess.Popen[str], int]:
+    command = [
+        sys.executable,
+        "-m",
+        "bridge",
+        "--model",
+        str(model),
+        "--client-name",
+        CLIENT,
+        "--bpm",
+        f"{bpm:g}",
+        "--silence",
+        f"{silence:g}",
+        "--length",
+        str(length),
+        "--start",
+        "now",
+        "--osc-port",
+        "0",
+        "--osc-out",
+        f"127.0.0.1:{events_port}",
+        "--seed",
+        "7",
+        "--log-level",
+        "info",
+    ]
+    process = subprocess.Popen(
+        command,
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=log_path.open("w"),
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
     assert process.stdout is not None
     line = process.stdout.readline()
     match = READY.search(line)
@@ -213,10 +249,19 @@ def _phrase(round_: int, spb: float) -> list[tuple[float, Any]]:
     return ons + offs
 
 
-def run_soak(rounds: int, *, model: Path, env: dict[str, str], workdir: Path, bpm: float = 300.0,
-             length: int = 3, silence_beats: float = 0.25, warmup: int = 20,
-             round_timeout: float = 3.0, progress: Callable[[int, SoakResult], None] | None = None,
-             ) -> SoakResult:
+def run_soak(
+    rounds: int,
+    *,
+    model: Path,
+    env: dict[str, str],
+    workdir: Path,
+    bpm: float = 300.0,
+    length: int = 3,
+    silence_beats: float = 0.25,
+    warmup: int = 20,
+    round_timeout: float = 3.0,
+    progress: Callable[[int, SoakResult], None] | None = None,
+) -> SoakResult:
     """Run ``rounds`` call-and-response rounds against a fresh bridge on the server in ``env``."""
     jack_peer = _peer_module()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -225,8 +270,9 @@ def run_soak(rounds: int, *, model: Path, env: dict[str, str], workdir: Path, bp
     silence_s = silence_beats * spb
     events = _Events()
     log_path = workdir / "soak-bridge.log"
-    process, control_port = _start_bridge(model, env, log_path, bpm=bpm, length=length,
-                               silence=silence_beats, events_port=events.port)
+    process, control_port = _start_bridge(
+        model, env, log_path, bpm=bpm, length=length, silence=silence_beats, events_port=events.port
+    )
     saved_env = {k: os.environ.get(k) for k in env if k.startswith("JACK")}
     os.environ.update({k: v for k, v in env.items() if k.startswith("JACK")})
     peer = None
@@ -246,8 +292,10 @@ def run_soak(rounds: int, *, model: Path, env: dict[str, str], workdir: Path, bp
             if not events.wait_ended(ended + 1, round_timeout):
                 status = events.ask_status(control_port)
                 if int(status["midi_in_received"]) >= sent_in:
-                    result.failures.append(f"round {i}: the bridge got the phrase but sent no "
-                                           f"/antiphon/answer/end in {round_timeout} s")
+                    result.failures.append(
+                        f"round {i}: the bridge got the phrase but sent no "
+                        f"/antiphon/answer/end in {round_timeout} s"
+                    )
                     break
                 # JACK lost part of the phrase on its way in (a late peer cycle): release any
                 # key left down, let a late answer finish, and go on.
@@ -331,19 +379,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.soak",
         description="Soak the bridge: ROUNDS call-and-response rounds through real JACK ports; "
-                    "prints stuck notes, memory growth and latency drift as JSON.")
+        "prints stuck notes, memory growth and latency drift as JSON.",
+    )
     parser.add_argument("--rounds", type=int, default=5000, help="rounds (default %(default)s)")
-    parser.add_argument("--model", type=Path, default=REPO / "models" / "default.onnx",
-                        help="model file (default %(default)s)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=REPO / "models" / "default.onnx",
+        help="model file (default %(default)s)",
+    )
     parser.add_argument("--bpm", type=float, default=300.0, help="tempo (default %(default)g)")
-    parser.add_argument("--length", type=int, default=3,
-                        help="answer length in events (default %(default)s)")
-    parser.add_argument("--silence", type=float, default=0.25,
-                        help="phrase-ending silence in beats (default %(default)g)")
-    parser.add_argument("--server", default=None,
-                        help=f"a running JACK server to use (default: start {SOAK_SERVER!r})")
-    parser.add_argument("--workdir", type=Path, default=REPO / ".cache" / "soak",
-                        help="where the bridge log goes (default %(default)s)")
+    parser.add_argument(
+        "--length", type=int, default=3, help="answer length in events (default %(default)s)"
+    )
+    parser.add_argument(
+        "--silence",
+        type=float,
+        default=0.25,
+        help="phrase-ending silence in beats (default %(default)g)",
+    )
+    parser.add_argument(
+        "--server",
+        default=None,
+        help=f"a running JACK server to use (default: start {SOAK_SERVER!r})",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=REPO / ".cache" / "soak",
+        help="where the bridge log goes (default %(default)s)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     if not args.model.is_file():
@@ -351,13 +416,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def report(done: int, result: SoakResult) -> None:
         recent = result.latency_ms[-100:]
-        print(f"{done} rounds, last 100: p50 {percentile(recent, 50):.1f} ms, "
-              f"p99 {percentile(recent, 99):.1f} ms", file=sys.stderr, flush=True)
+        print(
+            f"{done} rounds, last 100: p50 {percentile(recent, 50):.1f} ms, "
+            f"p99 {percentile(recent, 99):.1f} ms",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def soak(env: dict[str, str]) -> SoakResult:
-        return run_soak(args.rounds, model=args.model, env=env, workdir=args.workdir,
-                        bpm=args.bpm, length=args.length, silence_beats=args.silence,
-                        progress=report)
+        return run_soak(
+            args.rounds,
+            model=args.model,
+            env=env,
+            workdir=args.workdir,
+            bpm=args.bpm,
+            length=args.length,
+            silence_beats=args.silence,
+            progress=report,
+        )
 
     if args.server:
         env = client_env(args.server)
@@ -371,10 +447,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(json.dumps(figures, indent=2))
     if args.json:
         args.json.write_text(json.dumps({**figures, "latency_ms": result.latency_ms}, indent=1))
-    ok = (not result.failures and result.bridge_sounding == 0
-          and result.stuck_notes <= result.lost_in_transport
-          and result.answered + result.input_lost_rounds + result.output_lost_rounds
-          == result.rounds)
+    ok = (
+        not result.failures
+        and result.bridge_sounding == 0
+        and result.stuck_notes <= result.lost_in_transport
+        and result.answered + result.input_lost_rounds + result.output_lost_rounds == result.rounds
+    )
     return 0 if ok else 1
 
 

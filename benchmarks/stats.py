@@ -22,8 +22,9 @@ class Summary:
 
     def scaled(self, factor: float) -> Summary:
         """The same summary with every value multiplied (e.g. seconds → milliseconds)."""
-        return Summary(self.n, self.p50 * factor, self.p99 * factor, self.mean * factor,
-                       self.max * factor)
+        return Summary(
+            self.n, self.p50 * factor, self.p99 * factor, self.mean * factor, self.max * factor
+        )
 
 
 def summarize(values: Sequence[float] | np.ndarray) -> Summary:
@@ -54,7 +55,7 @@ def fmt(value: float | int | None, digits: int = 3) -> str:
     if abs(value) < 1e-9:  # float noise around zero
         return "0"
     magnitude = abs(value)
-    if magnitude >= 10 ** digits:
+    if magnitude >= 10**digits:
         return f"{value:,.0f}"
     decimals = max(0, digits - 1 - int(np.floor(np.log10(magnitude))))
     return f"{value:,.{decimals}f}"

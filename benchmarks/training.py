@@ -79,16 +79,18 @@ def _prepare_default(corpus: Any, base: Any, config: Any, val_windows: int) -> d
     from training.dataset import build_dataset, concat, windows
     from training.model import LstmConfig, build_lstm, compile_model
 
-    data = build_dataset(corpus.pieces, base, chord_cap=config.chord_cap,
-                         every=config.held_out_every)
+    data = build_dataset(
+        corpus.pieces, base, chord_cap=config.chord_cap, every=config.held_out_every
+    )
     x, y = windows(concat(data.train), config.window)
     held = concat(data.held_out)
     val_x, val_y = windows(held, config.window)
     val_x, val_y = val_x[:val_windows], val_y[:val_windows]
     scheme = data.scheme
     events = int(np.count_nonzero((val_y >= scheme.shift_base) & (val_y < scheme.rest)))
-    model_config = LstmConfig(scheme.vocab_size, config.embedding, tuple(config.units),
-                              config.dropout)
+    model_config = LstmConfig(
+        scheme.vocab_size, config.embedding, tuple(config.units), config.dropout
+    )
 
     def build() -> Any:
         model = build_lstm(model_config)
@@ -98,13 +100,27 @@ def _prepare_default(corpus: Any, base: Any, config: Any, val_windows: int) -> d
     def export(model: Any, path: Path, seconds: float) -> None:
         from training.export import export_lstm
 
-        export_lstm(model, model_config, scheme, {"arch": "default", "seconds": seconds,
-                                                  "benchmark": "equal time budget"}, path)
+        export_lstm(
+            model,
+            model_config,
+            scheme,
+            {"arch": "default", "seconds": seconds, "benchmark": "equal time budget"},
+            path,
+        )
 
-    return {"x": x, "y": y, "val_x": val_x, "val_y": val_y,
-            "per_event": val_y.size / max(1, events), "build": build, "export": export,
-            "targets": config.window, "train_streams": list(data.train),
-            "held": [held], "vocab": scheme.vocab_size}
+    return {
+        "x": x,
+        "y": y,
+        "val_x": val_x,
+        "val_y": val_y,
+        "per_event": val_y.size / max(1, events),
+        "build": build,
+        "export": export,
+        "targets": config.window,
+        "train_streams": list(data.train),
+        "held": [held],
+        "vocab": scheme.vocab_size,
+    }
 
 
 def _prepare_reference(corpus: Any, config: Any, val_windows: int) -> dict[str, Any]:
@@ -137,12 +153,27 @@ def _prepare_reference(corpus: Any, config: Any, val_windows: int) -> dict[str, 
     def export(model: Any, path: Path, seconds: float) -> None:
         from training.export import export_reference
 
-        export_reference(model, reference, vocabulary, {"arch": "reference", "seconds": seconds,
-                                                        "benchmark": "equal time budget"}, path)
+        export_reference(
+            model,
+            reference,
+            vocabulary,
+            {"arch": "reference", "seconds": seconds, "benchmark": "equal time budget"},
+            path,
+        )
 
-    return {"x": x, "y": y, "val_x": val_x, "val_y": val_y, "per_event": 1.0, "build": build,
-            "export": export, "targets": 1, "train_streams": [train], "held": [held],
-            "vocab": vocabulary.size}
+    return {
+        "x": x,
+        "y": y,
+        "val_x": val_x,
+        "val_y": val_y,
+        "per_event": 1.0,
+        "build": build,
+        "export": export,
+        "targets": 1,
+        "train_streams": [train],
+        "held": [held],
+        "vocab": vocabulary.size,
+    }
 
 
 def _markov_nats(prepared: dict[str, Any]) -> float:
@@ -158,8 +189,15 @@ def _markov_nats(prepared: dict[str, Any]) -> float:
     return total / max(1, count) * prepared["per_event"]
 
 
-def _train(name: str, prepared: dict[str, Any], budget: float, batch: int,
-           rng: np.random.Generator, points: int, first_steps: int = 4) -> tuple[Curve, Any]:
+def _train(
+    name: str,
+    prepared: dict[str, Any],
+    budget: float,
+    batch: int,
+    rng: np.random.Generator,
+    points: int,
+    first_steps: int = 4,
+) -> tuple[Curve, Any]:
     """Train for ``budget`` seconds of fit() time in chunks, evaluating after each."""
     x, y = prepared["x"], prepared["y"]
     curve = Curve(name, len(x), prepared["targets"])
@@ -182,7 +220,7 @@ def _train(name: str, prepared: dict[str, Any], budget: float, batch: int,
         take = min(steps * batch, len(x))
         if cursor + take > len(order):
             order, cursor = rng.permutation(len(x)), 0
-        index = order[cursor:cursor + take]
+        index = order[cursor : cursor + take]
         cursor += take
         start = time.perf_counter()
         model.fit(x[index], y[index], batch_size=batch, epochs=1, shuffle=False, verbose=0)
@@ -201,8 +239,10 @@ def run(options: Options, context: dict[str, object]) -> Section:
     import keras
 
     section = Section(4, "Training")
-    configs = {"default": recipe(options.model, "default"),
-               "reference": recipe(options.reference_model, "reference")}
+    configs = {
+        "default": recipe(options.model, "default"),
+        "reference": recipe(options.reference_model, "reference"),
+    }
     corpus, base = _corpus(options)
     rng = np.random.default_rng(options.rng_seed)
     keras.utils.set_random_seed(options.rng_seed)
@@ -211,15 +251,29 @@ def run(options: Options, context: dict[str, object]) -> Section:
     curves: dict[str, Curve] = {}
     quick = options.quick
     for arch, label, prepare in (
-        ("default", "default (Antiphon)",
-         lambda: _prepare_default(corpus, base, configs["default"], 16 if quick else 1024)),
-        ("reference", "--arch reference",
-         lambda: _prepare_reference(corpus, configs["reference"],
-                                    16 if quick else VAL_WINDOWS_REF)),
+        (
+            "default",
+            "default (Antiphon)",
+            lambda: _prepare_default(corpus, base, configs["default"], 16 if quick else 1024),
+        ),
+        (
+            "reference",
+            "--arch reference",
+            lambda: _prepare_reference(
+                corpus, configs["reference"], 16 if quick else VAL_WINDOWS_REF
+            ),
+        ),
     ):
         prepared = prepare()
-        curve, model = _train(label, prepared, options.train_seconds, configs[arch].batch, rng,
-                              points=2 if quick else 8, first_steps=1 if quick else 4)
+        curve, model = _train(
+            label,
+            prepared,
+            options.train_seconds,
+            configs[arch].batch,
+            rng,
+            points=2 if quick else 8,
+            first_steps=1 if quick else 4,
+        )
         curve.markov = _markov_nats(prepared)
         curves[arch] = curve
         if arch == "reference" or not quick:  # section 6 answers with them (quick: reference)
@@ -250,26 +304,48 @@ def run(options: Options, context: dict[str, object]) -> Section:
     )
     # compare at the same moment: the budget, or the earlier end if a run stopped short
     at = min(options.train_seconds, *(c.points[-1][0] for c in curves.values()))
-    table = Table(["architecture", "parameters", "fit s", "samples/s p50", "targets/s p50",
-                   "seconds/epoch", f"held-out nats/event at {at:.0f} s",
-                   "Markov-3 same tokens", "vs its Markov-3"],
-                  caption=f"**Equal budget: {options.train_seconds:g} s of fit time each**")
+    table = Table(
+        [
+            "architecture",
+            "parameters",
+            "fit s",
+            "samples/s p50",
+            "targets/s p50",
+            "seconds/epoch",
+            f"held-out nats/event at {at:.0f} s",
+            "Markov-3 same tokens",
+            "vs its Markov-3",
+        ],
+        caption=f"**Equal budget: {options.train_seconds:g} s of fit time each**",
+    )
     rates: dict[str, Summary] = {}
     finals: dict[str, float] = {}
     for arch, curve in curves.items():
         rate = summarize(curve.chunk_rates)
         rates[arch] = rate
         final = finals[arch] = value_at(curve.points, at)
-        table.rows.append([
-            curve.name, f"{curve.parameters:,}", fmt(curve.points[-1][0]), fmt(rate.p50),
-            fmt(rate.p50 * curve.targets_per_sample), fmt(ratio(curve.samples, rate.p50)),
-            fmt(final), fmt(curve.markov), f"{fmt(ratio(final, curve.markov))}×",
-        ])
-        section.data[arch] = {"parameters": curve.parameters, "samples_per_s": rate,
-                              "targets_per_sample": curve.targets_per_sample,
-                              "epoch_samples": curve.samples, "points": curve.points,
-                              "markov3_nats_per_event": curve.markov,
-                              "eval_seconds": curve.eval_seconds}
+        table.rows.append(
+            [
+                curve.name,
+                f"{curve.parameters:,}",
+                fmt(curve.points[-1][0]),
+                fmt(rate.p50),
+                fmt(rate.p50 * curve.targets_per_sample),
+                fmt(ratio(curve.samples, rate.p50)),
+                fmt(final),
+                fmt(curve.markov),
+                f"{fmt(ratio(final, curve.markov))}×",
+            ]
+        )
+        section.data[arch] = {
+            "parameters": curve.parameters,
+            "samples_per_s": rate,
+            "targets_per_sample": curve.targets_per_sample,
+            "epoch_samples": curve.samples,
+            "points": curve.points,
+            "markov3_nats_per_event": curve.markov,
+            "eval_seconds": curve.eval_seconds,
+        }
     section.tables.append(table)
     d, s = rates["default"], rates["reference"]
     section.notes.append(
@@ -279,17 +355,22 @@ def run(options: Options, context: dict[str, object]) -> Section:
         "signal per second, because every position of a window is a target."
     )
     section.figures.append(_plot(options.out_dir, curves))
-    section.headline.append((
-        "training throughput, predicted targets/s (p50)",
-        fmt(d.p50 * curves["default"].targets_per_sample), f"{fmt(s.p50)} (--arch reference)",
-        f"{fmt(ratio(d.p50 * curves['default'].targets_per_sample, s.p50))}×",
-    ))
-    section.headline.append((
-        f"held-out nats/event after {at:.0f} s of training, ÷ its own Markov-3",
-        f"{fmt(ratio(finals['default'], curves['default'].markov))}×",
-        f"{fmt(ratio(finals['reference'], curves['reference'].markov))}× (--arch reference)",
-        "lower is better; below 1 beats the Markov chain",
-    ))
+    section.headline.append(
+        (
+            "training throughput, predicted targets/s (p50)",
+            fmt(d.p50 * curves["default"].targets_per_sample),
+            f"{fmt(s.p50)} (--arch reference)",
+            f"{fmt(ratio(d.p50 * curves['default'].targets_per_sample, s.p50))}×",
+        )
+    )
+    section.headline.append(
+        (
+            f"held-out nats/event after {at:.0f} s of training, ÷ its own Markov-3",
+            f"{fmt(ratio(finals['default'], curves['default'].markov))}×",
+            f"{fmt(ratio(finals['reference'], curves['reference'].markov))}× (--arch reference)",
+            "lower is better; below 1 beats the Markov chain",
+        )
+    )
     return section
 
 

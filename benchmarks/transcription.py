@@ -139,8 +139,7 @@ def octave_shift(call: Call, centre: int) -> int:
     return 12 * round((centre - mean) / 12)
 
 
-def write_call_midi(call: Call, path: Path, *, program: int, transpose: int,
-                    vibrato: bool) -> None:
+def write_call_midi(call: Call, path: Path, *, program: int, transpose: int, vibrato: bool) -> None:
     """A type-0 file: program change, the notes, and for ``vibrato`` pitch bends every 10 ms."""
     tpb = 480
     beat_s = 60.0 / call.bpm
@@ -149,8 +148,9 @@ def write_call_midi(call: Call, path: Path, *, program: int, transpose: int,
     ]
     for n in call.notes:
         pitch = n.pitch + transpose
-        events.append((round(n.onset * tpb), 2, mido.Message("note_on", note=pitch,
-                                                               velocity=n.velocity)))
+        events.append(
+            (round(n.onset * tpb), 2, mido.Message("note_on", note=pitch, velocity=n.velocity))
+        )
         events.append((round(n.end * tpb), 1, mido.Message("note_off", note=pitch)))
     if vibrato:
         end_s = max(n.end for n in call.notes) * beat_s + 0.5
@@ -170,8 +170,9 @@ def write_call_midi(call: Call, path: Path, *, program: int, transpose: int,
     midi.save(path)
 
 
-def render(call: Call, instrument: str, variant: str, workdir: Path, *,
-           rng: np.random.Generator) -> Render:
+def render(
+    call: Call, instrument: str, variant: str, workdir: Path, *, rng: np.random.Generator
+) -> Render:
     """Render ``call`` on ``instrument`` in ``variant`` through FluidSynth."""
     import soundfile
 
@@ -179,10 +180,13 @@ def render(call: Call, instrument: str, variant: str, workdir: Path, *,
     transpose = octave_shift(call, centre)
     mid = workdir / "call.mid"
     wav = workdir / "call.wav"
-    write_call_midi(call, mid, program=program, transpose=transpose,
-                    vibrato=variant == "vibrato")
-    subprocess.run(["fluidsynth", "-ni", "-q", "-F", str(wav), "-r", str(RATE), str(SOUNDFONT),
-                    str(mid)], check=True, capture_output=True, timeout=120)
+    write_call_midi(call, mid, program=program, transpose=transpose, vibrato=variant == "vibrato")
+    subprocess.run(
+        ["fluidsynth", "-ni", "-q", "-F", str(wav), "-r", str(RATE), str(SOUNDFONT), str(mid)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     data, rate = soundfile.read(str(wav), dtype="float32", always_2d=True)
     samples = data.mean(axis=1)
     intervals, pitches = call.seconds(transpose)
@@ -191,19 +195,21 @@ def render(call: Call, instrument: str, variant: str, workdir: Path, *,
     return Render(samples.astype(np.float32), rate, intervals, pitches)
 
 
-def add_noise(samples: np.ndarray, rate: int, intervals: np.ndarray, snr_db: float,
-              rng: np.random.Generator) -> np.ndarray:
+def add_noise(
+    samples: np.ndarray, rate: int, intervals: np.ndarray, snr_db: float, rng: np.random.Generator
+) -> np.ndarray:
     """White noise ``snr_db`` below the signal's RMS while notes sound."""
     mask = np.zeros(len(samples), dtype=bool)
     for start, end in intervals:
-        mask[int(start * rate):int(end * rate)] = True
-    power = float(np.mean(samples[mask] ** 2)) if mask.any() else float(np.mean(samples ** 2))
+        mask[int(start * rate) : int(end * rate)] = True
+    power = float(np.mean(samples[mask] ** 2)) if mask.any() else float(np.mean(samples**2))
     noise = rng.standard_normal(len(samples)) * np.sqrt(power / 10 ** (snr_db / 10))
     return samples + noise.astype(np.float32)
 
 
-def score(ref_intervals: np.ndarray, ref_pitches: np.ndarray,
-          notes: Sequence[AudioNote]) -> dict[str, float]:
+def score(
+    ref_intervals: np.ndarray, ref_pitches: np.ndarray, notes: Sequence[AudioNote]
+) -> dict[str, float]:
     """mir_eval note precision/recall/F, without and with offsets."""
     import mir_eval
 
@@ -213,11 +219,22 @@ def score(ref_intervals: np.ndarray, ref_pitches: np.ndarray,
     else:
         est_intervals, est_pitches = np.zeros((0, 2)), np.zeros(0)
     p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(
-        ref_intervals, ref_pitches, est_intervals, est_pitches,
-        onset_tolerance=ONSET_TOLERANCE, offset_ratio=None)
+        ref_intervals,
+        ref_pitches,
+        est_intervals,
+        est_pitches,
+        onset_tolerance=ONSET_TOLERANCE,
+        offset_ratio=None,
+    )
     _, _, f_off, _ = mir_eval.transcription.precision_recall_f1_overlap(
-        ref_intervals, ref_pitches, est_intervals, est_pitches,
-        onset_tolerance=ONSET_TOLERANCE, offset_ratio=0.2, offset_min_tolerance=0.05)
+        ref_intervals,
+        ref_pitches,
+        est_intervals,
+        est_pitches,
+        onset_tolerance=ONSET_TOLERANCE,
+        offset_ratio=0.2,
+        offset_min_tolerance=0.05,
+    )
     return {"P": p, "R": r, "F": f, "F_offsets": f_off}
 
 
@@ -226,23 +243,35 @@ LIVE_PEAK_DB = -3.0
 the offline transcriber scales every file itself."""
 
 
-def latencies(ref_intervals: np.ndarray, ref_pitches: np.ndarray, notes: Sequence[AudioNote],
-              emitted: Sequence[tuple[float, float]]) -> list[float]:
+def latencies(
+    ref_intervals: np.ndarray,
+    ref_pitches: np.ndarray,
+    notes: Sequence[AudioNote],
+    emitted: Sequence[tuple[float, float]],
+) -> list[float]:
     """Per reference note heard (same pitch, onset within 50 ms): seconds from its true onset
     to the end of the audio block that sent its note-on."""
     out = []
     for (onset, _end), hz in zip(ref_intervals, ref_pitches, strict=True):
         pitch = round(69 + 12 * np.log2(hz / 440.0))
-        hits = [sent for n, (_on, sent) in zip(notes, emitted, strict=True)
-                if n.pitch == pitch and abs(n.onset - onset) <= ONSET_TOLERANCE]
+        hits = [
+            sent
+            for n, (_on, sent) in zip(notes, emitted, strict=True)
+            if n.pitch == pitch and abs(n.onset - onset) <= ONSET_TOLERANCE
+        ]
         if hits:
             out.append(min(hits) - float(onset))
     return out
 
 
-def run(calls: Sequence[Call], *, instruments: Sequence[str] = tuple(INSTRUMENTS),
-        variants: Sequence[str] = VARIANTS, live: bool = True,
-        progress: Callable[[str], None] = lambda _line: None) -> dict[str, Any]:
+def run(
+    calls: Sequence[Call],
+    *,
+    instruments: Sequence[str] = tuple(INSTRUMENTS),
+    variants: Sequence[str] = VARIANTS,
+    live: bool = True,
+    progress: Callable[[str], None] = lambda _line: None,
+) -> dict[str, Any]:
     """Render, transcribe and score every (transcriber, variant, instrument, call)."""
     from bridge.audio_live import track_stream
     from bridge.audio_transcribe import transcribe
@@ -269,8 +298,9 @@ def run(calls: Sequence[Call], *, instruments: Sequence[str] = tuple(INSTRUMENTS
                         notes, emitted = track_stream(scaled, rendered.rate)
                         cost["live tracker"].append((time.perf_counter() - start) / seconds)
                         found["live tracker"] = notes
-                        delays[variant].extend(latencies(rendered.intervals, rendered.pitches,
-                                                         notes, emitted))
+                        delays[variant].extend(
+                            latencies(rendered.intervals, rendered.pitches, notes, emitted)
+                        )
                     for method, notes in found.items():
                         result = score(rendered.intervals, rendered.pitches, notes)
                         rows[(method, variant, instrument)].append(result)
@@ -299,37 +329,57 @@ def markdown(results: dict[str, Any], calls: Sequence[Call]) -> str:
     for (method, variant, instrument), results_ in rows.items():
         means = {k: float(np.mean([r[k] for r in results_])) for k in results_[0]}
         verdicts[(method, variant)].extend(r["F"] for r in results_)
-        lines.append(f"| {method} | {variant} | {instrument} | {means['F']:.3f} | "
-                     f"{means['F_offsets']:.3f} | {means['P']:.3f} | {means['R']:.3f} |")
-    lines += ["", "| transcriber | variant | mean F | target | met | worst call (F) |",
-              "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {method} | {variant} | {instrument} | {means['F']:.3f} | "
+            f"{means['F_offsets']:.3f} | {means['P']:.3f} | {means['R']:.3f} |"
+        )
+    lines += [
+        "",
+        "| transcriber | variant | mean F | target | met | worst call (F) |",
+        "|---|---|---|---|---|---|",
+    ]
     for (method, variant), scores in verdicts.items():
         target = TARGETS[variant]
         mean = float(np.mean(scores))
-        calls_f = {name: float(np.mean(v)) for (m, var, name), v in per_call.items()
-                   if m == method and var == variant}
+        calls_f = {
+            name: float(np.mean(v))
+            for (m, var, name), v in per_call.items()
+            if m == method and var == variant
+        }
         worst = min(calls_f, key=lambda k: calls_f[k])
-        lines.append(f"| {method} | {variant} | {mean:.3f} | ≥ {target} | "
-                     f"{'yes' if mean >= target else 'no'} | {worst} ({calls_f[worst]:.2f}) |")
+        lines.append(
+            f"| {method} | {variant} | {mean:.3f} | ≥ {target} | "
+            f"{'yes' if mean >= target else 'no'} | {worst} ({calls_f[worst]:.2f}) |"
+        )
     lines += ["", "| transcriber | seconds of compute per second of audio (mean) |", "|---|---|"]
     for method, values in cost.items():
         lines.append(f"| {method} | {float(np.mean(values)):.3f} |")
     delays: dict[str, list[float]] = results["delays"]
     if delays:
-        lines += ["", "Live tracker latency: true onset → end of the 256-sample block whose "
-                  "processing emits the note-on (the tracker's own delay, without JACK's "
-                  "period; notes heard right only).", "",
-                  "| variant | notes | p50 ms | p90 ms | p99 ms | target p99 |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Live tracker latency: true onset → end of the 256-sample block whose "
+            "processing emits the note-on (the tracker's own delay, without JACK's "
+            "period; notes heard right only).",
+            "",
+            "| variant | notes | p50 ms | p90 ms | p99 ms | target p99 |",
+            "|---|---|---|---|---|---|",
+        ]
         for variant, values in delays.items():
             ms = 1000 * np.array(values)
-            lines.append(f"| {variant} | {len(ms)} | {np.percentile(ms, 50):.0f} | "
-                         f"{np.percentile(ms, 90):.0f} | {np.percentile(ms, 99):.0f} | ≤ 60 |")
+            lines.append(
+                f"| {variant} | {len(ms)} | {np.percentile(ms, 50):.0f} | "
+                f"{np.percentile(ms, 90):.0f} | {np.percentile(ms, 99):.0f} | ≤ 60 |"
+            )
     return "\n".join(lines) + "\n"
 
 
-def through_jack(calls: Sequence[Call], instruments: Sequence[str], server: str,
-                 progress: Callable[[str], None] = lambda _line: None) -> str:
+def through_jack(
+    calls: Sequence[Call],
+    instruments: Sequence[str],
+    server: str,
+    progress: Callable[[str], None] = lambda _line: None,
+) -> str:
     """Play renders into "Antiphon Audio In" on the running JACK ``server`` in real time; the
     Markdown of the added latency (true onset → note-on in the engine's queue) and CPU share.
 
@@ -352,8 +402,9 @@ def through_jack(calls: Sequence[Call], instruments: Sequence[str], server: str,
     with tempfile.TemporaryDirectory(prefix="antiphon-transcription-") as tmp:
         for instrument in instruments:
             for call in calls:
-                rendered = render(call, instrument, "clean", Path(tmp),
-                                  rng=np.random.default_rng(0))
+                rendered = render(
+                    call, instrument, "clean", Path(tmp), rng=np.random.default_rng(0)
+                )
                 peak = float(np.max(np.abs(rendered.samples))) or 1.0
                 samples = rendered.samples * (10 ** (LIVE_PEAK_DB / 20) / peak)
                 queue: Queue[Any] = Queue()
@@ -364,8 +415,13 @@ def through_jack(calls: Sequence[Call], instruments: Sequence[str], server: str,
                 state: dict[str, Any] = {"pos": 0, "t0": None}
                 done = threading.Event()
 
-                def process(frames: int, out: Any = out, state: dict[str, Any] = state,
-                            samples: np.ndarray = samples, done: Any = done) -> None:
+                def process(
+                    frames: int,
+                    out: Any = out,
+                    state: dict[str, Any] = state,
+                    samples: np.ndarray = samples,
+                    done: Any = done,
+                ) -> None:
                     buf = out.get_array()
                     buf.fill(0.0)
                     pos = state["pos"]
@@ -374,8 +430,8 @@ def through_jack(calls: Sequence[Call], instruments: Sequence[str], server: str,
                         return
                     if state["t0"] is None:
                         state["t0"] = time.monotonic()
-                    chunk = samples[pos:pos + frames]
-                    buf[:len(chunk)] = chunk
+                    chunk = samples[pos : pos + frames]
+                    buf[: len(chunk)] = chunk
                     state["pos"] = pos + frames
 
                 player.set_process_callback(process)
@@ -393,26 +449,35 @@ def through_jack(calls: Sequence[Call], instruments: Sequence[str], server: str,
                 for (onset, _end), hz in zip(rendered.intervals, rendered.pitches, strict=True):
                     pitch = round(69 + 12 * np.log2(hz / 440.0))
                     true = t0 + float(onset)
-                    hits = [h.queued - true for h in heard
-                            if h.pitch == pitch and abs(h.onset - true) <= 0.08]
+                    hits = [
+                        h.queued - true
+                        for h in heard
+                        if h.pitch == pitch and abs(h.onset - true) <= 0.08
+                    ]
                     if hits:
                         delays.append(min(hits))
                     else:
                         missed += 1
             progress(f"through JACK, {instrument}: done")
     ms = 1000 * np.array(delays)
-    return "\n".join([
-        "", f"## Live through JACK (server {server!r}, period {period} frames)", "",
-        "Renders played in real time into \"Antiphon Audio In\" by a JACK client; latency = "
-        "the note-on entering the engine's queue minus the true onset (player's first period + "
-        "the note's time).  CPU = the tracker thread's CPU time plus the process callback's, "
-        "over the wall time.", "",
-        "| notes heard | missed | p50 ms | p90 ms | p99 ms | target p99 | CPU (mean) |",
-        "|---|---|---|---|---|---|---|",
-        f"| {len(ms)} | {missed} | {np.percentile(ms, 50):.0f} | {np.percentile(ms, 90):.0f} | "
-        f"{np.percentile(ms, 99):.0f} | ≤ 60 | {100 * float(np.mean(shares)):.1f} % of a core |",
-        "",
-    ])
+    return "\n".join(
+        [
+            "",
+            f"## Live through JACK (server {server!r}, period {period} frames)",
+            "",
+            'Renders played in real time into "Antiphon Audio In" by a JACK client; latency = '
+            "the note-on entering the engine's queue minus the true onset (player's first period + "
+            "the note's time).  CPU = the tracker thread's CPU time plus the process callback's, "
+            "over the wall time.",
+            "",
+            "| notes heard | missed | p50 ms | p90 ms | p99 ms | target p99 | CPU (mean) |",
+            "|---|---|---|---|---|---|---|",
+            f"| {len(ms)} | {missed} | {np.percentile(ms, 50):.0f} | "
+            f"{np.percentile(ms, 90):.0f} | {np.percentile(ms, 99):.0f} | ≤ 60 | "
+            f"{100 * float(np.mean(shares)):.1f} % of a core |",
+            "",
+        ]
+    )
 
 
 def _hz(midi: float) -> float:
@@ -423,27 +488,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.transcription",
         description="Render calls with known notes through FluidSynth and score how well "
-                    "Antiphon's audio transcription hears them (mir_eval).")
-    parser.add_argument("--quick", action="store_true",
-                        help="two calls, two instruments (a smoke run; the numbers mean little)")
-    parser.add_argument("--chorales", type=int, default=3,
-                        help="held-out chorale soprano lines to add (default %(default)s)")
-    parser.add_argument("--no-live", action="store_true",
-                        help="score only the offline transcriber")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "TRANSCRIPTION.md",
-                        help="Markdown output (default %(default)s)")
-    parser.add_argument("--jack-server", default=None, metavar="NAME",
-                        help="also play the example calls in real time into 'Antiphon Audio In' "
-                             "on this running JACK server (latency, CPU); default: skip")
-    parser.add_argument("--jack-only", action="store_true",
-                        help="with --jack-server: only that part, printed, nothing written")
+        "Antiphon's audio transcription hears them (mir_eval).",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="two calls, two instruments (a smoke run; the numbers mean little)",
+    )
+    parser.add_argument(
+        "--chorales",
+        type=int,
+        default=3,
+        help="held-out chorale soprano lines to add (default %(default)s)",
+    )
+    parser.add_argument("--no-live", action="store_true", help="score only the offline transcriber")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "benchmarks" / "TRANSCRIPTION.md",
+        help="Markdown output (default %(default)s)",
+    )
+    parser.add_argument(
+        "--jack-server",
+        default=None,
+        metavar="NAME",
+        help="also play the example calls in real time into 'Antiphon Audio In' "
+        "on this running JACK server (latency, CPU); default: skip",
+    )
+    parser.add_argument(
+        "--jack-only",
+        action="store_true",
+        help="with --jack-server: only that part, printed, nothing written",
+    )
     args = parser.parse_args(argv)
     if args.jack_only:
         if not args.jack_server:
             parser.error("--jack-only needs --jack-server")
-        print(through_jack(example_calls(), ("flute", "voice oohs", "clean guitar"),
-                           args.jack_server,
-                           progress=lambda line: print(line, file=sys.stderr, flush=True)))
+        print(
+            through_jack(
+                example_calls(),
+                ("flute", "voice oohs", "clean guitar"),
+                args.jack_server,
+                progress=lambda line: print(line, file=sys.stderr, flush=True),
+            )
+        )
         return 0
     if shutil.which("fluidsynth") is None or not SOUNDFONT.is_file():
         print("transcription: needs fluidsynth and fluid-soundfont-gm", file=sys.stderr)
@@ -456,12 +544,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         calls += chorale_calls(args.chorales)
         instruments = tuple(INSTRUMENTS)
     started = time.perf_counter()
-    results = run(calls, instruments=instruments, live=not args.no_live,
-                  progress=lambda line: print(line, file=sys.stderr, flush=True))
+    results = run(
+        calls,
+        instruments=instruments,
+        live=not args.no_live,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
     text = markdown(results, calls)
     if args.jack_server:
-        text += through_jack(example_calls(), ("flute", "voice oohs", "clean guitar"),
-                             args.jack_server)
+        text += through_jack(
+            example_calls(), ("flute", "voice oohs", "clean guitar"), args.jack_server
+        )
     text += f"\n_Wall time: {time.perf_counter() - started:.0f} s._\n"
     args.out.write_text(text)
     print(text)

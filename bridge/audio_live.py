@@ -68,8 +68,14 @@ def live_params(rate: int) -> TrackerParams:
     """Tracker settings for a live stream at ``rate`` Hz: 2048-sample frames at 48 kHz, a hop
     of 256 samples (5.3 ms), a shorter pitch confirmation than offline (it is the latency)."""
     frame = 2048 if rate > 32000 else 1024
-    return TrackerParams(frame_s=frame / rate, hop_s=(frame // 8) / rate, confirm_s=0.02,
-                         release_s=0.04, min_note_s=0.06, gate_db=-50.0)
+    return TrackerParams(
+        frame_s=frame / rate,
+        hop_s=(frame // 8) / rate,
+        confirm_s=0.02,
+        release_s=0.04,
+        min_note_s=0.06,
+        gate_db=-50.0,
+    )
 
 
 def yin(frame: np.ndarray, rate: int, fmin: float, fmax: float) -> float:
@@ -155,7 +161,7 @@ class StreamTracker:
         while pos < len(x):
             take = min(self._hop - self._pending, len(x) - pos)
             self._buffer = np.roll(self._buffer, -take)
-            self._buffer[-take:] = x[pos:pos + take]
+            self._buffer[-take:] = x[pos : pos + take]
             pos += take
             self._pending += take
             self._fed += take
@@ -174,7 +180,7 @@ class StreamTracker:
         centre = self.now - 0.5 * self._frame / self.rate
         if centre < 0:
             return []
-        tail = frame[-self._frame // 2:]
+        tail = frame[-self._frame // 2 :]
         rms = float(np.sqrt(np.mean(tail.astype(np.float64) ** 2)))
         level = 20.0 * math.log10(max(rms, 1e-10))
         midi = yin(frame, self.rate, p.fmin_hz, p.fmax_hz) if level >= p.gate_db else math.nan
@@ -187,8 +193,9 @@ class StreamTracker:
         return self._segmenter.push(centre, midi, level, onset)
 
 
-def track_stream(samples: np.ndarray, rate: int, params: TrackerParams | None = None,
-                 block: int = 256) -> tuple[list[AudioNote], list[tuple[float, float]]]:
+def track_stream(
+    samples: np.ndarray, rate: int, params: TrackerParams | None = None, block: int = 256
+) -> tuple[list[AudioNote], list[tuple[float, float]]]:
     """Run a :class:`StreamTracker` over ``samples`` in ``block``-sample pieces, as JACK
     would; the notes, and per note kept ``(onset, emitted)``: the stream time (s) of the end of
     the block whose processing sent its note-on (latency = emitted - the true onset)."""
@@ -197,7 +204,7 @@ def track_stream(samples: np.ndarray, rate: int, params: TrackerParams | None = 
     emitted: dict[tuple[float, int], float] = {}
     x = np.asarray(samples, dtype=np.float32)
     for start in range(0, len(x), block):
-        for event in tracker.feed(x[start:start + block]):
+        for event in tracker.feed(x[start : start + block]):
             events.append(event)
             if event.is_on:
                 emitted[(event.time, event.pitch)] = tracker.now
@@ -252,8 +259,9 @@ class AudioInput:
         try:
             import jack
         except (ImportError, OSError) as err:  # no JACK-Client, or no libjack
-            raise PortError(f"--audio-in needs JACK-Client and libjack ({err}); "
-                            "pip install 'antiphon[audio]'") from None
+            raise PortError(
+                f"--audio-in needs JACK-Client and libjack ({err}); pip install 'antiphon[audio]'"
+            ) from None
         self._queue = queue
         self._clock = clock
         self._channel = channel
@@ -271,8 +279,10 @@ class AudioInput:
         try:
             self._client = jack.Client(client_name, no_start_server=True, servername=servername)
         except jack.JackError as err:
-            raise PortError(f"cannot open the JACK client {client_name!r} ({err}); is a JACK "
-                            "server running (JACK_DEFAULT_SERVER)?") from None
+            raise PortError(
+                f"cannot open the JACK client {client_name!r} ({err}); is a JACK "
+                "server running (JACK_DEFAULT_SERVER)?"
+            ) from None
         self.rate = int(self._client.samplerate)
         params = live_params(self.rate)
         if gate_db is not None:
@@ -310,8 +320,12 @@ class AudioInput:
 
     def _put(self, event: NoteEvent, t: float) -> None:
         kind = "note_on" if event.is_on else "note_off"
-        msg = mido.Message(kind, note=event.pitch, velocity=event.velocity if event.is_on else 0,
-                           channel=self._channel)
+        msg = mido.Message(
+            kind,
+            note=event.pitch,
+            velocity=event.velocity if event.is_on else 0,
+            channel=self._channel,
+        )
         try:
             self._queue.put_nowait((t, msg))
         except Full:
@@ -333,8 +347,9 @@ class AudioInput:
             try:
                 self._client.connect(source, self._port)
             except Exception as err:  # jack.JackError: a name that does not exist
-                raise PortError(f"cannot connect {source!r} to {self.port_name!r} ({err}); "
-                                "see `jack_lsp`") from None
+                raise PortError(
+                    f"cannot connect {source!r} to {self.port_name!r} ({err}); see `jack_lsp`"
+                ) from None
 
     def stop(self, timeout: float = 2.0) -> None:
         """Deactivate the client, stop and join the tracker, end a sounding note.  Idempotent."""
@@ -351,9 +366,13 @@ class AudioInput:
             self._put(event, self._clock())
         with contextlib.suppress(Exception):
             self._client.close()
-        log.info("audio in: %d notes, %d blocks dropped, %d events dropped; tracker CPU "
-                 "%.1f %%", self.notes_on, self.dropped_blocks, self.dropped_events,
-                 100 * self.cpu_share())
+        log.info(
+            "audio in: %d notes, %d blocks dropped, %d events dropped; tracker CPU %.1f %%",
+            self.notes_on,
+            self.dropped_blocks,
+            self.dropped_events,
+            100 * self.cpu_share(),
+        )
 
     def cpu_share(self) -> float:
         """Tracker thread CPU time plus callback time, over the wall time since start."""
@@ -362,6 +381,9 @@ class AudioInput:
 
     def stats(self) -> dict[str, object]:
         """Counters for the status reply (any thread)."""
-        return {"audio_notes": self.notes_on, "audio_dropped_blocks": self.dropped_blocks,
-                "audio_dropped_events": self.dropped_events,
-                "audio_cpu_percent": round(100 * self.cpu_share(), 2)}
+        return {
+            "audio_notes": self.notes_on,
+            "audio_dropped_blocks": self.dropped_blocks,
+            "audio_dropped_events": self.dropped_events,
+            "audio_cpu_percent": round(100 * self.cpu_share(), 2),
+        }

@@ -100,26 +100,47 @@ class TrackerParams:
     restrike_s: float = 0.15
 
     def __post_init__(self) -> None:
-        for name in ("fmin_hz", "fmax_hz", "frame_s", "hop_s", "confirm_s", "release_s",
-                     "min_note_s", "gate_db", "rise_db", "rise_window_s", "attack_s",
-                     "restrike_s"):
+        for name in (
+            "fmin_hz",
+            "fmax_hz",
+            "frame_s",
+            "hop_s",
+            "confirm_s",
+            "release_s",
+            "min_note_s",
+            "gate_db",
+            "rise_db",
+            "rise_window_s",
+            "attack_s",
+            "restrike_s",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"TrackerParams.{name} must be a number, "
-                                f"got {type(value).__name__}")
+                raise TypeError(
+                    f"TrackerParams.{name} must be a number, got {type(value).__name__}"
+                )
             if not math.isfinite(value):
                 raise ValueError(f"TrackerParams.{name} must be finite, got {value}")
         if not 20.0 <= self.fmin_hz < self.fmax_hz <= 8000.0:
-            raise ValueError(f"need 20 <= fmin_hz < fmax_hz <= 8000, got "
-                             f"{self.fmin_hz}..{self.fmax_hz}")
+            raise ValueError(
+                f"need 20 <= fmin_hz < fmax_hz <= 8000, got {self.fmin_hz}..{self.fmax_hz}"
+            )
         if not 0 < self.hop_s <= self.frame_s <= 0.5:
-            raise ValueError(f"need 0 < hop_s <= frame_s <= 0.5, got hop_s={self.hop_s}, "
-                             f"frame_s={self.frame_s}")
+            raise ValueError(
+                f"need 0 < hop_s <= frame_s <= 0.5, got hop_s={self.hop_s}, frame_s={self.frame_s}"
+            )
         if self.frame_s < 2.0 / self.fmin_hz:
-            raise ValueError(f"frame_s={self.frame_s} is shorter than two periods of "
-                             f"fmin_hz={self.fmin_hz}")
-        for name in ("confirm_s", "release_s", "min_note_s", "rise_window_s", "attack_s",
-                     "restrike_s"):
+            raise ValueError(
+                f"frame_s={self.frame_s} is shorter than two periods of fmin_hz={self.fmin_hz}"
+            )
+        for name in (
+            "confirm_s",
+            "release_s",
+            "min_note_s",
+            "rise_window_s",
+            "attack_s",
+            "restrike_s",
+        ):
             if not 0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"TrackerParams.{name} must be 0..1 s, got {getattr(self, name)}")
         if not -120.0 <= self.gate_db <= 0.0:
@@ -240,8 +261,7 @@ class NoteSegmenter:
             near = abs(midi - self._sounding) <= 0.75  # hysteresis: vibrato stays one note
             if near and self._run is not None and self._run.restrike:
                 pass  # a re-struck note being confirmed
-            elif (onset and near and time - self._since >= self.params.restrike_s
-                    and self._dipped()):
+            elif onset and near and time - self._since >= self.params.restrike_s and self._dipped():
                 self._run = _Run(time, attack=True, restrike=True)  # the same pitch again
             elif near:
                 self._run = None
@@ -320,8 +340,9 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     try:
         import soundfile
     except ImportError:
-        raise AudioFileError(f"{path}: reading audio needs the audio extra "
-                             "(pip install 'antiphon[audio]')") from None
+        raise AudioFileError(
+            f"{path}: reading audio needs the audio extra (pip install 'antiphon[audio]')"
+        ) from None
     path = Path(path)
     if not path.exists():
         raise AudioFileError(f"{path}: no such file")
@@ -349,17 +370,25 @@ def analyse(samples: np.ndarray, rate: int, params: TrackerParams | None = None)
     frame = _pow2(p.frame_s * sr)
     hop = max(1, round(p.hop_s * sr))
     y = np.concatenate([y, np.zeros(frame, dtype=np.float32)])  # the last note can end
-    f0, _voiced, prob = librosa.pyin(y, fmin=p.fmin_hz, fmax=p.fmax_hz, sr=sr,
-                                      frame_length=frame, hop_length=hop, center=True,
-                                      max_transition_rate=PYIN_LEAP_RATE)
+    f0, _voiced, prob = librosa.pyin(
+        y,
+        fmin=p.fmin_hz,
+        fmax=p.fmax_hz,
+        sr=sr,
+        frame_length=frame,
+        hop_length=hop,
+        center=True,
+        max_transition_rate=PYIN_LEAP_RATE,
+    )
     rms = librosa.feature.rms(y=y, frame_length=frame // 2, hop_length=hop, center=True)[0]
     n = min(len(f0), len(rms))
     with np.errstate(divide="ignore", invalid="ignore"):
         midi = 69.0 + 12.0 * np.log2(f0[:n] / 440.0)
         midi[prob[:n] < VOICED_PROB] = np.nan
         level = 20.0 * np.log10(np.maximum(rms[:n], 1e-10))
-    return Frames(times=np.arange(n) * hop / sr, midi=midi, level_db=level,
-                  onset=rise_onsets(level, p))
+    return Frames(
+        times=np.arange(n) * hop / sr, midi=midi, level_db=level, onset=rise_onsets(level, p)
+    )
 
 
 def rise_onsets(level_db: np.ndarray, params: TrackerParams | None = None) -> np.ndarray:
@@ -373,7 +402,7 @@ def rise_onsets(level_db: np.ndarray, params: TrackerParams | None = None) -> np
     onset = np.zeros(len(level), dtype=bool)
     armed = True
     for i in range(1, len(level)):
-        low = float(np.min(level[max(0, i - window):i]))
+        low = float(np.min(level[max(0, i - window) : i]))
         rising = level[i] - low >= p.rise_db
         if rising and armed:
             onset[i] = True
@@ -389,8 +418,13 @@ def segment(frames: Frames, params: TrackerParams | None = None) -> list[AudioNo
     first ``confirm_s``, where a glide from the previous note can still pull it a semitone)."""
     segmenter = NoteSegmenter(params)
     events: list[NoteEvent] = []
-    for t, m, lv, on in zip(frames.times.tolist(), frames.midi.tolist(),
-                            frames.level_db.tolist(), frames.onset.tolist(), strict=True):
+    for t, m, lv, on in zip(
+        frames.times.tolist(),
+        frames.midi.tolist(),
+        frames.level_db.tolist(),
+        frames.onset.tolist(),
+        strict=True,
+    ):
         events.extend(segmenter.push(t, m, lv, on))
     end = float(frames.times[-1]) if len(frames.times) else 0.0
     events.extend(segmenter.finish(end))
@@ -417,14 +451,14 @@ def pair_events(events: Iterable[NoteEvent], min_note_s: float = 0.0) -> list[Au
             pending = event
         elif pending is not None and event.pitch == pending.pitch:
             if event.time - pending.time >= min_note_s:
-                notes.append(AudioNote(pending.time, event.time, pending.pitch,
-                                       pending.velocity))
+                notes.append(AudioNote(pending.time, event.time, pending.pitch, pending.velocity))
             pending = None
     return notes
 
 
-def transcribe(samples: np.ndarray, rate: int,
-               params: TrackerParams | None = None) -> list[AudioNote]:
+def transcribe(
+    samples: np.ndarray, rate: int, params: TrackerParams | None = None
+) -> list[AudioNote]:
     """Notes of a monophonic call: :func:`analyse` then :func:`segment`.  The signal is scaled
     to a -1 dBFS peak first, so ``gate_db`` and velocities do not depend on the recording
     level."""
@@ -440,8 +474,9 @@ def transcribe(samples: np.ndarray, rate: int,
     return segment(frames, TrackerParams(**{**p.__dict__, "gate_db": max(-120.0, min(0.0, gate))}))
 
 
-def estimate_tempo(notes: Sequence[AudioNote], *, low: float = 60.0,
-                   high: float = 180.0) -> float | None:
+def estimate_tempo(
+    notes: Sequence[AudioNote], *, low: float = 60.0, high: float = 180.0
+) -> float | None:
     """Tempo (BPM) that puts the note onsets closest to a sixteenth-note grid; None for fewer
     than 3 notes.
 
@@ -460,13 +495,15 @@ def estimate_tempo(notes: Sequence[AudioNote], *, low: float = 60.0,
     err = np.mean(np.abs(steps - grid), axis=1) * (15.0 / candidates)  # seconds
     simple = np.mean(grid % 4 == 0, axis=1) + np.mean(grid % 2 == 0, axis=1)
     good = np.flatnonzero(err <= float(err.min()) + 0.006)
-    best = max(good, key=lambda i: (round(float(simple[i]), 6),
-                                    -abs(math.log2(candidates[i] / 110.0))))
+    best = max(
+        good, key=lambda i: (round(float(simple[i]), 6), -abs(math.log2(candidates[i] / 110.0)))
+    )
     return float(candidates[best])
 
 
-def to_timed_notes(notes: Sequence[AudioNote], bpm: float, *, steps_per_beat: int = 4,
-                   origin: float | None = None) -> list[TimedNote]:
+def to_timed_notes(
+    notes: Sequence[AudioNote], bpm: float, *, steps_per_beat: int = 4, origin: float | None = None
+) -> list[TimedNote]:
     """Seconds → beats at ``bpm``, onsets and durations rounded to the ``steps_per_beat`` grid
     (durations at least one step), counted from ``origin`` (default the first onset)."""
     if not (math.isfinite(bpm) and bpm > 0):
@@ -497,8 +534,13 @@ class AudioCall:
     seconds: float
 
 
-def read_call(path: str | Path, *, bpm: float | None = None, steps_per_beat: int = 4,
-              params: TrackerParams | None = None) -> AudioCall:
+def read_call(
+    path: str | Path,
+    *,
+    bpm: float | None = None,
+    steps_per_beat: int = 4,
+    params: TrackerParams | None = None,
+) -> AudioCall:
     """Read, transcribe and quantize one audio call; :class:`AudioFileError` if it has no
     notes.  Without ``bpm`` the tempo is estimated from the notes (120 if too few)."""
     samples, rate = read_audio(path)
@@ -508,8 +550,9 @@ def read_call(path: str | Path, *, bpm: float | None = None, steps_per_beat: int
     estimated = bpm is None
     tempo = bpm if bpm is not None else (estimate_tempo(notes) or 120.0)
     timed = to_timed_notes(notes, tempo, steps_per_beat=steps_per_beat)
-    return AudioCall(MidiSong(tuple(timed), tempo), tuple(notes), tempo, estimated,
-                     len(samples) / rate)
+    return AudioCall(
+        MidiSong(tuple(timed), tempo), tuple(notes), tempo, estimated, len(samples) / rate
+    )
 
 
 def _pow2(samples: float) -> int:

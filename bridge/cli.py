@@ -118,121 +118,251 @@ def _add_bridge(subparsers: Any) -> None:
     p.set_defaults(func=_run_bridge)
 
     g = p.add_argument_group("model")
-    g.add_argument("--model", metavar="FILE|NAME|auto",
-                   help="model file, the name of a model in the model directories, or auto: "
-                        "per answer, a single-line call gets the shipped melody model and a "
-                        "chordal one the chorale model models/default.onnx (default: auto)")
-    g.add_argument("--model-dir", metavar="DIR", action="append", default=[], type=Path,
-                   help="a directory OSC /antiphon/model may load models from; repeatable "
-                        "(always searched too: the --model file's directory and the shipped "
-                        "models/)")
+    g.add_argument(
+        "--model",
+        metavar="FILE|NAME|auto",
+        help="model file, the name of a model in the model directories, or auto: "
+        "per answer, a single-line call gets the shipped melody model and a "
+        "chordal one the chorale model models/default.onnx (default: auto)",
+    )
+    g.add_argument(
+        "--model-dir",
+        metavar="DIR",
+        action="append",
+        default=[],
+        type=Path,
+        help="a directory OSC /antiphon/model may load models from; repeatable "
+        "(always searched too: the --model file's directory and the shipped "
+        "models/)",
+    )
 
     g = p.add_argument_group("MIDI ports")
-    g.add_argument("--backend", default=None, metavar="NAME",
-                   help="MIDI system: auto, jack (native JACK: one client, sample-accurate), "
-                        "rtmidi-jack (RtMidi on JACK), alsa, coremidi or winmm (default: "
-                        "$MIDO_BACKEND if set, else auto — native JACK when a JACK server "
-                        "runs, else ALSA on Linux, CoreMIDI on macOS)")
-    g.add_argument("--in", dest="in_port", metavar="NAME",
-                   help="listen to this existing MIDI port instead of creating a virtual one "
-                        "(a unique part of its name is enough; see `antiphon ports`; on "
-                        "Windows use a loopMIDI port)")
-    g.add_argument("--out", dest="out_port", metavar="NAME",
-                   help="play into this existing MIDI port instead of creating a virtual one")
-    g.add_argument("--in-name", default="Antiphon In", metavar="NAME",
-                   help="name of the virtual input port (default %(default)r)")
-    g.add_argument("--out-name", default="Antiphon Out", metavar="NAME",
-                   help="name of the virtual output port (default %(default)r)")
-    g.add_argument("--client-name", default="Antiphon", metavar="NAME",
-                   help="MIDI client name: the native JACK backend's one client, with both "
-                        "ports (NAME:Antiphon In); on RtMidi the ports' clients are 'NAME In' "
-                        "and 'NAME Out' (default %(default)r)")
-    g.add_argument("--in-channel", type=_channel_or_all, default=d.in_channel, metavar="N",
-                   help="only listen to MIDI channel N (1..16; 0 = all, the default)")
-    g.add_argument("--out-channel", "--channel", type=int, default=d.out_channel, metavar="N",
-                   help="MIDI channel the answer plays on, 1..16 (default %(default)s)")
-    g.add_argument("--passthrough", action="store_true",
-                   help="also send what you play straight to the output port")
-    g.add_argument("--input-queue", type=_queue_size, default=4096, metavar="N",
-                   help="MIDI messages that may wait for the engine; more are dropped, counted "
-                        "and logged (default %(default)s)")
+    g.add_argument(
+        "--backend",
+        default=None,
+        metavar="NAME",
+        help="MIDI system: auto, jack (native JACK: one client, sample-accurate), "
+        "rtmidi-jack (RtMidi on JACK), alsa, coremidi or winmm (default: "
+        "$MIDO_BACKEND if set, else auto — native JACK when a JACK server "
+        "runs, else ALSA on Linux, CoreMIDI on macOS)",
+    )
+    g.add_argument(
+        "--in",
+        dest="in_port",
+        metavar="NAME",
+        help="listen to this existing MIDI port instead of creating a virtual one "
+        "(a unique part of its name is enough; see `antiphon ports`; on "
+        "Windows use a loopMIDI port)",
+    )
+    g.add_argument(
+        "--out",
+        dest="out_port",
+        metavar="NAME",
+        help="play into this existing MIDI port instead of creating a virtual one",
+    )
+    g.add_argument(
+        "--in-name",
+        default="Antiphon In",
+        metavar="NAME",
+        help="name of the virtual input port (default %(default)r)",
+    )
+    g.add_argument(
+        "--out-name",
+        default="Antiphon Out",
+        metavar="NAME",
+        help="name of the virtual output port (default %(default)r)",
+    )
+    g.add_argument(
+        "--client-name",
+        default="Antiphon",
+        metavar="NAME",
+        help="MIDI client name: the native JACK backend's one client, with both "
+        "ports (NAME:Antiphon In); on RtMidi the ports' clients are 'NAME In' "
+        "and 'NAME Out' (default %(default)r)",
+    )
+    g.add_argument(
+        "--in-channel",
+        type=_channel_or_all,
+        default=d.in_channel,
+        metavar="N",
+        help="only listen to MIDI channel N (1..16; 0 = all, the default)",
+    )
+    g.add_argument(
+        "--out-channel",
+        "--channel",
+        type=int,
+        default=d.out_channel,
+        metavar="N",
+        help="MIDI channel the answer plays on, 1..16 (default %(default)s)",
+    )
+    g.add_argument(
+        "--passthrough",
+        action="store_true",
+        help="also send what you play straight to the output port",
+    )
+    g.add_argument(
+        "--input-queue",
+        type=_queue_size,
+        default=4096,
+        metavar="N",
+        help="MIDI messages that may wait for the engine; more are dropped, counted "
+        "and logged (default %(default)s)",
+    )
 
     g = p.add_argument_group("tempo and timing")
-    g.add_argument("--bpm", type=float, default=d.bpm,
-                   help="tempo while no MIDI clock arrives, 20..300 (default %(default)g); "
-                        "incoming MIDI clock overrides it")
-    g.add_argument("--beats-per-bar", type=int, default=d.beats_per_bar, metavar="N",
-                   help="beats in a bar, for --start bar and --unit bars (default %(default)s)")
-    g.add_argument("--start", choices=STARTS, default=d.start,
-                   help="when the answer starts: now, on the next beat or bar; auto = now "
-                        "without MIDI clock, beat while a clock runs (default %(default)s)")
+    g.add_argument(
+        "--bpm",
+        type=float,
+        default=d.bpm,
+        help="tempo while no MIDI clock arrives, 20..300 (default %(default)g); "
+        "incoming MIDI clock overrides it",
+    )
+    g.add_argument(
+        "--beats-per-bar",
+        type=int,
+        default=d.beats_per_bar,
+        metavar="N",
+        help="beats in a bar, for --start bar and --unit bars (default %(default)s)",
+    )
+    g.add_argument(
+        "--start",
+        choices=STARTS,
+        default=d.start,
+        help="when the answer starts: now, on the next beat or bar; auto = now "
+        "without MIDI clock, beat while a clock runs (default %(default)s)",
+    )
 
     g = p.add_argument_group("when to answer")
-    g.add_argument("--mode", choices=MODES, default=d.mode,
-                   help="call: answer after a silence; trigger: only on OSC /antiphon/trigger, "
-                        "--trigger-cc or --trigger-note; listen: never (default %(default)s)")
-    g.add_argument("--silence", type=float, default=d.silence_beats, metavar="BEATS",
-                   help="silence that ends a phrase, 0.25..16 beats (default %(default)g)")
-    g.add_argument("--chord-window", type=float, default=d.chord_window_ms, metavar="MS",
-                   help="notes starting within MS milliseconds form one chord, 0..200 "
-                        "(default %(default)g)")
-    g.add_argument("--trigger-cc", type=_optional_int, default=d.trigger_cc, metavar="CC",
-                   help="a MIDI CC (value >= 64) that triggers an answer (default: none)")
-    g.add_argument("--trigger-note", type=_optional_int, default=d.trigger_note, metavar="NOTE",
-                   help="a MIDI note that triggers an answer and is not part of the phrase "
-                        "(default: none)")
+    g.add_argument(
+        "--mode",
+        choices=MODES,
+        default=d.mode,
+        help="call: answer after a silence; trigger: only on OSC /antiphon/trigger, "
+        "--trigger-cc or --trigger-note; listen: never (default %(default)s)",
+    )
+    g.add_argument(
+        "--silence",
+        type=float,
+        default=d.silence_beats,
+        metavar="BEATS",
+        help="silence that ends a phrase, 0.25..16 beats (default %(default)g)",
+    )
+    g.add_argument(
+        "--chord-window",
+        type=float,
+        default=d.chord_window_ms,
+        metavar="MS",
+        help="notes starting within MS milliseconds form one chord, 0..200 (default %(default)g)",
+    )
+    g.add_argument(
+        "--trigger-cc",
+        type=_optional_int,
+        default=d.trigger_cc,
+        metavar="CC",
+        help="a MIDI CC (value >= 64) that triggers an answer (default: none)",
+    )
+    g.add_argument(
+        "--trigger-note",
+        type=_optional_int,
+        default=d.trigger_note,
+        metavar="NOTE",
+        help="a MIDI note that triggers an answer and is not part of the phrase (default: none)",
+    )
 
     g = p.add_argument_group("the answer")
     add_answer_flags(g, d)  # the same flags as `antiphon continue`
-    g.add_argument("--cc", action="append", default=[], metavar="SETTING=CC",
-                   help="let a MIDI CC drive a setting, e.g. --cc temperature=21; repeatable; "
-                        "settings: length, temperature, top_k, top_p, bpm, silence_beats, "
-                        "chord_window_ms (CC 0..127 spans the setting's range)")
+    g.add_argument(
+        "--cc",
+        action="append",
+        default=[],
+        metavar="SETTING=CC",
+        help="let a MIDI CC drive a setting, e.g. --cc temperature=21; repeatable; "
+        "settings: length, temperature, top_k, top_p, bpm, silence_beats, "
+        "chord_window_ms (CC 0..127 spans the setting's range)",
+    )
 
     g = p.add_argument_group("audio in (hum, sing or play the call; needs the audio extra)")
-    g.add_argument("--audio-in", action="store_true",
-                   help="also listen on the JACK audio port 'Antiphon Audio In': a monophonic "
-                        "call (voice, flute, guitar... one note at a time) becomes notes, "
-                        "answered like a MIDI one")
-    g.add_argument("--audio-connect", action="append", default=[], metavar="PORT",
-                   help="connect this JACK audio output (e.g. system:capture_1) to the audio "
-                        "input; repeatable")
-    g.add_argument("--audio-gate", type=float, default=None, metavar="DB",
-                   help="level (dB re full scale) below which audio is silence (default -50)")
+    g.add_argument(
+        "--audio-in",
+        action="store_true",
+        help="also listen on the JACK audio port 'Antiphon Audio In': a monophonic "
+        "call (voice, flute, guitar... one note at a time) becomes notes, "
+        "answered like a MIDI one",
+    )
+    g.add_argument(
+        "--audio-connect",
+        action="append",
+        default=[],
+        metavar="PORT",
+        help="connect this JACK audio output (e.g. system:capture_1) to the audio "
+        "input; repeatable",
+    )
+    g.add_argument(
+        "--audio-gate",
+        type=float,
+        default=None,
+        metavar="DB",
+        help="level (dB re full scale) below which audio is silence (default -50)",
+    )
 
     g = p.add_argument_group("OSC")
-    g.add_argument("--osc-host", default="127.0.0.1", metavar="HOST",
-                   help="address the OSC control server listens on (default %(default)s; "
-                        "0.0.0.0 opens it to the network)")
-    g.add_argument("--osc-port", type=_port_number, default=9000, metavar="PORT",
-                   help="UDP port for OSC control (/antiphon/...), 0 = any free port, shown "
-                        "in the ready line (default %(default)s)")
+    g.add_argument(
+        "--osc-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address the OSC control server listens on (default %(default)s; "
+        "0.0.0.0 opens it to the network)",
+    )
+    g.add_argument(
+        "--osc-port",
+        type=_port_number,
+        default=9000,
+        metavar="PORT",
+        help="UDP port for OSC control (/antiphon/...), 0 = any free port, shown "
+        "in the ready line (default %(default)s)",
+    )
     g.add_argument("--no-osc", action="store_true", help="do not listen for OSC at all")
-    g.add_argument("--osc-out", metavar="HOST:PORT",
-                   help="send the answer as OSC events (/antiphon/note, /antiphon/answer/...) "
-                        "to HOST:PORT (default: none)")
+    g.add_argument(
+        "--osc-out",
+        metavar="HOST:PORT",
+        help="send the answer as OSC events (/antiphon/note, /antiphon/answer/...) "
+        "to HOST:PORT (default: none)",
+    )
     _add_log_level(p)
 
 
 def _add_log_level(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info",
-                        help="how much to log on stderr (default %(default)s)")
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="info",
+        help="how much to log on stderr (default %(default)s)",
+    )
 
 
 def _add_ports(subparsers: Any) -> None:
-    p = subparsers.add_parser("ports", help="list the MIDI ports Antiphon can see",
-                              description="List the MIDI ports on the chosen backend: inputs "
-                                          "for --in, outputs for --out.")
-    p.add_argument("--backend", default=None, metavar="NAME",
-                   help="auto, jack, rtmidi-jack, alsa, coremidi or winmm (default: as "
-                        "`antiphon bridge`)")
+    p = subparsers.add_parser(
+        "ports",
+        help="list the MIDI ports Antiphon can see",
+        description="List the MIDI ports on the chosen backend: inputs "
+        "for --in, outputs for --out.",
+    )
+    p.add_argument(
+        "--backend",
+        default=None,
+        metavar="NAME",
+        help="auto, jack, rtmidi-jack, alsa, coremidi or winmm (default: as `antiphon bridge`)",
+    )
     p.set_defaults(func=_run_ports)
 
 
 def _add_model_info(subparsers: Any) -> None:
-    p = subparsers.add_parser("model-info", help="print a model file's metadata",
-                              description="Validate a model file and print its metadata: "
-                                          "format, token scheme, layers, training provenance.")
+    p = subparsers.add_parser(
+        "model-info",
+        help="print a model file's metadata",
+        description="Validate a model file and print its metadata: "
+        "format, token scheme, layers, training provenance.",
+    )
     p.add_argument("model", metavar="FILE|NAME", help="a model file, or a name in models/")
     p.add_argument("--json", action="store_true", help="print the raw metadata as JSON")
     p.set_defaults(func=_run_model_info)
@@ -261,9 +391,13 @@ def _plugins(wanted: str | None) -> list[tuple[str, Callable[[Any], None] | Exce
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``antiphon`` parser; plug-ins are loaded unless ``command`` is a built-in one."""
-    parser = _Parser(prog=PROG, description=(
-        "Antiphon: a call-and-response jamming partner. Play a phrase into its MIDI input; it "
-        "answers on its MIDI output, in tempo, steerable over OSC."))
+    parser = _Parser(
+        prog=PROG,
+        description=(
+            "Antiphon: a call-and-response jamming partner. Play a phrase into its MIDI input; it "
+            "answers on its MIDI output, in tempo, steerable over OSC."
+        ),
+    )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_bridge(subparsers)
@@ -308,13 +442,26 @@ def _settings(args: argparse.Namespace) -> Settings:
             raise ConfigError(f"--cc binds {name} twice ({bindings[name]} and {cc})")
         bindings[name] = cc
     return Settings(
-        length=args.length, length_unit=args.length_unit, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, bpm=args.bpm, mode=args.mode,
-        in_channel=args.in_channel, out_channel=args.out_channel, silence_beats=args.silence,
-        start=args.start, beats_per_bar=args.beats_per_bar, seed=args.seed,
-        passthrough=args.passthrough, chord_window_ms=args.chord_window,
-        trigger_cc=args.trigger_cc, trigger_note=args.trigger_note, cc_bindings=bindings,
-        key=args.key, key_lock=args.key_lock,
+        length=args.length,
+        length_unit=args.length_unit,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        bpm=args.bpm,
+        mode=args.mode,
+        in_channel=args.in_channel,
+        out_channel=args.out_channel,
+        silence_beats=args.silence,
+        start=args.start,
+        beats_per_bar=args.beats_per_bar,
+        seed=args.seed,
+        passthrough=args.passthrough,
+        chord_window_ms=args.chord_window,
+        trigger_cc=args.trigger_cc,
+        trigger_note=args.trigger_note,
+        cc_bindings=bindings,
+        key=args.key,
+        key_lock=args.key_lock,
     )
 
 
@@ -325,14 +472,16 @@ def _load_model(value: str | None, extra_dirs: Sequence[Path] = ()) -> tuple[Lst
 
     path = find_model(None if value == "auto" else value, model_dirs(extra_dirs))
     if value in (None, "auto") and not path.is_file():
-        raise ModelError(f"the shipped model {path} is missing; pass --model FILE "
-                         "(or train one: antiphon train)")
+        raise ModelError(
+            f"the shipped model {path} is missing; pass --model FILE (or train one: antiphon train)"
+        )
     model = load_model(path)
     return model, model_dirs(extra_dirs, model.path)
 
 
-def _follower(value: str | None, model: LstmModel, dirs: Sequence[Path]
-              ) -> tuple[Follower | None, bool]:
+def _follower(
+    value: str | None, model: LstmModel, dirs: Sequence[Path]
+) -> tuple[Follower | None, bool]:
     """The call follower (key, register, model auto) and whether ``--model`` asked for auto.
 
     Built from the shipped ``default`` (chordal) and ``melody`` models; without a ``default`` in
@@ -400,26 +549,41 @@ def _run_bridge(args: argparse.Namespace) -> int:
             return 0
         with contextlib.ExitStack() as stack:
             # The supervisor reopens the ports if the JACK server goes away and comes back.
-            ports = PortSupervisor(backend, PortSpec(args.in_name, args.out_name,
-                                                     args.client_name, args.in_port,
-                                                     args.out_port))
+            ports = PortSupervisor(
+                backend,
+                PortSpec(
+                    args.in_name, args.out_name, args.client_name, args.in_port, args.out_port
+                ),
+            )
             ports.open()
             stack.callback(ports.close)
             events = OscEvents(*osc_out) if osc_out else NullEvents()
             stack.callback(events.close)
-            engine = Engine(model, SettingsBox(settings), ports.sink, events, model_dirs=dirs,
-                            follower=follower, auto=auto, heard_until=ports.heard_until,
-                            input_queue_size=args.input_queue, clock=ports.clock,
-                            output_lookahead_s=ports.lookahead_s)
+            engine = Engine(
+                model,
+                SettingsBox(settings),
+                ports.sink,
+                events,
+                model_dirs=dirs,
+                follower=follower,
+                auto=auto,
+                heard_until=ports.heard_until,
+                input_queue_size=args.input_queue,
+                clock=ports.clock,
+                output_lookahead_s=ports.lookahead_s,
+            )
             engine.add_status(ports.stats)
             audio = None
             if args.audio_in:  # numpy + JACK-Client only; never loaded without --audio-in
                 from bridge.audio_live import AudioInput
 
-                audio = AudioInput(engine.input_queue, gate_db=args.audio_gate,
-                                   connect=args.audio_connect,
-                                   channel=max(0, (settings.in_channel or 1) - 1),
-                                   clock=ports.clock)  # stamps on the engine's clock
+                audio = AudioInput(
+                    engine.input_queue,
+                    gate_db=args.audio_gate,
+                    connect=args.audio_connect,
+                    channel=max(0, (settings.in_channel or 1) - 1),
+                    clock=ports.clock,
+                )  # stamps on the engine's clock
                 engine.add_status(audio.stats)
             # RtMidi on JACK stamps MIDI clock in wall-clock time: a step there may be a stalled
             # server rather than lost ticks (see TempoTracker.gaps_are_losses).
@@ -443,11 +607,18 @@ def _run_bridge(args: argparse.Namespace) -> int:
             shown = model.name
             if auto and follower is not None and follower.melody is not None:
                 shown = f"auto ({follower.melody.name} for lines, {model.name} for chords)"
-            print(f'antiphon: ready — in "{ports.in_name}", out "{ports.out_name}", {osc_text}, '
-                  f"model {shown}, backend {backend}{extra}", flush=True)
-            log.info("ready in %.0f ms; model %s (%s); model directories: %s",
-                     (time.monotonic() - started) * 1e3, model.name, model.path,
-                     ", ".join(str(d) for d in dirs))
+            print(
+                f'antiphon: ready — in "{ports.in_name}", out "{ports.out_name}", {osc_text}, '
+                f"model {shown}, backend {backend}{extra}",
+                flush=True,
+            )
+            log.info(
+                "ready in %.0f ms; model %s (%s); model directories: %s",
+                (time.monotonic() - started) * 1e3,
+                model.name,
+                model.path,
+                ", ".join(str(d) for d in dirs),
+            )
             while not stop.event.wait(0.25):
                 pass
             log.info("%s: stopping", stop.received)
@@ -455,8 +626,14 @@ def _run_bridge(args: argparse.Namespace) -> int:
         log.info(
             "stopped: %s answers, MIDI in %s received, %s dropped, %s malformed; MIDI out %s "
             "sent, %s failed; ports lost %d and reopened %d times",
-            stats.get("answers"), counts["received"], counts["dropped"], counts["malformed"],
-            counts["sent"], counts["failed"], ports.losses, ports.reopens,
+            stats.get("answers"),
+            counts["received"],
+            counts["dropped"],
+            counts["malformed"],
+            counts["sent"],
+            counts["failed"],
+            ports.losses,
+            ports.reopens,
         )
     return 0
 
@@ -491,12 +668,18 @@ def _run_model_info(args: argparse.Namespace) -> int:
     rows = [
         ("file", str(model.path)),
         ("name", model.name),
-        ("format", f"{model.metadata.get('antiphon.format')} "
-                   f"v{model.metadata.get('antiphon.format_version')}"),
+        (
+            "format",
+            f"{model.metadata.get('antiphon.format')} "
+            f"v{model.metadata.get('antiphon.format_version')}",
+        ),
         ("layers", " x ".join(str(u) for u in model.layers) + " LSTM units"),
         ("vocabulary", f"{model.vocab_size} tokens"),
-        ("grid", f"{scheme.steps_per_beat} steps per beat, shifts up to {scheme.max_shift}, "
-                 f"durations up to {scheme.max_duration} steps"),
+        (
+            "grid",
+            f"{scheme.steps_per_beat} steps per beat, shifts up to {scheme.max_shift}, "
+            f"durations up to {scheme.max_duration} steps",
+        ),
         ("velocity", f"{scheme.velocity_buckets} buckets"),
         ("chords", f"{len(scheme.chords)} in the vocabulary"),
     ]
@@ -508,8 +691,13 @@ def _run_model_info(args: argparse.Namespace) -> int:
         print("training:")
         for line in json.dumps(training, indent=2, sort_keys=True).splitlines()[1:-1]:
             print(line)
-    known = {"antiphon.format", "antiphon.format_version", "antiphon.token_scheme",
-             "antiphon.layers", "antiphon.training"}
+    known = {
+        "antiphon.format",
+        "antiphon.format_version",
+        "antiphon.token_scheme",
+        "antiphon.layers",
+        "antiphon.training",
+    }
     for key in sorted(set(model.metadata) - known):
         print(f"{key}: {model.metadata[key]}")
     return 0

@@ -70,8 +70,9 @@ _TRANSPORT = ("start", "stop", "continue", "songpos")
 class TempoTracker:
     """The shared tempo map: ``beat_at(t)`` / ``time_at_beat(beat)`` and boundaries."""
 
-    def __init__(self, bpm: float = 120.0, clock: Clock = time.monotonic,
-                 beats_per_bar: int = 4) -> None:
+    def __init__(
+        self, bpm: float = 120.0, clock: Clock = time.monotonic, beats_per_bar: int = 4
+    ) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._bpm = _check_bpm(bpm)
@@ -198,8 +199,12 @@ class TempoTracker:
         self._ticks.append((x, t))
         lost = _lost_ticks(self._ticks)
         if lost and self.gaps_are_losses:
-            log.info("MIDI clock: %d tick(s) lost before the last %d (a late cycle dropped them); "
-                     "counted, the grid stays on the clock", lost, LOSS_CONFIRM_TICKS)
+            log.info(
+                "MIDI clock: %d tick(s) lost before the last %d (a late cycle dropped them); "
+                "counted, the grid stays on the clock",
+                lost,
+                LOSS_CONFIRM_TICKS,
+            )
             self.ticks_lost += lost
             self._tick_count += lost
             recent = [self._ticks.pop() for _ in range(LOSS_CONFIRM_TICKS)][::-1]
@@ -207,8 +212,11 @@ class TempoTracker:
         elif lost:
             # Stamped in wall-clock time, a server that stalled looks the same: its timeline
             # (and the clock on it) paused and goes on later.  Follow the ticks after the gap.
-            log.info("MIDI clock: the ticks came %d interval(s) later than the clock's line (the "
-                     "JACK server stalled); the grid follows them", lost)
+            log.info(
+                "MIDI clock: the ticks came %d interval(s) later than the clock's line (the "
+                "JACK server stalled); the grid follows them",
+                lost,
+            )
             self.timeline_shifts += 1
             recent = [self._ticks.pop() for _ in range(LOSS_CONFIRM_TICKS)][::-1]
             self._ticks.clear()
@@ -251,7 +259,7 @@ def _lost_ticks(ticks: deque[tuple[int, float]]) -> int:
     interval = _fit_slope(deque(older))
     if interval is None:
         return 0
-    local = window[-(LOSS_CONFIRM_TICKS + _LOSS_BEFORE_TICKS):]
+    local = window[-(LOSS_CONFIRM_TICKS + _LOSS_BEFORE_TICKS) :]
     local_rate, _ = _fit_line_with_step(local, _LOSS_BEFORE_TICKS)
     if abs(local_rate - interval) > _SAME_RATE * interval:
         return 0

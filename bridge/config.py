@@ -54,16 +54,18 @@ tempo beyond it, within :data:`bridge.clock.CLOCK_BPM_RANGE`: a DAW's tempo is f
 BEATS_PER_BAR_RANGE = (1, 16)
 """``beats_per_bar``, for ``start bar`` and ``--unit bars`` (also the tempo tracker's limit)."""
 
-CC_SCALES: Mapping[str, tuple[float, float]] = MappingProxyType({
-    "length": (1, 128),
-    "temperature": (0.05, 5.0),
-    "top_k": (0, 127),
-    "top_p": (0.05, 1.0),
-    "bpm": BPM_RANGE,
-    "silence_beats": (0.25, 16.0),
-    "chord_window_ms": (0.0, 200.0),
-    "key_lock": (0.0, 1.0),
-})
+CC_SCALES: Mapping[str, tuple[float, float]] = MappingProxyType(
+    {
+        "length": (1, 128),
+        "temperature": (0.05, 5.0),
+        "top_k": (0, 127),
+        "top_p": (0.05, 1.0),
+        "bpm": BPM_RANGE,
+        "silence_beats": (0.25, 16.0),
+        "chord_window_ms": (0.0, 200.0),
+        "key_lock": (0.0, 1.0),
+    }
+)
 """Settings a MIDI CC may drive, and the value CC 0 and CC 127 map to (linear in between)."""
 
 _ALIASES = {
@@ -79,6 +81,7 @@ _ALIASES = {
 _RESERVED_CCS = {64: "the sustain pedal (it extends note durations)"} | {
     cc: "a channel mode message" for cc in range(120, 128)
 }
+
 
 def setting_name(name: str) -> str:
     """The field name for ``name`` or an alias of it (``top-k``, ``tempo``, ``silence``…)."""
@@ -184,8 +187,7 @@ class Settings:
         put(self, "out_channel", _int("out_channel", self.out_channel, 1, 16))
         put(self, "silence_beats", _float("silence_beats", self.silence_beats, 0.25, 16.0))
         put(self, "start", _choice("start", self.start, STARTS))
-        put(self, "beats_per_bar", _int("beats_per_bar", self.beats_per_bar,
-                                        *BEATS_PER_BAR_RANGE))
+        put(self, "beats_per_bar", _int("beats_per_bar", self.beats_per_bar, *BEATS_PER_BAR_RANGE))
         put(self, "seed", _optional_int("seed", self.seed, 0, 2**63 - 1))
         put(self, "passthrough", _bool("passthrough", self.passthrough))
         put(self, "chord_window_ms", _float("chord_window_ms", self.chord_window_ms, 0.0, 200.0))

@@ -71,24 +71,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             ".mid/.midi, or .musicxml/.xml/.mxl for a score (needs music21)."
         ),
     )
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="IN.mid",
-                        help="MIDI files to continue, joined in the order given; or audio "
-                             "calls (.wav/.flac/.ogg, one note at a time; needs the audio "
-                             "extra), transcribed first")
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUT",
-                        help="output file: OUT.mid or OUT.musicxml")
-    parser.add_argument("--model", default=None, metavar="FILE|NAME|auto",
-                        help="model file, the name of one in models/, or auto: the shipped "
-                             "melody model for a single-line input, the chorale model "
-                             "models/default.onnx otherwise (default: auto)")
-    parser.add_argument("--model-dir", metavar="DIR", action="append", default=[], type=Path,
-                        help="a directory to find --model NAME in; repeatable (the shipped "
-                             "models/ are always searched too)")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="IN.mid",
+        help="MIDI files to continue, joined in the order given; or audio "
+        "calls (.wav/.flac/.ogg, one note at a time; needs the audio "
+        "extra), transcribed first",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="OUT",
+        help="output file: OUT.mid or OUT.musicxml",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="FILE|NAME|auto",
+        help="model file, the name of one in models/, or auto: the shipped "
+        "melody model for a single-line input, the chorale model "
+        "models/default.onnx otherwise (default: auto)",
+    )
+    parser.add_argument(
+        "--model-dir",
+        metavar="DIR",
+        action="append",
+        default=[],
+        type=Path,
+        help="a directory to find --model NAME in; repeatable (the shipped "
+        "models/ are always searched too)",
+    )
     add_answer_flags(parser, defaults)  # the same flags as `antiphon bridge`
-    parser.add_argument("--beats-per-bar", type=int, default=defaults.beats_per_bar, metavar="N",
-                        help="beats in a bar, for --unit bars (default %(default)s)")
-    parser.add_argument("--bpm", type=float, default=None,
-                        help="tempo of the output file (default: the first input's tempo)")
+    parser.add_argument(
+        "--beats-per-bar",
+        type=int,
+        default=defaults.beats_per_bar,
+        metavar="N",
+        help="beats in a bar, for --unit bars (default %(default)s)",
+    )
+    parser.add_argument(
+        "--bpm",
+        type=float,
+        default=None,
+        help="tempo of the output file (default: the first input's tempo)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -96,19 +126,32 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of ``antiphon continue``; returns the exit status."""
     try:
         tempo = {} if args.bpm is None else {"bpm": args.bpm}
-        settings = Settings(length=args.length, length_unit=args.length_unit,
-                            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                            seed=args.seed, beats_per_bar=args.beats_per_bar,
-                            key=args.key, key_lock=args.key_lock, **tempo)
+        settings = Settings(
+            length=args.length,
+            length_unit=args.length_unit,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            seed=args.seed,
+            beats_per_bar=args.beats_per_bar,
+            key=args.key,
+            key_lock=args.key_lock,
+            **tempo,
+        )
         output_kind = _output_kind(args.output)
     except ConfigError as exc:
         return fail(str(exc), 2)
     try:
         joined, first_bpm = join_files(args.inputs, bpm=args.bpm)  # before the model loads
         model, follower = _load_following(args.model, args.model_dir)
-        result = continue_song(joined, model, settings,
-                               bpm=first_bpm if args.bpm is None else settings.bpm,
-                               follower=follower, auto=args.model in (None, "auto"))
+        result = continue_song(
+            joined,
+            model,
+            settings,
+            bpm=first_bpm if args.bpm is None else settings.bpm,
+            follower=follower,
+            auto=args.model in (None, "auto"),
+        )
         if output_kind == "midi":
             _write_midi(args.output, result)
         else:
@@ -117,14 +160,22 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc), 1)
     added = result.continuation
     beats = max(n.end for n in added) - min(n.onset for n in added) if added else 0.0
-    print(f"wrote {args.output}: {len(args.inputs)} input file(s), {len(result.inputs)} notes "
-          f"+ {len(added)} continuation notes over {beats:.1f} beats, at {result.bpm:g} BPM")
+    print(
+        f"wrote {args.output}: {len(args.inputs)} input file(s), {len(result.inputs)} notes "
+        f"+ {len(added)} continuation notes over {beats:.1f} beats, at {result.bpm:g} BPM"
+    )
     return 0
 
 
-def continue_song(joined: Sequence[TimedNote], model: LstmModel, settings: Settings, *,
-                  bpm: float, follower: Follower | None = None,
-                  auto: bool = False) -> Continuation:
+def continue_song(
+    joined: Sequence[TimedNote],
+    model: LstmModel,
+    settings: Settings,
+    *,
+    bpm: float,
+    follower: Follower | None = None,
+    auto: bool = False,
+) -> Continuation:
     """Continue the notes of :func:`join_files` with ``model``; the core of the command.
 
     With a ``follower`` the key and register follow the input (``settings.key``,
@@ -138,10 +189,16 @@ def continue_song(joined: Sequence[TimedNote], model: LstmModel, settings: Setti
         model, bias = plan.model, plan.bias
     scheme = model.scheme
     answer = continue_notes(
-        model, seed, bias=bias,
-        length=settings.length, length_unit=settings.length_unit,
-        temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
-        seed=settings.seed, beats_per_bar=settings.beats_per_bar,
+        model,
+        seed,
+        bias=bias,
+        length=settings.length,
+        length_unit=settings.length_unit,
+        temperature=settings.temperature,
+        top_k=settings.top_k,
+        top_p=settings.top_p,
+        seed=settings.seed,
+        beats_per_bar=settings.beats_per_bar,
     )
     offset = max(n.onset for n in seed)
     return Continuation(
@@ -151,8 +208,9 @@ def continue_song(joined: Sequence[TimedNote], model: LstmModel, settings: Setti
     )
 
 
-def join_files(paths: Sequence[Path], *, bpm: float | None = None,
-               report: Callable[[str], None] = print) -> tuple[list[TimedNote], float]:
+def join_files(
+    paths: Sequence[Path], *, bpm: float | None = None, report: Callable[[str], None] = print
+) -> tuple[list[TimedNote], float]:
     """Notes of every file laid end to end (each on the first whole beat after the previous
     file's last note ends) and the first file's tempo; MidiFileError for a file without notes.
     Audio calls are transcribed at ``bpm`` (or their estimated tempo); ``report`` gets one line
@@ -180,15 +238,18 @@ def _read_song(path: Path, bpm: float | None, report: Callable[[str], None]) -> 
 
     call = read_call(path, bpm=bpm)
     how = "estimated from the audio" if call.estimated else "from --bpm"
-    report(f"{path}: heard {len(call.notes)} notes in {call.seconds:.1f} s, quantized at "
-           f"{call.bpm:g} BPM ({how})")
+    report(
+        f"{path}: heard {len(call.notes)} notes in {call.seconds:.1f} s, quantized at "
+        f"{call.bpm:g} BPM ({how})"
+    )
     return call.song
 
 
 def _to_beats(notes: Sequence[Note], scheme: TokenScheme, offset: int) -> list[TimedNote]:
     spb = scheme.steps_per_beat
-    return [TimedNote((offset + n.onset) / spb, n.pitch, n.duration / spb, n.velocity)
-            for n in notes]
+    return [
+        TimedNote((offset + n.onset) / spb, n.pitch, n.duration / spb, n.velocity) for n in notes
+    ]
 
 
 def _output_kind(path: Path) -> str:
@@ -203,8 +264,9 @@ def _output_kind(path: Path) -> str:
     )
 
 
-def _load_following(name: str | None, extra_dirs: Sequence[Path] = ()
-                    ) -> tuple[LstmModel, Follower]:
+def _load_following(
+    name: str | None, extra_dirs: Sequence[Path] = ()
+) -> tuple[LstmModel, Follower]:
     """``--model`` (found as :func:`bridge.model.find_model` says, ``--model-dir`` first): the
     model (auto: the chordal one, the follower picks per input) and the follower built from the
     shipped models (or around the one model when they are missing)."""
@@ -226,8 +288,9 @@ def _load_following(name: str | None, extra_dirs: Sequence[Path] = ()
 
 
 def _write_midi(path: Path, result: Continuation) -> None:
-    write_midi(path, [("input", result.inputs), ("continuation", result.continuation)],
-               bpm=result.bpm)
+    write_midi(
+        path, [("input", result.inputs), ("continuation", result.continuation)], bpm=result.bpm
+    )
 
 
 def _write_musicxml(path: Path, result: Continuation) -> None:

@@ -148,12 +148,23 @@ class Engine:
         self.model_dirs = [Path(d) for d in model_dirs]
         first = settings.get()
         self.tempo = TempoTracker(first.bpm, clock, first.beats_per_bar)
-        self.scheduler = Scheduler(sink, self.tempo, events, clock, wait=wait,
-                                   on_answer_end=self._on_played,
-                                   lookahead_s=output_lookahead_s)
-        self.generator = AnswerGenerator(self.scheduler, self.tempo, clock=clock, wait=wait,
-                                         lookahead_beats=lookahead_beats,
-                                         on_report=self._on_generated)
+        self.scheduler = Scheduler(
+            sink,
+            self.tempo,
+            events,
+            clock,
+            wait=wait,
+            on_answer_end=self._on_played,
+            lookahead_s=output_lookahead_s,
+        )
+        self.generator = AnswerGenerator(
+            self.scheduler,
+            self.tempo,
+            clock=clock,
+            wait=wait,
+            lookahead_beats=lookahead_beats,
+            on_report=self._on_generated,
+        )
         self.capture = PhraseCapture(first.chord_window_ms / 1000.0, first.in_channel)
         # The control thread reads MIDI messages and markers; the inputs (MIDI, audio) put MIDI
         # messages only, so they get the same queue typed as theirs.
@@ -174,9 +185,16 @@ class Engine:
         # _counts_lock, for one addition only (Queue.put_nowait in feed takes a lock as short).
         self._counts_lock = threading.Lock()
         self.counters = {
-            "messages": 0, "dropped": 0, "bad_messages": 0, "answers": 0, "interrupts": 0,
-            "generation_errors": 0, "triggers_ignored": 0, "cc_changes": 0,
-            "stuck_input_notes": 0, "transport_stops": 0,
+            "messages": 0,
+            "dropped": 0,
+            "bad_messages": 0,
+            "answers": 0,
+            "interrupts": 0,
+            "generation_errors": 0,
+            "triggers_ignored": 0,
+            "cc_changes": 0,
+            "stuck_input_notes": 0,
+            "transport_stops": 0,
         }
         self._status_sources: list[Callable[[], Mapping[str, object]]] = []
         self.last_latency_ms: float | None = None
@@ -326,8 +344,9 @@ class Engine:
             "clock_timeline_shifts": self.tempo.timeline_shifts,
             "answering": bool(self.scheduler.active_answers) or self.generator.busy,
             "sounding": len(self.scheduler.sounding()),
-            "last_latency_ms": (None if self.last_latency_ms is None
-                                else round(self.last_latency_ms, 2)),
+            "last_latency_ms": (
+                None if self.last_latency_ms is None else round(self.last_latency_ms, 2)
+            ),
             "queue": self.input_queue.qsize(),
             "late_notes": self.scheduler.late_notes,
             **self._counts(),
@@ -428,8 +447,12 @@ class Engine:
             return
         if self._control(msg, t, settings):
             return
-        if (settings.mode != "call" and msg.type == "note_on" and msg.velocity > 0
-                and self.capture.ended(t, self._silence_s(settings))):
+        if (
+            settings.mode != "call"
+            and msg.type == "note_on"
+            and msg.velocity > 0
+            and self.capture.ended(t, self._silence_s(settings))
+        ):
             self.capture.clear()  # a new phrase after a silence replaces the old one
         played = self.capture.feed(msg, t)
         if played:
@@ -439,8 +462,11 @@ class Engine:
 
     def _control(self, msg: mido.Message, t: float, settings: Settings) -> bool:
         """Trigger note / CC and CC bindings; True if ``msg`` was consumed."""
-        if settings.trigger_note is not None and msg.type in ("note_on", "note_off") \
-                and msg.note == settings.trigger_note:
+        if (
+            settings.trigger_note is not None
+            and msg.type in ("note_on", "note_off")
+            and msg.note == settings.trigger_note
+        ):
             if msg.type == "note_on" and msg.velocity > 0:
                 self._trigger(t)
             return True
@@ -469,8 +495,11 @@ class Engine:
         if stuck_at is not None and now >= stuck_at:
             released = self.capture.release_held(now)
             self._count("stuck_input_notes", released)
-            log.warning("%d key(s) down for over %.0f s without a note-off: taking them as "
-                        "released", released, self.stuck_hold_s)
+            log.warning(
+                "%d key(s) down for over %.0f s without a note-off: taking them as released",
+                released,
+                self.stuck_hold_s,
+            )
         else:
             stuck_at = None
         if settings.mode == "trigger" or not self.capture.ended(self._heard(), silence):
@@ -505,26 +534,29 @@ class Engine:
             auto = self._auto
         bias = None
         if self._follower is not None:
-            plan = self._follower.plan(seed, None if auto else model, settings.key,
-                                       settings.key_lock)
+            plan = self._follower.plan(
+                seed, None if auto else model, settings.key, settings.key_lock
+            )
             model, bias = plan.model, plan.bias
             self.heard_key = None if plan.key is None else str(plan.key)
         self.answer_model = model.name
         self._last_seed = tuple(seed)
         self._count("answers")
-        self.generator.submit(AnswerJob(
-            answer_id=answer_id,
-            model=model,
-            seed=tuple(seed),
-            length=settings.length,
-            length_unit=settings.length_unit,
-            beats_per_bar=settings.beats_per_bar,
-            params=SamplingParams(settings.temperature, settings.top_k, settings.top_p),
-            rng=answer_rng(settings.seed, number),
-            start=resolve_start(settings.start, self.tempo),
-            channel=settings.out_channel,
-            bias=bias,
-        ))
+        self.generator.submit(
+            AnswerJob(
+                answer_id=answer_id,
+                model=model,
+                seed=tuple(seed),
+                length=settings.length,
+                length_unit=settings.length_unit,
+                beats_per_bar=settings.beats_per_bar,
+                params=SamplingParams(settings.temperature, settings.top_k, settings.top_p),
+                rng=answer_rng(settings.seed, number),
+                start=resolve_start(settings.start, self.tempo),
+                channel=settings.out_channel,
+                bias=bias,
+            )
+        )
 
     def _interrupt(self) -> None:
         """Stop every answer being generated or played (any thread)."""
@@ -577,6 +609,12 @@ class Engine:
         log.info(
             "answer %d: seed %d events, answer %d events (%d notes), phrase end → first note %s "
             "(prime %.1f ms, compute %.1f ms)%s",
-            answer_id, report.seed_events, report.answer_events, report.notes, latency,
-            report.prime_ms, report.generate_ms, how,
+            answer_id,
+            report.seed_events,
+            report.answer_events,
+            report.notes,
+            latency,
+            report.prime_ms,
+            report.generate_ms,
+            how,
         )

@@ -68,12 +68,15 @@ class Follower:
     ``melody`` may be ``None`` (no melody model shipped): ``auto`` then always uses ``chordal``.
     """
 
-    def __init__(self, chordal: LstmModel, melody: LstmModel | None = None, *,
-                 follow_register: bool = True) -> None:
+    def __init__(
+        self, chordal: LstmModel, melody: LstmModel | None = None, *, follow_register: bool = True
+    ) -> None:
         if melody is not None and melody.scheme.steps_per_beat != chordal.scheme.steps_per_beat:
-            raise ModelError(f"{melody.name} and {chordal.name} use different grids "
-                             f"({melody.scheme.steps_per_beat} and "
-                             f"{chordal.scheme.steps_per_beat} steps per beat)")
+            raise ModelError(
+                f"{melody.name} and {chordal.name} use different grids "
+                f"({melody.scheme.steps_per_beat} and "
+                f"{chordal.scheme.steps_per_beat} steps per beat)"
+            )
         self.chordal = chordal
         self.melody = melody
         self.follow_register = follow_register
@@ -96,8 +99,9 @@ class Follower:
             return (self.melody or self.chordal), "single"
         return self.chordal, "chordal"
 
-    def plan(self, call: Sequence[Note], model: LstmModel | None, key: str,
-             key_lock: float) -> AnswerPlan:
+    def plan(
+        self, call: Sequence[Note], model: LstmModel | None, key: str, key_lock: float
+    ) -> AnswerPlan:
         """The plan for answering ``call``: ``model`` as given, or chosen when ``None`` (auto);
         ``key`` is ``auto`` or a key name (``F#m``); ``key_lock`` in 0..1."""
         texture = "single" if single_line_share(call) >= SINGLE_LINE_SHARE else "chordal"

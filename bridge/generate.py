@@ -71,8 +71,9 @@ def answer_rng(seed: int | None, answer_number: int = 0) -> np.random.Generator:
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, answer_number])
 
 
-def seed_tokens(scheme: TokenScheme, seed: Sequence[Note],
-                max_events: int = MAX_SEED_EVENTS) -> tuple[list[int], int]:
+def seed_tokens(
+    scheme: TokenScheme, seed: Sequence[Note], max_events: int = MAX_SEED_EVENTS
+) -> tuple[list[int], int]:
     """BOS + the tokens of the seed's last ``max_events`` events; also returns the event count.
 
     When events are dropped the first one kept starts the phrase (shift 0).  Silences longer
@@ -83,7 +84,8 @@ def seed_tokens(scheme: TokenScheme, seed: Sequence[Note],
     # Gaps beyond ``max_events`` full shifts lose whole shifts: the shift of the note after the
     # gap and the ``max_events`` rests before it come out the same.
     events = scheme.events_from_notes(
-        close_gaps(seed, max_events * scheme.max_shift, quantum=scheme.max_shift))
+        close_gaps(seed, max_events * scheme.max_shift, quantum=scheme.max_shift)
+    )
     if len(events) > max_events:
         events = events[-max_events:]
         first = events[0]
@@ -97,9 +99,16 @@ def seed_tokens(scheme: TokenScheme, seed: Sequence[Note],
 class EventStream:
     """Primes ``model`` with ``seed`` (one call) and then yields sampled events one by one."""
 
-    def __init__(self, model: LstmModel, seed: Sequence[Note], params: SamplingParams,
-                 rng: np.random.Generator, *, max_seed_events: int = MAX_SEED_EVENTS,
-                 bias: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        model: LstmModel,
+        seed: Sequence[Note],
+        params: SamplingParams,
+        rng: np.random.Generator,
+        *,
+        max_seed_events: int = MAX_SEED_EVENTS,
+        bias: np.ndarray | None = None,
+    ) -> None:
         from bridge.tokens import Decoder
 
         if bias is not None and bias.shape != (model.vocab_size,):
@@ -145,8 +154,9 @@ class EventStream:
                 return event
 
 
-def answer_events(stream: EventStream, length: int, unit: str = "events", *,
-                  beats_per_bar: int = 4) -> Iterator[tuple[int, Event]]:
+def answer_events(
+    stream: EventStream, length: int, unit: str = "events", *, beats_per_bar: int = 4
+) -> Iterator[tuple[int, Event]]:
     """``(position, event)`` for each note event of the answer, ``position`` in grid steps from
     the seed's last onset.  Leading rests are skipped (their time still counts in ``position``).
 
@@ -207,12 +217,12 @@ def continue_notes(
     shift the model chose; add the phrase's last onset to place them after it.  ``seed=N`` makes
     the result reproducible; ``bias`` is added to the logits (see :mod:`bridge.follow`).
     """
-    stream = EventStream(model, phrase, SamplingParams(temperature, top_k, top_p),
-                         answer_rng(seed), bias=bias)
+    stream = EventStream(
+        model, phrase, SamplingParams(temperature, top_k, top_p), answer_rng(seed), bias=bias
+    )
     scheme = model.scheme
     notes: set[Note] = set()
-    for position, event in answer_events(stream, length, length_unit,
-                                         beats_per_bar=beats_per_bar):
+    for position, event in answer_events(stream, length, length_unit, beats_per_bar=beats_per_bar):
         velocity = scheme.bucket_velocity(event.velocity_bucket)
         for pitch in event.pitches:
             notes.add(Note(position, pitch, event.duration, velocity))
@@ -398,23 +408,28 @@ class AnswerGenerator:
             return ok
 
         try:
-            for position, event in answer_events(stream, job.length, job.length_unit,
-                                                 beats_per_bar=job.beats_per_bar):
+            for position, event in answer_events(
+                stream, job.length, job.length_unit, beats_per_bar=job.beats_per_bar
+            ):
                 if self._is_cancelled(job):
                     report.cancelled = True
                     return
                 if first is None:
                     first = position
                     when = self._tempo.next_boundary(self._clock(), job.start)
-                    if not self._scheduler.open_answer(job.answer_id, self._tempo.beat_at(when),
-                                                       job.channel):
+                    if not self._scheduler.open_answer(
+                        job.answer_id, self._tempo.beat_at(when), job.channel
+                    ):
                         report.cancelled = True
                         return
                     opened = True
                 beat = (position - first) / steps_per_beat
                 if onset is not None and position != onset:  # the batch holds whole onsets
-                    if batch and (not flushed or self._due_soon(job, batch[0].beat)) \
-                            and not flush():
+                    if (
+                        batch
+                        and (not flushed or self._due_soon(job, batch[0].beat))
+                        and not flush()
+                    ):
                         return
                     if self._beyond_lookahead(job, beat):
                         if not flush():
@@ -425,8 +440,10 @@ class AnswerGenerator:
                             return
                 onset = position
                 velocity = scheme.bucket_velocity(event.velocity_bucket)
-                batch.extend(PlannedNote(beat, p, velocity, event.duration / steps_per_beat)
-                             for p in event.pitches)
+                batch.extend(
+                    PlannedNote(beat, p, velocity, event.duration / steps_per_beat)
+                    for p in event.pitches
+                )
                 report.answer_events += 1
                 report.notes += len(event.pitches)
             if not self._is_cancelled(job):
@@ -439,7 +456,8 @@ class AnswerGenerator:
     def _due_soon(self, job: AnswerJob, beat: float) -> bool:
         playhead = self._scheduler.playhead(job.answer_id)
         return playhead is None or (
-            (beat - playhead) * self._tempo.seconds_per_beat() < FLUSH_MARGIN_S)
+            (beat - playhead) * self._tempo.seconds_per_beat() < FLUSH_MARGIN_S
+        )
 
     def _beyond_lookahead(self, job: AnswerJob, beat: float) -> bool:
         playhead = self._scheduler.playhead(job.answer_id)

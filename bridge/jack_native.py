@@ -137,8 +137,14 @@ class JackClient(Protocol):
 
     def connect(self, source: Any, destination: Any) -> None: ...
 
-    def get_ports(self, name_pattern: str = "", is_audio: bool = False, is_midi: bool = False,
-                  is_input: bool = False, is_output: bool = False) -> list[Any]: ...
+    def get_ports(
+        self,
+        name_pattern: str = "",
+        is_audio: bool = False,
+        is_midi: bool = False,
+        is_input: bool = False,
+        is_output: bool = False,
+    ) -> list[Any]: ...
 
 
 ClientFactory = Callable[[str], JackClient]
@@ -149,8 +155,10 @@ def real_client(name: str) -> JackClient:
     try:
         import jack
     except (ImportError, OSError) as err:  # no JACK-Client, or no libjack on the system
-        raise PortError(f"the native JACK backend needs JACK-Client and libjack ({err}); "
-                        "install them or use --backend rtmidi-jack") from None
+        raise PortError(
+            f"the native JACK backend needs JACK-Client and libjack ({err}); "
+            "install them or use --backend rtmidi-jack"
+        ) from None
     from bridge.ports import _quiet_stderr as quiet_stderr
 
     try:
@@ -158,8 +166,10 @@ def real_client(name: str) -> JackClient:
             client: JackClient = jack.Client(name, no_start_server=True)
     except jack.JackOpenError as err:
         server = os.environ.get("JACK_DEFAULT_SERVER", "default")
-        raise PortError(f"cannot reach the JACK server {server!r} ({err}); start it "
-                        f"(`jackd -n {server} -d dummy &`) or choose another --backend") from None
+        raise PortError(
+            f"cannot reach the JACK server {server!r} ({err}); start it "
+            f"(`jackd -n {server} -d dummy &`) or choose another --backend"
+        ) from None
     return client
 
 
@@ -242,8 +252,15 @@ class JackMidiInput:
     full, or the input ring overflowed), ``malformed`` (undecodable or oversized).  Own thread
     (stop Event + join in :meth:`close`)."""
 
-    def __init__(self, ring: EventRing, queue: Queue[tuple[float, mido.Message]],
-                 clock: FrameClock, *, poll_s: float = POLL_S, start: bool = True) -> None:
+    def __init__(
+        self,
+        ring: EventRing,
+        queue: Queue[tuple[float, mido.Message]],
+        clock: FrameClock,
+        *,
+        poll_s: float = POLL_S,
+        start: bool = True,
+    ) -> None:
         self._ring = ring
         self._queue = queue
         self._clock = clock
@@ -409,8 +426,10 @@ class JackMidiPorts:
             _close_client(client)
             if isinstance(err, PortError):
                 raise
-            raise PortError(f"cannot open the JACK MIDI ports {self.in_name!r} / "
-                            f"{self.out_name!r} ({err}); choose another --backend") from None
+            raise PortError(
+                f"cannot open the JACK MIDI ports {self.in_name!r} / "
+                f"{self.out_name!r} ({err}); choose another --backend"
+            ) from None
 
     def _connect(self, client: JackClient, wanted: str, kind: str) -> str:
         from bridge.ports import find_port
@@ -418,9 +437,11 @@ class JackMidiPorts:
         # our input listens to another client's output port, and the other way round
         is_output = kind == "input"
         own = f"{client.name}:"
-        names = [p.name for p in client.get_ports(is_midi=True, is_output=is_output,
-                                                  is_input=not is_output)
-                 if not p.name.startswith(own)]
+        names = [
+            p.name
+            for p in client.get_ports(is_midi=True, is_output=is_output, is_input=not is_output)
+            if not p.name.startswith(own)
+        ]
         found = names[find_port(names, wanted, kind)]
         if kind == "input":
             client.connect(found, self._in_port)

@@ -144,7 +144,7 @@ def _key_bias(scheme: TokenScheme, key: Key, lock: float) -> np.ndarray:
     penalty = -math.inf if lock >= 1 else math.log1p(-lock)
     outside = np.array([p % 12 not in key.scale for p in range(128)])
     bias = np.zeros(scheme.vocab_size)
-    bias[scheme.note_base:scheme.note_base + 128][outside] = penalty
+    bias[scheme.note_base : scheme.note_base + 128][outside] = penalty
     for index, chord in enumerate(scheme.chords):
         if outside[list(chord)].any():
             bias[scheme.chord_base + index] = penalty
@@ -152,8 +152,13 @@ def _key_bias(scheme: TokenScheme, key: Key, lock: float) -> np.ndarray:
     return bias
 
 
-def register_bias(scheme: TokenScheme, call: Sequence[Note], *, margin: int = REGISTER_MARGIN,
-                  slope: float = REGISTER_SLOPE) -> np.ndarray | None:
+def register_bias(
+    scheme: TokenScheme,
+    call: Sequence[Note],
+    *,
+    margin: int = REGISTER_MARGIN,
+    slope: float = REGISTER_SLOPE,
+) -> np.ndarray | None:
     """Additive logit bias that keeps an answer near the call's register: a note ``d`` semitones
     beyond the call's range widened by ``margin`` gets ``−slope·d``; a chord, its notes' mean.
     ``None`` without a call.  Cached per (scheme, range); read-only."""
@@ -169,7 +174,7 @@ def _register_bias(scheme: TokenScheme, low: int, high: int, slope: float) -> np
     pitches = np.arange(128)
     pull = -slope * np.maximum(0, np.maximum(low - pitches, pitches - high))
     bias = np.zeros(scheme.vocab_size)
-    bias[scheme.note_base:scheme.note_base + 128] = pull
+    bias[scheme.note_base : scheme.note_base + 128] = pull
     for index, chord in enumerate(scheme.chords):
         bias[scheme.chord_base + index] = float(np.mean(pull[list(chord)]))
     bias.flags.writeable = False

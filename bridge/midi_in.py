@@ -83,5 +83,7 @@ class MidiInput:
             log.debug("cancel_callback failed: %s", err)
         log.debug(
             "MIDI in: %d messages, %d dropped (queue full), %d malformed",
-            self.received, self.dropped, self.malformed,
+            self.received,
+            self.dropped,
+            self.malformed,
         )

@@ -76,8 +76,7 @@ class TimedNote:
 
     def shifted(self, beats: float) -> TimedNote:
         """The same note ``beats`` later."""
-        return TimedNote(self.onset + beats, self.pitch, self.duration, self.velocity,
-                         self.channel)
+        return TimedNote(self.onset + beats, self.pitch, self.duration, self.velocity, self.channel)
 
     def as_tuple(self) -> tuple[float, int, float, int]:
         """``(onset, pitch, duration, velocity)``, the shape :meth:`TokenScheme.quantize` takes."""
@@ -150,8 +149,15 @@ def write_midi(
         now = 0
         for tick, kind, pitch, channel, velocity in events:
             message = "note_on" if kind else "note_off"
-            track.append(mido.Message(message, note=pitch, velocity=velocity if kind else 64,
-                                      channel=channel, time=tick - now))
+            track.append(
+                mido.Message(
+                    message,
+                    note=pitch,
+                    velocity=velocity if kind else 64,
+                    channel=channel,
+                    time=tick - now,
+                )
+            )
             now = tick
         midi.tracks.append(track)
     try:
@@ -179,13 +185,17 @@ def _notes(midi: mido.MidiFile, include_drums: bool) -> list[TimedNote]:
             elif open_notes[key]:
                 start, velocity = open_notes[key].popleft()
                 if tick > start:
-                    notes.append(TimedNote(start / tpb, msg.note, (tick - start) / tpb,
-                                           velocity, msg.channel))
+                    notes.append(
+                        TimedNote(
+                            start / tpb, msg.note, (tick - start) / tpb, velocity, msg.channel
+                        )
+                    )
         for (channel, pitch), pending in open_notes.items():  # never released: end of track
             for start, velocity in pending:
                 if tick > start:
-                    notes.append(TimedNote(start / tpb, pitch, (tick - start) / tpb, velocity,
-                                           channel))
+                    notes.append(
+                        TimedNote(start / tpb, pitch, (tick - start) / tpb, velocity, channel)
+                    )
     return notes
 
 

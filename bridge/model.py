@@ -55,8 +55,14 @@ class LstmModel:
     Build with :func:`load_model`.  :meth:`run` is called by the generation worker.
     """
 
-    def __init__(self, path: Path, session: ort.InferenceSession, metadata: Mapping[str, str],
-                 scheme: TokenScheme, layers: Sequence[int]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        session: ort.InferenceSession,
+        metadata: Mapping[str, str],
+        scheme: TokenScheme,
+        layers: Sequence[int],
+    ) -> None:
         self.path = path
         self.name = path.stem
         self.scheme = scheme
@@ -245,8 +251,9 @@ def default_model_dirs() -> list[Path]:
     return [shipped_models_dir(), Path(sys.prefix) / "share" / "antiphon" / "models"]
 
 
-def model_dirs(extra: Iterable[str | Path] = (), model_file: str | Path | None = None
-               ) -> list[Path]:
+def model_dirs(
+    extra: Iterable[str | Path] = (), model_file: str | Path | None = None
+) -> list[Path]:
     """Where model names are looked up, in order, each once: ``extra`` (``--model-dir``), the
     directory of the ``--model`` file, then :func:`default_model_dirs`."""
     dirs = [Path(d) for d in extra]
@@ -273,8 +280,9 @@ def find_model(value: str | None, dirs: Iterable[str | Path]) -> Path:
         return resolve_model(value, dirs)
     except ModelError:
         searched = ", ".join(str(d) for d in dirs) or "no model directories"
-        raise ModelError(f"model {value!r} not found: no such file, and no model of that "
-                         f"name in {searched}") from None
+        raise ModelError(
+            f"model {value!r} not found: no such file, and no model of that name in {searched}"
+        ) from None
 
 
 def default_model_path() -> Path:

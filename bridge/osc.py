@@ -246,8 +246,9 @@ class OscControl:
             packet = OscPacket(data)
         except Exception as err:  # ParseError, and python-osc raises others on some junk
             self.malformed += 1
-            self._refuse("?", f"not an OSC packet ({err})" if str(err) else "not an OSC packet",
-                         sender)
+            self._refuse(
+                "?", f"not an OSC packet ({err})" if str(err) else "not an OSC packet", sender
+            )
             return
         if not packet.messages:  # an empty bundle, or one whose contents python-osc skipped
             self.malformed += 1
@@ -364,7 +365,8 @@ def _plan_values(note: object) -> list[float | int]:
         onset, pitch, velocity, duration = note
     else:
         onset = next(
-            getattr(note, a) for a in ("onset_beats", "start_beats", "beat", "onset")
+            getattr(note, a)
+            for a in ("onset_beats", "start_beats", "beat", "onset")
             if hasattr(note, a)
         )
         pitch = note.pitch  # type: ignore[attr-defined]

@@ -152,8 +152,9 @@ class PhraseCapture:
         (None: neither) — a pedal-up lost on the wire holds the phrase open as a lost note-off
         does, so a pedal down that long counts as stuck too."""
         onsets = [onset for onset, _ in self._held.values()]
-        onsets += [self._pedal.get(channel, onset)
-                   for (channel, _), (onset, _) in self._sustained.items()]
+        onsets += [
+            self._pedal.get(channel, onset) for (channel, _), (onset, _) in self._sustained.items()
+        ]
         return max(onsets) if onsets else None
 
     def release_held(self, t: float) -> int:

@@ -104,8 +104,7 @@ def _lookup(name: str, source: str) -> Backend:
     backend = BACKENDS.get(key) or _BY_MIDO_NAME.get(key)
     if backend is None:
         raise PortError(
-            f"unknown MIDI backend {name!r} from {source}; choose one of "
-            f"{', '.join(BACKEND_NAMES)}"
+            f"unknown MIDI backend {name!r} from {source}; choose one of {', '.join(BACKEND_NAMES)}"
         )
     if backend.native:
         problem = _native_missing()
@@ -259,8 +258,9 @@ def _client(kind: Literal["in", "out"], backend: Backend, client_name: str) -> r
     try:
         with _quiet_stderr():
             if kind == "in":
-                return rtmidi.MidiIn(rtapi=backend.api, name=client_name,
-                                     queue_size_limit=INPUT_QUEUE_LIMIT)
+                return rtmidi.MidiIn(
+                    rtapi=backend.api, name=client_name, queue_size_limit=INPUT_QUEUE_LIMIT
+                )
             return rtmidi.MidiOut(rtapi=backend.api, name=client_name)
     except rtmidi.RtMidiError as err:
         raise PortError(_unreachable(backend, err)) from None
@@ -404,8 +404,13 @@ SELF_TEST_SYSEX = (0xF0, 0x7D, 0x41, 0x6E, 0x74, 0x69, 0xF7)
 manufacturer ID 0x7D ("Anti"), which no instrument acts on and the engine never sees."""
 
 
-def input_hears_itself(port: OpenedPort, client_name: str = DEFAULT_CLIENT, *,
-                       timeout_s: float = 1.0, poll_s: float = 0.002) -> bool:
+def input_hears_itself(
+    port: OpenedPort,
+    client_name: str = DEFAULT_CLIENT,
+    *,
+    timeout_s: float = 1.0,
+    poll_s: float = 0.002,
+) -> bool:
     """Is the JACK input ``port`` being scheduled?  A loopback self-test (main or watcher thread,
     before the input is drained by anybody else).
 
@@ -422,8 +427,10 @@ def input_hears_itself(port: OpenedPort, client_name: str = DEFAULT_CLIENT, *,
         with _quiet_stderr():
             names = probe.get_ports()
             if target not in names:
-                raise PortError(f"the input self-test cannot find the port {target!r} "
-                                f"(visible: {', '.join(map(repr, names)) or 'none'})")
+                raise PortError(
+                    f"the input self-test cannot find the port {target!r} "
+                    f"(visible: {', '.join(map(repr, names)) or 'none'})"
+                )
             probe.open_port(names.index(target), "probe")
         while port.rt.get_message() is not None:  # anything queued before the probe
             pass

@@ -109,7 +109,8 @@ class Scheduler:
             raise ValueError(f"lookahead_s must be >= 0, got {lookahead_s}")
         self._sink = sink
         self._send_at: Callable[[mido.Message, float | None], None] | None = getattr(
-            sink, "send_at", None)
+            sink, "send_at", None
+        )
         self._lookahead = lookahead_s if self._send_at is not None else 0.0
         self._tempo = tempo
         self._events = events
@@ -177,9 +178,14 @@ class Scheduler:
         """
         batch = list(notes)
         for note in batch:
-            if not (0 <= note.pitch <= 127 and 1 <= note.velocity <= 127
-                    and math.isfinite(note.beat) and math.isfinite(note.duration)
-                    and note.beat >= 0 and note.duration >= 0):
+            if not (
+                0 <= note.pitch <= 127
+                and 1 <= note.velocity <= 127
+                and math.isfinite(note.beat)
+                and math.isfinite(note.duration)
+                and note.beat >= 0
+                and note.duration >= 0
+            ):
                 raise ValueError(f"not a playable note: {note}")
         with self._cond:
             answer = self._answers.get(answer_id)
@@ -188,10 +194,30 @@ class Scheduler:
             for note in batch:
                 uid = next(self._uids)
                 beat = answer.anchor + note.beat
-                heapq.heappush(self._heap, (beat, _ON, next(self._seq), answer_id, uid,
-                                            note.pitch * 128 + note.velocity, note.duration))
-                heapq.heappush(self._heap, (beat + max(note.duration, 1e-3), _OFF,
-                                            next(self._seq), answer_id, uid, note.pitch, 0.0))
+                heapq.heappush(
+                    self._heap,
+                    (
+                        beat,
+                        _ON,
+                        next(self._seq),
+                        answer_id,
+                        uid,
+                        note.pitch * 128 + note.velocity,
+                        note.duration,
+                    ),
+                )
+                heapq.heappush(
+                    self._heap,
+                    (
+                        beat + max(note.duration, 1e-3),
+                        _OFF,
+                        next(self._seq),
+                        answer_id,
+                        uid,
+                        note.pitch,
+                        0.0,
+                    ),
+                )
                 answer.pending += 2
             self._cond.notify_all()
         if batch:
@@ -318,20 +344,33 @@ class Scheduler:
             self._finish_if_done_locked(answer_id)
         return None
 
-    def _sounding_beats_locked(self, answer_id: int, pitch: int, beat: float,
-                               duration: float) -> float:
+    def _sounding_beats_locked(
+        self, answer_id: int, pitch: int, beat: float, duration: float
+    ) -> float:
         """How long a note starting now will sound: its duration, unless the same answer
         strikes the same key again before it ends (that note-on ends it: see
         :meth:`_note_on_locked`).  What ``note`` events report, so they match the MIDI."""
         end = beat + duration
         for entry in self._heap:
-            if (entry[1] == _ON and entry[3] == answer_id and entry[5] // 128 == pitch
-                    and beat < entry[0] < end):
+            if (
+                entry[1] == _ON
+                and entry[3] == answer_id
+                and entry[5] // 128 == pitch
+                and beat < entry[0] < end
+            ):
                 end = entry[0]
         return end - beat
 
-    def _note_on_locked(self, answer: _Answer, uid: int, key: tuple[int, int], velocity: int,
-                        duration: float, now: float, due: float) -> None:
+    def _note_on_locked(
+        self,
+        answer: _Answer,
+        uid: int,
+        key: tuple[int, int],
+        velocity: int,
+        duration: float,
+        now: float,
+        due: float,
+    ) -> None:
         lateness = now - due
         if key in self._owner:
             self._note_off_locked(key, due)  # retrigger: end the older note on this key first

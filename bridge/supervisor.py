@@ -212,13 +212,16 @@ class PortSupervisor:
         if server is None and self._probe is not None:
             # The ports opened, yet no server socket answers where jackd2 puts it (jackd1, a
             # custom JACK_TMPDIR): watching would mistake that for a loss, so don't.
-            log.info("cannot watch the JACK server (no jackd2 socket found); a server restart "
-                     "will need a bridge restart")
+            log.info(
+                "cannot watch the JACK server (no jackd2 socket found); a server restart "
+                "will need a bridge restart"
+            )
             self._probe = None
         self._server = server
 
-    def start(self, queue: Queue[tuple[float, mido.Message]],
-              on_lost: Callable[[], None] = lambda: None) -> None:
+    def start(
+        self, queue: Queue[tuple[float, mido.Message]], on_lost: Callable[[], None] = lambda: None
+    ) -> None:
         """Feed ``queue`` from the input (the callback is registered last: call this once the
         engine runs) and start watching.  ``on_lost`` is called on the watcher thread once the
         old ports can no longer send (the engine ends its answer and forgets held keys)."""
@@ -230,8 +233,7 @@ class PortSupervisor:
             self._listening = True
             self._listen()
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="antiphon-ports",
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._run, name="antiphon-ports", daemon=True)
             self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
@@ -317,9 +319,14 @@ class PortSupervisor:
         if now - self._reported_at < self._report_every:
             return
         new_drops, new_bad = dropped - self._reported[0], malformed - self._reported[1]
-        log.warning("MIDI in: %d more message(s) dropped (input queue full), %d more "
-                    "malformed; %d dropped, %d malformed in all",
-                    new_drops, new_bad, dropped, malformed)
+        log.warning(
+            "MIDI in: %d more message(s) dropped (input queue full), %d more "
+            "malformed; %d dropped, %d malformed in all",
+            new_drops,
+            new_bad,
+            dropped,
+            malformed,
+        )
         self._reported, self._reported_at = (dropped, malformed), now
 
     def _lose(self, server: object | None) -> None:
@@ -327,8 +334,11 @@ class PortSupervisor:
         with self._lock:
             self._release_input()
         why = "went away" if server is None else "was replaced by a new one"
-        log.warning("JACK server %r %s: answer stopped, MIDI ports closed; waiting for it to "
-                    "come back", os.environ.get("JACK_DEFAULT_SERVER", "default"), why)
+        log.warning(
+            "JACK server %r %s: answer stopped, MIDI ports closed; waiting for it to come back",
+            os.environ.get("JACK_DEFAULT_SERVER", "default"),
+            why,
+        )
         self.losses += 1
         try:
             self._on_lost()
@@ -343,16 +353,20 @@ class PortSupervisor:
             self._open_ports()
         except PortError as err:
             if str(err) != self._last_error:
-                log.warning("JACK server is back but the MIDI ports cannot be reopened yet: %s",
-                            err)
+                log.warning(
+                    "JACK server is back but the MIDI ports cannot be reopened yet: %s", err
+                )
                 self._last_error = str(err)
             return
         with self._lock:
             self._listen()
         self._server = server
         self.reopens += 1
-        log.warning('JACK server is back: MIDI ports "%s" and "%s" reopened (connect them '
-                    "again)", self.in_name, self.out_name)
+        log.warning(
+            'JACK server is back: MIDI ports "%s" and "%s" reopened (connect them again)',
+            self.in_name,
+            self.out_name,
+        )
 
     # ----- ports (lock held, or before the watcher starts) ----------------------------------------
     def _open_ports(self) -> None:
@@ -368,11 +382,16 @@ class PortSupervisor:
             self._open_native(self._frame_clock)
             return
         for attempt in range(1, DEAF_TRIES + 1):
-            in_port = open_input(self.backend, name=spec.in_name, client_name=spec.client,
-                                 existing=spec.in_existing)
+            in_port = open_input(
+                self.backend, name=spec.in_name, client_name=spec.client, existing=spec.in_existing
+            )
             try:
-                out_port = open_output(self.backend, name=spec.out_name,
-                                       client_name=spec.client, existing=spec.out_existing)
+                out_port = open_output(
+                    self.backend,
+                    name=spec.out_name,
+                    client_name=spec.client,
+                    existing=spec.out_existing,
+                )
             except PortError:
                 in_port.close()
                 raise
@@ -385,18 +404,23 @@ class PortSupervisor:
             if alive:
                 break
             self.deaf_reopens += 1
-            log.warning('MIDI in: "%s" heard nothing of its own self-test (the JACK server '
-                        "does not run its client); reopening both ports (%d of %d)",
-                        in_port.name, attempt, DEAF_TRIES)
+            log.warning(
+                'MIDI in: "%s" heard nothing of its own self-test (the JACK server '
+                "does not run its client); reopening both ports (%d of %d)",
+                in_port.name,
+                attempt,
+                DEAF_TRIES,
+            )
             in_port.close()
             out_port.close()
         else:
-            raise PortError(f'the MIDI input "{spec.in_name}" stays deaf: the JACK server did '
-                            f"not run its client in {DEAF_TRIES} opens (see its log); restart "
-                            "the JACK server")
+            raise PortError(
+                f'the MIDI input "{spec.in_name}" stays deaf: the JACK server did '
+                f"not run its client in {DEAF_TRIES} opens (see its log); restart "
+                "the JACK server"
+            )
         if attempt > 1:
-            log.warning('MIDI in: "%s" hears its self-test after %d opens', in_port.name,
-                        attempt)
+            log.warning('MIDI in: "%s" hears its self-test after %d opens', in_port.name, attempt)
         with self._lock:
             self._out, self._in = out_port, in_port
             self._output = MidiOutput(out_port.rt)
@@ -404,9 +428,14 @@ class PortSupervisor:
 
     def _open_native(self, clock: FrameClock) -> None:
         spec = self.spec
-        ports = JackMidiPorts(clock, client_name=spec.client, in_name=spec.in_name,
-                              out_name=spec.out_name, in_existing=spec.in_existing,
-                              out_existing=spec.out_existing)
+        ports = JackMidiPorts(
+            clock,
+            client_name=spec.client,
+            in_name=spec.in_name,
+            out_name=spec.out_name,
+            in_existing=spec.in_existing,
+            out_existing=spec.out_existing,
+        )
         ports.open()
         with self._lock:
             self._native, self._output = ports, ports.output

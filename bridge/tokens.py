@@ -131,8 +131,12 @@ class TokenScheme:
                 f"token scheme version {self.version} is not supported "
                 f"(this Antiphon reads version {TOKEN_SCHEME_VERSION})"
             )
-        for name, low in (("steps_per_beat", 1), ("max_shift", 1), ("max_duration", 1),
-                          ("velocity_buckets", 1)):
+        for name, low in (
+            ("steps_per_beat", 1),
+            ("max_shift", 1),
+            ("max_duration", 1),
+            ("velocity_buckets", 1),
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"TokenScheme.{name} must be an int")
@@ -142,8 +146,10 @@ class TokenScheme:
             raise TokenError("TokenScheme.velocity_buckets must be <= 127")
         chords = tuple(tuple(int(p) for p in c) for c in self.chords)
         for chord in chords:
-            if len(chord) < 2 or list(chord) != sorted(set(chord)) or not all(
-                0 <= p <= 127 for p in chord
+            if (
+                len(chord) < 2
+                or list(chord) != sorted(set(chord))
+                or not all(0 <= p <= 127 for p in chord)
             ):
                 raise TokenError(f"chord {chord} must be >= 2 distinct sorted MIDI pitches")
         object.__setattr__(self, "chords", chords)
@@ -289,7 +295,7 @@ class TokenScheme:
             groups.setdefault(key, []).append(n.pitch)
         events: list[Event] = []
         position = 0
-        for (onset, duration, bucket) in sorted(groups):
+        for onset, duration, bucket in sorted(groups):
             pitches = tuple(sorted(set(groups[(onset, duration, bucket)])))
             gap = onset - position
             while gap > self.max_shift:
@@ -363,8 +369,12 @@ class TokenScheme:
         if cached is None:
             kinds = np.array([self.kind(t) for t in range(self.vocab_size)])
             cached = {}
-            for allowed in ({Kind.SHIFT}, {Kind.PITCHES, Kind.REST}, {Kind.DURATION},
-                            {Kind.VELOCITY}):
+            for allowed in (
+                {Kind.SHIFT},
+                {Kind.PITCHES, Kind.REST},
+                {Kind.DURATION},
+                {Kind.VELOCITY},
+            ):
                 mask = np.isin(kinds, [int(k) for k in allowed])
                 mask.setflags(write=False)
                 cached[tuple(sorted(allowed))] = mask
@@ -375,8 +385,9 @@ class TokenScheme:
     def with_chords_from(self, phrases: Iterable[Iterable[Note]], cap: int) -> TokenScheme:
         """A copy whose chord vocabulary is the ``cap`` most frequent chords in ``phrases``."""
         counts: Counter[tuple[int, ...]] = Counter()
-        bare = TokenScheme(self.steps_per_beat, self.max_shift, self.max_duration,
-                           self.velocity_buckets)
+        bare = TokenScheme(
+            self.steps_per_beat, self.max_shift, self.max_duration, self.velocity_buckets
+        )
         for notes in phrases:
             groups: dict[tuple[int, int, int], set[int]] = {}
             for n in notes:
@@ -385,8 +396,9 @@ class TokenScheme:
                 groups.setdefault(key, set()).add(n.pitch)
             counts.update(tuple(sorted(g)) for g in groups.values() if len(g) > 1)
         chords = tuple(c for c, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:cap])
-        return TokenScheme(self.steps_per_beat, self.max_shift, self.max_duration,
-                           self.velocity_buckets, chords)
+        return TokenScheme(
+            self.steps_per_beat, self.max_shift, self.max_duration, self.velocity_buckets, chords
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -444,8 +456,9 @@ def close_gaps(notes: Iterable[Note], max_gap: int, quantum: int = 1) -> list[No
             if excess > 0:
                 cut += excess // quantum * quantum
         previous = note.onset
-        closed.append(Note(note.onset - cut, note.pitch, note.duration, note.velocity)
-                      if cut else note)
+        closed.append(
+            Note(note.onset - cut, note.pitch, note.duration, note.velocity) if cut else note
+        )
     return closed
 
 

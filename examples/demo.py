@@ -104,8 +104,13 @@ class Bridge:
         command = [sys.executable, "-m", "bridge", *flags]  # = antiphon bridge FLAGS
         with log_path.open("w") as log:
             self.process = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                text=True, cwd=REPO, env=jack_env(server),
+                command,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                cwd=REPO,
+                env=jack_env(server),
             )
         self.ready_line = ""
         self._ready = threading.Event()
@@ -128,7 +133,8 @@ class Bridge:
             status = self.process.poll()
             raise DemoError(
                 f"the bridge did not start (exit {status}): {self.last_log_line()}"
-                if status is not None else f"the bridge was not ready after {timeout:g} s"
+                if status is not None
+                else f"the bridge was not ready after {timeout:g} s"
             )
         return self.ready_line
 
@@ -186,12 +192,21 @@ class AnswerEvents:
 def answer_in_beats(notes: Sequence[PlayedNote], start: float, bpm: float) -> list[TimedNote]:
     """Recorded notes (JACK seconds) → beats from the phrase's start."""
     spb = 60.0 / bpm
-    return [TimedNote(max(0.0, (n.onset - start) / spb), n.pitch, max(n.duration / spb, 1e-3),
-                      n.velocity, n.channel) for n in notes]
+    return [
+        TimedNote(
+            max(0.0, (n.onset - start) / spb),
+            n.pitch,
+            max(n.duration / spb, 1e-3),
+            n.velocity,
+            n.channel,
+        )
+        for n in notes
+    ]
 
 
-def write_pianoroll(path: Path, seed: Sequence[TimedNote], answer: Sequence[TimedNote],
-                    title: str) -> None:
+def write_pianoroll(
+    path: Path, seed: Sequence[TimedNote], answer: Sequence[TimedNote], title: str
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -202,9 +217,14 @@ def write_pianoroll(path: Path, seed: Sequence[TimedNote], answer: Sequence[Time
     fig, ax = plt.subplots(figsize=(12, 4.5), dpi=120)
     for label, notes in (("seed", seed), ("answer", answer)):
         for n in notes:
-            ax.broken_barh([(n.onset, n.duration)], (n.pitch - 0.4, 0.8),
-                           facecolors=colours[label], edgecolors="black", linewidth=0.3,
-                           alpha=0.35 + 0.65 * n.velocity / 127)
+            ax.broken_barh(
+                [(n.onset, n.duration)],
+                (n.pitch - 0.4, 0.8),
+                facecolors=colours[label],
+                edgecolors="black",
+                linewidth=0.3,
+                alpha=0.35 + 0.65 * n.velocity / 127,
+            )
     if answer:
         ax.axvline(min(n.onset for n in answer), color="grey", linestyle="--", linewidth=0.8)
     pitches = [n.pitch for n in (*seed, *answer)]
@@ -234,8 +254,23 @@ def render_wav(midi: Path, wav: Path, soundfont: Path | None) -> str | None:
     if soundfont is None:
         return "no General MIDI soundfont found (install fluid-soundfont-gm or pass --soundfont)"
     result = subprocess.run(
-        [fluidsynth, "-ni", "-q", "-g", "0.8", "-r", "44100", "-F", str(wav), str(soundfont),
-         str(midi)], capture_output=True, text=True, timeout=120, check=False,
+        [
+            fluidsynth,
+            "-ni",
+            "-q",
+            "-g",
+            "0.8",
+            "-r",
+            "44100",
+            "-F",
+            str(wav),
+            str(soundfont),
+            str(midi),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     if result.returncode != 0 or not wav.is_file() or wav.stat().st_size <= 44:
         detail = (result.stderr or result.stdout).strip().splitlines()
@@ -248,26 +283,53 @@ def render_wav(midi: Path, wav: Path, soundfont: Path | None) -> str | None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Play an example phrase into a real Antiphon bridge and save its answer.")
-    parser.add_argument("--phrase", type=Path, default=HERE / "phrases" / "ode_to_joy.mid",
-                        help="seed phrase (.mid), played at its own tempo (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=Path("demo-out"),
-                        help="output folder (default: %(default)s)")
-    parser.add_argument("--model", default=None,
-                        help="model file or name (default: the shipped models/default.onnx)")
-    parser.add_argument("--seed", type=int, default=7,
-                        help="random seed, so the demo's answer is reproducible (default 7)")
+        description="Play an example phrase into a real Antiphon bridge and save its answer."
+    )
+    parser.add_argument(
+        "--phrase",
+        type=Path,
+        default=HERE / "phrases" / "ode_to_joy.mid",
+        help="seed phrase (.mid), played at its own tempo (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("demo-out"), help="output folder (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="model file or name (default: the shipped models/default.onnx)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=7,
+        help="random seed, so the demo's answer is reproducible (default 7)",
+    )
     parser.add_argument("--length", type=int, default=4, help="answer length (default 4)")
-    parser.add_argument("--unit", choices=("events", "beats", "bars"), default="bars",
-                        help="what --length counts (default bars)")
-    parser.add_argument("--temperature", type=float, default=0.9,
-                        help="sampling temperature (default 0.9)")
-    parser.add_argument("--soundfont", type=Path, default=None,
-                        help="General MIDI .sf2 for the WAV (default: FluidR3_GM if installed)")
-    parser.add_argument("--server", default=SERVER,
-                        help="name of the dummy JACK server (default %(default)s)")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds to wait for the answer to finish (default 60)")
+    parser.add_argument(
+        "--unit",
+        choices=("events", "beats", "bars"),
+        default="bars",
+        help="what --length counts (default bars)",
+    )
+    parser.add_argument(
+        "--temperature", type=float, default=0.9, help="sampling temperature (default 0.9)"
+    )
+    parser.add_argument(
+        "--soundfont",
+        type=Path,
+        default=None,
+        help="General MIDI .sf2 for the WAV (default: FluidR3_GM if installed)",
+    )
+    parser.add_argument(
+        "--server", default=SERVER, help="name of the dummy JACK server (default %(default)s)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for the answer to finish (default 60)",
+    )
     return parser.parse_args(argv)
 
 
@@ -285,10 +347,26 @@ def run(args: argparse.Namespace) -> list[Path]:
         stack.enter_context(jack_server(args.server, args.out / "jackd.log"))
         events = AnswerEvents()
         stack.callback(events.close)
-        flags = ["--backend", "jack", "--seed", str(args.seed), "--bpm", f"{song.bpm:g}",
-                 "--length", str(args.length), "--unit", args.unit,
-                 "--temperature", f"{args.temperature:g}", "--silence", "1", "--osc-port", "0",
-                 "--osc-out", f"127.0.0.1:{events.port}"]
+        flags = [
+            "--backend",
+            "jack",
+            "--seed",
+            str(args.seed),
+            "--bpm",
+            f"{song.bpm:g}",
+            "--length",
+            str(args.length),
+            "--unit",
+            args.unit,
+            "--temperature",
+            f"{args.temperature:g}",
+            "--silence",
+            "1",
+            "--osc-port",
+            "0",
+            "--osc-out",
+            f"127.0.0.1:{events.port}",
+        ]
         if args.model:
             flags += ["--model", str(args.model)]
         bridge = Bridge(flags, args.out / "bridge.log", args.server)
@@ -308,20 +386,26 @@ def run(args: argparse.Namespace) -> list[Path]:
             raise DemoError(str(exc)) from None
 
         messages = phrase_messages([n.as_tuple() for n in song.notes], song.bpm)
-        say(f'playing {args.phrase.name} ({len(song.notes)} notes, {song.end:g} beats at '
-            f'{song.bpm:g} BPM) into "Antiphon In"')
+        say(
+            f"playing {args.phrase.name} ({len(song.notes)} notes, {song.end:g} beats at "
+            f'{song.bpm:g} BPM) into "Antiphon In"'
+        )
         start, end = peer.play(messages, delay=0.2)
         if not events.wait_end(args.timeout + song.end * 60.0 / song.bpm):
-            raise DemoError(f"no complete answer within {args.timeout:g} s: "
-                            f"{bridge.last_log_line()}")
+            raise DemoError(
+                f"no complete answer within {args.timeout:g} s: {bridge.last_log_line()}"
+            )
         time.sleep(0.1)  # the last note-off is already out; let the peer's period pass
         recorded = notes_from_messages(peer.received(since=end))
         if not recorded:
-            raise DemoError("the bridge said the answer ended, but no notes arrived on "
-                            "\"Antiphon Out\"")
+            raise DemoError(
+                'the bridge said the answer ended, but no notes arrived on "Antiphon Out"'
+            )
         latency_ms = (recorded[0].onset - end) * 1e3
-        say(f"answer: {len(recorded)} notes, the first {latency_ms:.0f} ms after the phrase's "
-            f"last note-off (the bridge waits for 1 beat of silence = {60000 / song.bpm:.0f} ms)")
+        say(
+            f"answer: {len(recorded)} notes, the first {latency_ms:.0f} ms after the phrase's "
+            f"last note-off (the bridge waits for 1 beat of silence = {60000 / song.bpm:.0f} ms)"
+        )
 
         status = bridge.stop()
         if status != 0:
@@ -335,9 +419,13 @@ def run(args: argparse.Namespace) -> list[Path]:
     written.append(midi_path)
     png_path = args.out / "pianoroll.png"
     model_name = Path(args.model).stem if args.model else "default"
-    write_pianoroll(png_path, seed, answer,
-                    f"{args.phrase.stem} (seed) and Antiphon's answer — model {model_name}, "
-                    f"seed {args.seed}, temperature {args.temperature:g}")
+    write_pianoroll(
+        png_path,
+        seed,
+        answer,
+        f"{args.phrase.stem} (seed) and Antiphon's answer — model {model_name}, "
+        f"seed {args.seed}, temperature {args.temperature:g}",
+    )
     written.append(png_path)
     wav_path = args.out / "answer.wav"
     skipped = render_wav(midi_path, wav_path, find_soundfont(args.soundfont))

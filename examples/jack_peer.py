@@ -58,10 +58,20 @@ def phrase_messages(
     spb = 60.0 / bpm
     timed: list[tuple[float, int, mido.Message]] = []
     for onset, pitch, duration, velocity in notes:
-        timed.append((onset * spb, 1, mido.Message("note_on", channel=channel, note=pitch,
-                                                   velocity=velocity)))
-        timed.append(((onset + duration) * spb, 0, mido.Message("note_off", channel=channel,
-                                                                note=pitch, velocity=64)))
+        timed.append(
+            (
+                onset * spb,
+                1,
+                mido.Message("note_on", channel=channel, note=pitch, velocity=velocity),
+            )
+        )
+        timed.append(
+            (
+                (onset + duration) * spb,
+                0,
+                mido.Message("note_off", channel=channel, note=pitch, velocity=64),
+            )
+        )
     timed.sort(key=lambda item: (item[0], item[1]))
     return [(t, msg) for t, _, msg in timed]
 
@@ -130,8 +140,13 @@ class JackPeer:
         """Current JACK time in seconds (the clock every timestamp here uses)."""
         return self.client.frame_time / self.rate
 
-    def play(self, messages: Sequence[tuple[float, mido.Message]], *, delay: float = 0.1,
-             at: float | None = None) -> tuple[float, float]:
+    def play(
+        self,
+        messages: Sequence[tuple[float, mido.Message]],
+        *,
+        delay: float = 0.1,
+        at: float | None = None,
+    ) -> tuple[float, float]:
         """Schedule ``(seconds, message)`` with time 0 at ``delay`` seconds from now, or at JACK
         time ``at`` (seconds, e.g. on a MIDI clock beat).
 
@@ -158,29 +173,34 @@ class JackPeer:
     def playing(self) -> bool:
         return bool(self._pending)
 
-    def received(self, *, since: float = 0.0,
-                 realtime: bool = False) -> list[tuple[float, mido.Message]]:
+    def received(
+        self, *, since: float = 0.0, realtime: bool = False
+    ) -> list[tuple[float, mido.Message]]:
         """What arrived on ``in`` at or after JACK time ``since``: ``(seconds, message)``.
 
         System real-time messages (clock, start, stop, active sensing) only if ``realtime``.
         """
         raw = self._received
-        for frame, data in raw[len(self._parsed):len(raw)]:  # parse only what is new
+        for frame, data in raw[len(self._parsed) : len(raw)]:  # parse only what is new
             try:
                 msg = mido.Message.from_bytes(list(data)) if data else None
             except ValueError:
                 msg = None
             self._parsed.append((frame / self.rate, msg))
-        return [(t, msg) for t, msg in self._parsed
-                if msg is not None and t >= since and (realtime or not msg.is_realtime)]
+        return [
+            (t, msg)
+            for t, msg in self._parsed
+            if msg is not None and t >= since and (realtime or not msg.is_realtime)
+        ]
 
     def clear(self) -> None:
         """Forget everything received so far (caller's thread, while nothing arrives)."""
         del self._received[:]
         del self._parsed[:]
 
-    def wait_quiet(self, *, after: float, quiet: float, timeout: float,
-                   first_timeout: float | None = None) -> list[tuple[float, mido.Message]]:
+    def wait_quiet(
+        self, *, after: float, quiet: float, timeout: float, first_timeout: float | None = None
+    ) -> list[tuple[float, mido.Message]]:
         """Wait for messages after JACK time ``after`` and then for ``quiet`` seconds with every
         note released; returns what arrived after ``after``.  Raises TimeoutError if nothing
         arrives within ``first_timeout`` (default ``timeout``) or it never goes quiet."""
@@ -206,8 +226,7 @@ class JackPeer:
         pattern = re.compile(rf"(^|:){re.escape(name)}($|:)")
         deadline = time.monotonic() + timeout
         while True:
-            ports = self.client.get_ports(is_midi=True, is_input=is_input,
-                                          is_output=not is_input)
+            ports = self.client.get_ports(is_midi=True, is_input=is_input, is_output=not is_input)
             mine = self.name + ":"
             for port in ports:
                 if not port.name.startswith(mine) and pattern.search(port.name):

@@ -41,14 +41,21 @@ def bach_chorale() -> list[Track]:
             if onset >= 9.0:
                 break
             for pitch in n.pitches:
-                notes.append(TimedNote(onset, pitch.midi, float(n.quarterLength) * 0.95, 72,
-                                       channel))
+                notes.append(
+                    TimedNote(onset, pitch.midi, float(n.quarterLength) * 0.95, 72, channel)
+                )
         tracks.append((str(part.partName), notes))
     return tracks
 
 
-def melody(steps: Sequence[tuple[int, float]], *, start: float = 0.0, velocity: int = 84,
-           channel: int = 0, legato: float = 0.9) -> list[TimedNote]:
+def melody(
+    steps: Sequence[tuple[int, float]],
+    *,
+    start: float = 0.0,
+    velocity: int = 84,
+    channel: int = 0,
+    legato: float = 0.9,
+) -> list[TimedNote]:
     """``(pitch, beats)`` pairs laid end to end; pitch 0 is a rest."""
     notes: list[TimedNote] = []
     t = start
@@ -61,8 +68,23 @@ def melody(steps: Sequence[tuple[int, float]], *, start: float = 0.0, velocity: 
 
 def ode_to_joy() -> list[Track]:
     e4, f4, g4, d4, c4 = 64, 65, 67, 62, 60
-    tune = [(e4, 1), (e4, 1), (f4, 1), (g4, 1), (g4, 1), (f4, 1), (e4, 1), (d4, 1),
-            (c4, 1), (c4, 1), (d4, 1), (e4, 1), (e4, 1.5), (d4, 0.5), (d4, 2)]
+    tune = [
+        (e4, 1),
+        (e4, 1),
+        (f4, 1),
+        (g4, 1),
+        (g4, 1),
+        (f4, 1),
+        (e4, 1),
+        (d4, 1),
+        (c4, 1),
+        (c4, 1),
+        (d4, 1),
+        (e4, 1),
+        (e4, 1.5),
+        (d4, 0.5),
+        (d4, 2),
+    ]
     c3, g2, f2 = 48, 43, 41
     bass = [(c3, 2), (c3, 2), (g2, 2), (g2, 2), (f2, 2), (c3, 2), (g2, 2), (g2, 2)]
     return [("melody", melody(tune)), ("bass", melody(bass, velocity=64, channel=1))]
@@ -71,19 +93,47 @@ def ode_to_joy() -> list[Track]:
 def blues_riff() -> list[Track]:
     """Dotted (shuffled) eighths on the sixteenth grid, C7 then F7 boogie pattern."""
     long, short = 0.75, 0.25
-    c_riff = [(36, long), (43, short), (36, long), (45, short),
-              (36, long), (46, short), (36, long), (45, short)]
+    c_riff = [
+        (36, long),
+        (43, short),
+        (36, long),
+        (45, short),
+        (36, long),
+        (46, short),
+        (36, long),
+        (45, short),
+    ]
     f_riff = [(p + 5, d) for p, d in c_riff]
-    top = [(0, 1.0), (70, 0.5), (72, 0.5), (75, 1.0), (72, 1.0),
-           (0, 0.5), (75, 0.5), (77, 0.5), (75, 0.5), (72, 2.0)]
-    return [("riff", melody(c_riff + f_riff, velocity=90)),
-            ("lick", melody(top, velocity=96, channel=1, legato=0.8))]
+    top = [
+        (0, 1.0),
+        (70, 0.5),
+        (72, 0.5),
+        (75, 1.0),
+        (72, 1.0),
+        (0, 0.5),
+        (75, 0.5),
+        (77, 0.5),
+        (75, 0.5),
+        (72, 2.0),
+    ]
+    return [
+        ("riff", melody(c_riff + f_riff, velocity=90)),
+        ("lick", melody(top, velocity=96, channel=1, legato=0.8)),
+    ]
 
 
 def canon_chords() -> list[Track]:
     """D A Bm F#m G D G A, two beats each, root in the bass."""
-    chords = [(50, (62, 66, 69)), (45, (61, 64, 69)), (47, (62, 66, 71)), (42, (61, 66, 69)),
-              (43, (62, 67, 71)), (38, (62, 66, 69)), (43, (62, 67, 71)), (45, (61, 64, 69))]
+    chords = [
+        (50, (62, 66, 69)),
+        (45, (61, 64, 69)),
+        (47, (62, 66, 71)),
+        (42, (61, 66, 69)),
+        (43, (62, 67, 71)),
+        (38, (62, 66, 69)),
+        (43, (62, 67, 71)),
+        (45, (61, 64, 69)),
+    ]
     upper: list[TimedNote] = []
     bass: list[TimedNote] = []
     for i, (root, triad) in enumerate(chords):
@@ -102,8 +152,12 @@ PHRASES = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=HERE / "phrases",
-                        help="folder for the .mid files (default: %(default)s)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=HERE / "phrases",
+        help="folder for the .mid files (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     for name, (make, bpm) in PHRASES.items():

@@ -85,8 +85,10 @@ class Controller:
                 if msg.address == "/antiphon/note":
                     pitch, velocity, beats = msg.params
                     notes.append((pitch, velocity, beats))
-                    print(f"  /antiphon/note {pitch:3d} {velocity:3d} {beats:5.2f}  "
-                          f"{note_name(pitch)}")
+                    print(
+                        f"  /antiphon/note {pitch:3d} {velocity:3d} {beats:5.2f}  "
+                        f"{note_name(pitch)}"
+                    )
                 elif msg.address == "/antiphon/answer/end":
                     return notes
                 elif msg.address == "/antiphon/error":
@@ -97,16 +99,29 @@ class Controller:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bridge", type=host_port, default=("127.0.0.1", 9000),
-                        metavar="HOST:PORT",
-                        help="the bridge's --osc-port (default 127.0.0.1:9000)")
-    parser.add_argument("--listen", type=int, default=9001, metavar="PORT",
-                        help="UDP port the bridge's --osc-out points at (default 9001)")
+    parser.add_argument(
+        "--bridge",
+        type=host_port,
+        default=("127.0.0.1", 9000),
+        metavar="HOST:PORT",
+        help="the bridge's --osc-port (default 127.0.0.1:9000)",
+    )
+    parser.add_argument(
+        "--listen",
+        type=int,
+        default=9001,
+        metavar="PORT",
+        help="UDP port the bridge's --osc-out points at (default 9001)",
+    )
     parser.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 1.0, 1.5])
     parser.add_argument("--lengths", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--unit", choices=["events", "beats", "bars"], default="beats")
-    parser.add_argument("--timeout", type=float, default=30.0,
-                        help="seconds to wait for one answer to end (default 30)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for one answer to end (default 30)",
+    )
     args = parser.parse_args(argv)
 
     try:

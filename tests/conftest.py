@@ -48,8 +48,9 @@ READY_RE = re.compile(
 def jack_ports(server: str | None = None) -> list[str]:
     """Every port name on the JACK server (``jack_lsp``)."""
     env = {**os.environ, **(jack_env(server) if server else {})}
-    result = subprocess.run(["jack_lsp"], capture_output=True, text=True, timeout=10, env=env,
-                            check=True)
+    result = subprocess.run(
+        ["jack_lsp"], capture_output=True, text=True, timeout=10, env=env, check=True
+    )
     return [line for line in result.stdout.splitlines() if line.strip()]
 
 
@@ -80,16 +81,27 @@ def jack_server() -> Iterator[str]:
 
 def antiphon_command(*args: str) -> list[str]:
     """argv running ``antiphon ARGS`` with this interpreter (no reliance on PATH)."""
-    return [sys.executable, "-c", "import sys; from bridge.cli import main; sys.exit(main())",
-            *args]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from bridge.cli import main; sys.exit(main())",
+        *args,
+    ]
 
 
-def run_antiphon(*args: str, timeout: float = 60, env: dict[str, str] | None = None
-                 ) -> subprocess.CompletedProcess[str]:
+def run_antiphon(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``antiphon ARGS`` to completion; stdout/stderr captured as text."""
-    return subprocess.run(antiphon_command(*args), capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, env={**os.environ, **(env or {})},
-                          check=False)
+    return subprocess.run(
+        antiphon_command(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
 
 
 @dataclass
@@ -125,8 +137,9 @@ class BridgeProcess:
         return self.process.returncode
 
 
-def start_bridge(*flags: str, log_path: Path, timeout: float = 60,
-                 env: dict[str, str] | None = None) -> BridgeProcess:
+def start_bridge(
+    *flags: str, log_path: Path, timeout: float = 60, env: dict[str, str] | None = None
+) -> BridgeProcess:
     """Start ``antiphon bridge FLAGS`` and wait for its ready line on stdout.
 
     stderr goes to ``log_path`` (a pipe nobody reads could fill and block the bridge); stdout is
@@ -135,8 +148,13 @@ def start_bridge(*flags: str, log_path: Path, timeout: float = 60,
     log_file = log_path.open("w")
     started = time.monotonic()
     process = subprocess.Popen(
-        antiphon_command("bridge", *flags), stdout=subprocess.PIPE, stderr=log_file,
-        stdin=subprocess.DEVNULL, text=True, cwd=REPO, env={**os.environ, **(env or {})},
+        antiphon_command("bridge", *flags),
+        stdout=subprocess.PIPE,
+        stderr=log_file,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
     )
     log_file.close()
     bridge = BridgeProcess(process, log_path)
@@ -179,8 +197,7 @@ def bridge_process(tmp_path: Path) -> Iterator[Callable[..., BridgeProcess]]:
     started: list[BridgeProcess] = []
 
     def start(*flags: str, **kwargs: object) -> BridgeProcess:
-        bridge = start_bridge(*flags, log_path=tmp_path / f"bridge-{len(started)}.log",
-                              **kwargs)  # type: ignore[arg-type]
+        bridge = start_bridge(*flags, log_path=tmp_path / f"bridge-{len(started)}.log", **kwargs)  # type: ignore[arg-type]
         started.append(bridge)
         return bridge
 

@@ -101,6 +101,7 @@ class Corpus:
 
 # ----- file discovery ------------------------------------------------------------------------
 
+
 def midi_files(folders: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Every ``.mid``/``.midi`` file under ``folders`` (recursive, any case), sorted."""
     found: set[Path] = set()
@@ -126,6 +127,7 @@ def composer_files(composer: str) -> list[Path]:
 
 
 # ----- readers (run in worker processes) -----------------------------------------------------
+
 
 def read_midi(path: str | os.PathLike[str]) -> list[RawNote]:
     """Notes of a standard MIDI file: :func:`bridge.midifile.read_midi` (mido), drums left out."""
@@ -239,6 +241,7 @@ def _pieces(path: Path, rows: np.ndarray) -> list[Piece]:
 
 # ----- cache -----------------------------------------------------------------------------------
 
+
 def _grid(scheme: TokenScheme) -> tuple[int, int, int, int]:
     return (scheme.steps_per_beat, scheme.max_shift, scheme.max_duration, scheme.velocity_buckets)
 
@@ -284,13 +287,15 @@ def _cache_put(cache_dir: Path, key: str, status: str, value: Any) -> None:
         if status == "ok":
             _atomic_write(cache_dir / f"{key}.npy", lambda h: np.save(h, value), binary=True)
         else:
-            _atomic_write(cache_dir / f"{key}.json",
-                          lambda h: json.dump({"error": value}, h), binary=False)
+            _atomic_write(
+                cache_dir / f"{key}.json", lambda h: json.dump({"error": value}, h), binary=False
+            )
     except OSError as exc:
         print(f"warning: cannot write corpus cache {cache_dir}: {exc}", file=sys.stderr)
 
 
 # ----- loading -----------------------------------------------------------------------------------
+
 
 def load_corpus(
     paths: Sequence[str | os.PathLike[str]],
@@ -343,7 +348,10 @@ def load_corpus(
 
 
 def _convert_all(
-    files: list[Path], todo: list[int], grid: tuple[int, int, int, int], workers: int | None,
+    files: list[Path],
+    todo: list[int],
+    grid: tuple[int, int, int, int],
+    workers: int | None,
     progress: bool,
 ) -> dict[int, tuple[str, Any]]:
     from tqdm import tqdm
@@ -403,8 +411,9 @@ def load_sources(
         if max_pieces < 1:
             raise ConfigError(f"--max-pieces must be >= 1, got {max_pieces}")
         paths = paths[:max_pieces]
-    corpus = load_corpus(paths, scheme, cache_dir=cache_dir, workers=workers,
-                         progress=progress, warn=warn)
+    corpus = load_corpus(
+        paths, scheme, cache_dir=cache_dir, workers=workers, progress=progress, warn=warn
+    )
     corpus.sources = sources
     if not corpus.pieces:
         raise ConfigError("the corpus has no readable pieces")

@@ -83,14 +83,15 @@ def transposition_table(scheme: TokenScheme, semitones: int) -> np.ndarray:
     for row, shift in enumerate(range(-semitones, semitones + 1)):
         pitch = np.arange(128) + shift
         moved = np.where((pitch >= 0) & (pitch <= 127), scheme.note_base + pitch, -1)
-        table[row, scheme.note_base:scheme.note_base + 128] = moved
+        table[row, scheme.note_base : scheme.note_base + 128] = moved
         for chord, token in chord_ids.items():
             table[row, token] = chord_ids.get(tuple(p + shift for p in chord), -1)
     return table
 
 
-def transpose_windows(x: np.ndarray, y: np.ndarray, table: np.ndarray,
-                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def transpose_windows(
+    x: np.ndarray, y: np.ndarray, table: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Each window (row of ``x`` and its targets ``y``) moved by its own random shift, drawn
     uniformly from the shifts of ``table`` that keep every token of that window valid.
 
@@ -169,8 +170,9 @@ def concat(streams: Sequence[np.ndarray]) -> np.ndarray:
     return np.concatenate(streams).astype(np.int32) if streams else np.zeros(0, np.int32)
 
 
-def windows(stream: np.ndarray, length: int, stride: int | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
+def windows(
+    stream: np.ndarray, length: int, stride: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``(inputs, targets)`` of shape ``[n, length]``: ``targets[i, t] = stream[start_i + t + 1]``.
 
     Windows start every ``stride`` tokens (default ``length``); a tail shorter than a window is

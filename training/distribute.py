@@ -64,8 +64,9 @@ def make_strategy(cluster: Cluster) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def patch_keras_for_multi_worker(model: keras.Model, strategy: tf.distribute.Strategy,
-                                 sample: tuple[Any, Any]) -> None:
+def patch_keras_for_multi_worker(
+    model: keras.Model, strategy: tf.distribute.Strategy, sample: tuple[Any, Any]
+) -> None:
     """Make ``model.fit`` work under MultiWorkerMirroredStrategy (see the module docstring)."""
     import tensorflow as tf
     from keras.src.backend.tensorflow import trainer as keras_trainer
@@ -83,8 +84,11 @@ def patch_keras_for_multi_worker(model: keras.Model, strategy: tf.distribute.Str
             strategy
         ):
             return tf.nest.map_structure(
-                lambda v: strategy.reduce("MEAN", v, axis=None)
-                if isinstance(v, tf.distribute.DistributedValues) else v,
+                lambda v: (
+                    strategy.reduce("MEAN", v, axis=None)
+                    if isinstance(v, tf.distribute.DistributedValues)
+                    else v
+                ),
                 values,
             )
         return original(values, strategy, reduction)

@@ -62,9 +62,14 @@ class Score:
 def grammar_masks(scheme: TokenScheme, previous: np.ndarray) -> np.ndarray:
     """``[n, vocab]`` boolean: which tokens the grammar allows after each of ``previous``."""
     kinds = np.array([int(scheme.kind(t)) for t in range(scheme.vocab_size)])
-    table = np.stack([scheme.allowed(int(np.flatnonzero(kinds == k)[0]))
-                      if np.any(kinds == k) else np.ones(scheme.vocab_size, bool)
-                      for k in range(len(Kind))])
+    table = np.stack(
+        [
+            scheme.allowed(int(np.flatnonzero(kinds == k)[0]))
+            if np.any(kinds == k)
+            else np.ones(scheme.vocab_size, bool)
+            for k in range(len(Kind))
+        ]
+    )
     return table[kinds[previous]]
 
 
@@ -84,8 +89,12 @@ def _log2_masked(scores: np.ndarray, mask: np.ndarray | None, *, logits: bool) -
         return np.log2(p)
 
 
-def score_streams(name: str, log2p: Sequence[np.ndarray], targets: Sequence[np.ndarray],
-                  event_ids: Sequence[np.ndarray]) -> Score:
+def score_streams(
+    name: str,
+    log2p: Sequence[np.ndarray],
+    targets: Sequence[np.ndarray],
+    event_ids: Sequence[np.ndarray],
+) -> Score:
     """Aggregate per-target log2 probabilities (rows) into a :class:`Score`."""
     bits: list[np.ndarray] = []
     hits: list[np.ndarray] = []
@@ -101,8 +110,9 @@ def score_streams(name: str, log2p: Sequence[np.ndarray], targets: Sequence[np.n
         hits[-1] = hits[-1][np.bincount(events, minlength=count) > 0]
     all_bits = np.concatenate(bits) if bits else np.zeros(0)
     all_hits = np.concatenate(hits) if hits else np.zeros(0, bool)
-    token_hits = sum(int((lp.argmax(axis=1) == t).sum()) for lp, t in zip(log2p, targets,
-                                                                         strict=True))
+    token_hits = sum(
+        int((lp.argmax(axis=1) == t).sum()) for lp, t in zip(log2p, targets, strict=True)
+    )
     tokens = sum(len(t) for t in targets)
     return Score(
         name=name,
@@ -120,10 +130,17 @@ def _event_ids(scheme: TokenScheme, targets: np.ndarray) -> np.ndarray:
     return np.maximum(np.cumsum(starts) - 1, 0)
 
 
-def markov_scores(train: Sequence[np.ndarray], held_out: Sequence[np.ndarray], vocab_size: int,
-                  *, orders: Sequence[int] = (1, 2, 3), scheme: TokenScheme | None = None,
-                  event_ids: Callable[[np.ndarray], np.ndarray] | None = None,
-                  first_target: int = 0, pad: int = 0) -> list[Score]:
+def markov_scores(
+    train: Sequence[np.ndarray],
+    held_out: Sequence[np.ndarray],
+    vocab_size: int,
+    *,
+    orders: Sequence[int] = (1, 2, 3),
+    scheme: TokenScheme | None = None,
+    event_ids: Callable[[np.ndarray], np.ndarray] | None = None,
+    first_target: int = 0,
+    pad: int = 0,
+) -> list[Score]:
     """Witten-Bell Markov models of each order fitted on ``train``, scored on ``held_out``.
 
     With ``scheme`` the grammar mask applies and events are Antiphon events; without it every
@@ -144,9 +161,14 @@ def markov_scores(train: Sequence[np.ndarray], held_out: Sequence[np.ndarray], v
     return rows
 
 
-def evaluate_step_model(runner: LstmModel, corpus: Corpus, *, every: int = 10,
-                        orders: Sequence[int] = (1, 2, 3), name: str | None = None
-                        ) -> tuple[list[Score], dict[str, Any]]:
+def evaluate_step_model(
+    runner: LstmModel,
+    corpus: Corpus,
+    *,
+    every: int = 10,
+    orders: Sequence[int] = (1, 2, 3),
+    name: str | None = None,
+) -> tuple[list[Score], dict[str, Any]]:
     """Score an ``antiphon-lstm`` model and the Markov baselines on the held-out pieces."""
     scheme = runner.scheme
     data = build_dataset(corpus.pieces, scheme, scheme=scheme, every=every)
@@ -159,19 +181,37 @@ def evaluate_step_model(runner: LstmModel, corpus: Corpus, *, every: int = 10,
         targets.append(target)
         ids.append(_event_ids(scheme, target))
         log2p.append(_log2_masked(logits[:-1], grammar_masks(scheme, stream[:-1]), logits=True))
-    layers = "×".join(map(str, runner.layers)) if len(set(runner.layers)) > 1 else (
-        f"{len(runner.layers)}×{runner.layers[0]}")
+    layers = (
+        "×".join(map(str, runner.layers))
+        if len(set(runner.layers)) > 1
+        else (f"{len(runner.layers)}×{runner.layers[0]}")
+    )
     rows = [score_streams(name or f"LSTM {layers}", log2p, targets, ids)]
-    rows += markov_scores(data.train, data.held_out, scheme.vocab_size, orders=orders,
-                          scheme=scheme, event_ids=lambda t: _event_ids(scheme, t))
-    info = {"held_out_pieces": len(data.held_out), "grammar_masked": True,
-            "held_out_events": rows[0].events, "held_out_tokens": rows[0].tokens}
+    rows += markov_scores(
+        data.train,
+        data.held_out,
+        scheme.vocab_size,
+        orders=orders,
+        scheme=scheme,
+        event_ids=lambda t: _event_ids(scheme, t),
+    )
+    info = {
+        "held_out_pieces": len(data.held_out),
+        "grammar_masked": True,
+        "held_out_events": rows[0].events,
+        "held_out_tokens": rows[0].tokens,
+    }
     return rows, info
 
 
-def evaluate_reference(runner: WindowRunner, corpus: Corpus, *, every: int = 10,
-                       orders: Sequence[int] = (1, 2, 3), name: str | None = None
-                       ) -> tuple[list[Score], dict[str, Any]]:
+def evaluate_reference(
+    runner: WindowRunner,
+    corpus: Corpus,
+    *,
+    every: int = 10,
+    orders: Sequence[int] = (1, 2, 3),
+    name: str | None = None,
+) -> tuple[list[Score], dict[str, Any]]:
     """Score the reference window net and Markov baselines of its tokenization."""
     split = split_pieces(corpus.pieces, every)
     vocabulary = ReferenceVocabulary(tuple(runner.vocabulary))
@@ -180,12 +220,18 @@ def evaluate_reference(runner: WindowRunner, corpus: Corpus, *, every: int = 10,
     windows, targets = reference_windows(held, runner.window)
     probs = runner.predict(windows)
     log2p = _log2_masked(probs, None, logits=False)
-    rows = [score_streams(name or "seed 512→256 window", [log2p], [targets],
-                          [np.arange(len(targets))])]
-    rows += markov_scores([train], [held], vocabulary.size, orders=orders,
-                          first_target=runner.window - 1, pad=0)
-    info = {"held_out_pieces": len(split.held_out), "grammar_masked": False,
-            "held_out_events": len(targets), "tokenization": "reference (one symbol per onset)"}
+    rows = [
+        score_streams(name or "seed 512→256 window", [log2p], [targets], [np.arange(len(targets))])
+    ]
+    rows += markov_scores(
+        [train], [held], vocabulary.size, orders=orders, first_target=runner.window - 1, pad=0
+    )
+    info = {
+        "held_out_pieces": len(split.held_out),
+        "grammar_masked": False,
+        "held_out_events": len(targets),
+        "tokenization": "reference (one symbol per onset)",
+    }
     return rows, info
 
 
@@ -198,10 +244,12 @@ def format_table(rows: Sequence[Score], info: dict[str, Any] | None = None) -> s
             f"events" + (", grammar-masked" if info.get("grammar_masked") else "")
         )
     width = max(len("model"), *(len(r.name) for r in rows))
-    lines.append(f"{'model':<{width}}  {'bits/event':>10}  {'token top-1':>11}  "
-                 f"{'event top-1':>11}")
+    lines.append(
+        f"{'model':<{width}}  {'bits/event':>10}  {'token top-1':>11}  {'event top-1':>11}"
+    )
     for r in rows:
-        lines.append(f"{r.name:<{width}}  {r.bits_per_event:>10.3f}  {100 * r.token_top1:>10.1f}%"
-                     f"  {100 * r.event_top1:>10.1f}%")
+        lines.append(
+            f"{r.name:<{width}}  {r.bits_per_event:>10.3f}  {100 * r.token_top1:>10.1f}%"
+            f"  {100 * r.event_top1:>10.1f}%"
+        )
     return "\n".join(lines)
-

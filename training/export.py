@@ -41,7 +41,6 @@ __all__ = [
 ]
 
 
-
 def build_step_model(trained: keras.Model, config: LstmConfig) -> keras.Model:
     """The stateful inference graph with ``trained``'s weights (dropout is inference-inert)."""
     import keras
@@ -64,8 +63,10 @@ def build_step_model(trained: keras.Model, config: LstmConfig) -> keras.Model:
     model = keras.Model(inputs, [dense(x), *outputs], name="antiphon_step")
     for layer in (embedding, *lstms, dense):
         layer.set_weights(trained.get_layer(layer.name).get_weights())
-    model([np.zeros((1, 2), np.int64)]  # export needs a model that has been called once
-          + [np.zeros((1, u), np.float32) for u in config.units for _ in (0, 1)])
+    model(
+        [np.zeros((1, 2), np.int64)]  # export needs a model that has been called once
+        + [np.zeros((1, u), np.float32) for u in config.units for _ in (0, 1)]
+    )
     return model
 
 
@@ -80,8 +81,12 @@ def _export_raw(model: keras.Model) -> onnx.ModelProto:
         return onnx.load(str(path))
 
 
-def _rename(proto: onnx.ModelProto, inputs: list[str], outputs: list[str],
-            dims: Mapping[str, list[str | int]]) -> None:
+def _rename(
+    proto: onnx.ModelProto,
+    inputs: list[str],
+    outputs: list[str],
+    dims: Mapping[str, list[str | int]],
+) -> None:
     """Give graph inputs/outputs (in order) the contract names and their axes readable names."""
     graph = proto.graph
     mapping: dict[str, str] = {}
@@ -141,8 +146,13 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-def export_lstm(trained: keras.Model, config: LstmConfig, scheme: TokenScheme,
-                training: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+def export_lstm(
+    trained: keras.Model,
+    config: LstmConfig,
+    scheme: TokenScheme,
+    training: Mapping[str, Any],
+    path: str | os.PathLike[str],
+) -> None:
     """Write the stateful-step ONNX file for ``trained`` to ``path`` (atomically)."""
     import onnx
 
@@ -150,27 +160,37 @@ def export_lstm(trained: keras.Model, config: LstmConfig, scheme: TokenScheme,
         raise ModelError(f"model vocabulary {config.vocab_size} != scheme's {scheme.vocab_size}")
     proto = _export_raw(build_step_model(trained, config))
     states = [f"{k}_{i}" for i in range(len(config.units)) for k in ("h", "c")]
-    dims: dict[str, list[str | int]] = {"tokens": ["batch", "time"],
-                                        "logits": ["batch", "time", config.vocab_size]}
+    dims: dict[str, list[str | int]] = {
+        "tokens": ["batch", "time"],
+        "logits": ["batch", "time", config.vocab_size],
+    }
     for i, units in enumerate(config.units):
         for k in ("h", "c"):
             dims[f"{k}_{i}"] = dims[f"{k}_{i}_out"] = ["batch", units]
     _rename(proto, ["tokens", *states], ["logits", *(f"{s}_out" for s in states)], dims)
     _check_native_lstm(proto, len(config.units))
     onnx.checker.check_model(proto)
-    _set_metadata(proto, {
-        "antiphon.format": FORMAT,
-        "antiphon.format_version": FORMAT_VERSION,
-        "antiphon.token_scheme": scheme.to_json(),
-        "antiphon.layers": json.dumps(list(config.units)),
-        "antiphon.training": _dumps(dict(training)),
-    })
+    _set_metadata(
+        proto,
+        {
+            "antiphon.format": FORMAT,
+            "antiphon.format_version": FORMAT_VERSION,
+            "antiphon.token_scheme": scheme.to_json(),
+            "antiphon.layers": json.dumps(list(config.units)),
+            "antiphon.training": _dumps(dict(training)),
+        },
+    )
     proto.producer_name = "antiphon"
     _save_atomic(proto, path)
 
 
-def export_reference(trained: keras.Model, config: ReferenceConfig, vocabulary: ReferenceVocabulary,
-                     training: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+def export_reference(
+    trained: keras.Model,
+    config: ReferenceConfig,
+    vocabulary: ReferenceVocabulary,
+    training: Mapping[str, Any],
+    path: str | os.PathLike[str],
+) -> None:
     """Write the reference window net: ``window`` int64 ``[batch, 100]`` → ``probs``."""
     import keras
     import onnx
@@ -181,19 +201,26 @@ def export_reference(trained: keras.Model, config: ReferenceConfig, vocabulary: 
     model.set_weights(trained.get_weights())
     model(keras.ops.zeros((1, config.window), "int64"))
     proto = _export_raw(model)
-    _rename(proto, ["window"], ["probs"], {"window": ["batch", config.window],
-                                             "probs": ["batch", config.vocab_size]})
+    _rename(
+        proto,
+        ["window"],
+        ["probs"],
+        {"window": ["batch", config.window], "probs": ["batch", config.vocab_size]},
+    )
     _check_native_lstm(proto, len(config.units))
     onnx.checker.check_model(proto)
-    _set_metadata(proto, {
-        "antiphon.format": REFERENCE_FORMAT,
-        "antiphon.format_version": FORMAT_VERSION,
-        "antiphon.vocabulary": json.dumps(list(vocabulary.symbols)),
-        "antiphon.window": str(config.window),
-        "antiphon.step_beats": str(STEP_BEATS),
-        "antiphon.layers": json.dumps(list(config.units)),
-        "antiphon.training": _dumps(dict(training)),
-    })
+    _set_metadata(
+        proto,
+        {
+            "antiphon.format": REFERENCE_FORMAT,
+            "antiphon.format_version": FORMAT_VERSION,
+            "antiphon.vocabulary": json.dumps(list(vocabulary.symbols)),
+            "antiphon.window": str(config.window),
+            "antiphon.step_beats": str(STEP_BEATS),
+            "antiphon.layers": json.dumps(list(config.units)),
+            "antiphon.training": _dumps(dict(training)),
+        },
+    )
     proto.producer_name = "antiphon"
     _save_atomic(proto, path)
 

@@ -44,7 +44,7 @@ class MarkovModel:
                 self._unigram[target] += 1
                 end = t + self.order  # index of target in padded
                 for n in range(1, self.order + 1):
-                    context = tuple(padded[end - n:end])
+                    context = tuple(padded[end - n : end])
                     row = self._counts[n].setdefault(context, {})
                     row[target] = row.get(target, 0) + 1
         self._tables = [{} for _ in range(self.order + 1)]
@@ -60,7 +60,7 @@ class MarkovModel:
         padded = [self.pad] * self.order + [int(t) for t in context]
         p = self._unigram / self._unigram.sum()
         for n in range(1, self.order + 1):
-            entry = self._tables[n].get(tuple(padded[len(padded) - n:])) if self._tables else None
+            entry = self._tables[n].get(tuple(padded[len(padded) - n :])) if self._tables else None
             if entry is None:
                 continue
             ids, counts, total, types = entry
@@ -73,5 +73,5 @@ class MarkovModel:
         tokens = [int(t) for t in stream]
         out = np.empty((max(0, len(tokens) - 1), self.vocab_size), np.float64)
         for t in range(len(tokens) - 1):
-            out[t] = self.distribution(tokens[max(0, t + 1 - self.order):t + 1])
+            out[t] = self.distribution(tokens[max(0, t + 1 - self.order) : t + 1])
         return out

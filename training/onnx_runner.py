@@ -56,13 +56,16 @@ class WindowRunner:
 
     def predict(self, windows: np.ndarray, batch: int = 256) -> np.ndarray:
         windows = np.asarray(windows, np.int64)
-        parts = [self.session.run(["probs"], {"window": windows[i:i + batch]})[0]
-                 for i in range(0, len(windows), batch)]
+        parts = [
+            self.session.run(["probs"], {"window": windows[i : i + batch]})[0]
+            for i in range(0, len(windows), batch)
+        ]
         return np.concatenate(parts) if parts else np.zeros((0, len(self.vocabulary)), np.float32)
 
 
-def open_model(path: str | os.PathLike[str], *, threads: int | None = None
-               ) -> LstmModel | WindowRunner:
+def open_model(
+    path: str | os.PathLike[str], *, threads: int | None = None
+) -> LstmModel | WindowRunner:
     """Open either kind of model file by its ``antiphon.format``."""
     if not os.path.isfile(path):
         raise ModelError(f"model file not found: {path}")

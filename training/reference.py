@@ -90,8 +90,9 @@ class ReferenceVocabulary:
         return np.fromiter((index.get(s, 0) for s in symbols), np.int32)
 
 
-def reference_windows(stream: np.ndarray, window: int = WINDOW, stride: int = 1,
-                      start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def reference_windows(
+    stream: np.ndarray, window: int = WINDOW, stride: int = 1, start: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """``(inputs [n, window], targets [n])``: every ``stride``-th window from ``start``."""
     starts = np.arange(start, max(start, len(stream) - window), stride)
     index = starts[:, None] + np.arange(window)[None, :]
@@ -108,8 +109,13 @@ class ReferenceConfig:
     dropout: float = 0.3
 
     def to_dict(self) -> dict[str, Any]:
-        return {"arch": "reference", "vocab_size": self.vocab_size, "window": self.window,
-                "units": list(self.units), "dropout": self.dropout}
+        return {
+            "arch": "reference",
+            "vocab_size": self.vocab_size,
+            "window": self.window,
+            "units": list(self.units),
+            "dropout": self.dropout,
+        }
 
 
 def build_reference(config: ReferenceConfig, dtype: str = "int32") -> keras.Model:
@@ -118,8 +124,13 @@ def build_reference(config: ReferenceConfig, dtype: str = "int32") -> keras.Mode
     from keras import layers
 
     window = keras.Input(shape=(config.window,), dtype=dtype, name="window")
-    x = layers.Embedding(config.vocab_size, config.vocab_size, embeddings_initializer="identity",
-                         trainable=False, name="one_hot")(window)
+    x = layers.Embedding(
+        config.vocab_size,
+        config.vocab_size,
+        embeddings_initializer="identity",
+        trainable=False,
+        name="one_hot",
+    )(window)
     x = layers.LSTM(config.units[0], return_sequences=True, name="lstm_0")(x)
     x = layers.Dropout(config.dropout, name="dropout_0")(x)
     x = layers.LSTM(config.units[1], name="lstm_1")(x)

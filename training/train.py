@@ -113,11 +113,15 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def base_scheme(self) -> TokenScheme:
-        return TokenScheme(steps_per_beat=self.steps_per_beat, max_shift=8 * self.steps_per_beat,
-                           max_duration=8 * self.steps_per_beat)
+        return TokenScheme(
+            steps_per_beat=self.steps_per_beat,
+            max_shift=8 * self.steps_per_beat,
+            max_duration=8 * self.steps_per_beat,
+        )
 
 
 # ----- run directory ----------------------------------------------------------------------------
+
 
 def _write_atomic(path: Path, write: Callable[[str], object]) -> None:
     """Call ``write(tmp_path)`` then rename over ``path`` (a crash leaves the old file intact)."""
@@ -148,8 +152,14 @@ def read_state(run_dir: Path) -> dict[str, Any] | None:
 
 def _fresh_run_dir(run_dir: Path) -> None:
     """Remove the files of an earlier run in ``run_dir`` (only our own file names)."""
-    for pattern in (STATE, "checkpoint-*.keras", "best.weights.h5", "log.csv",
-                    "learning-curve.png", "model.onnx"):
+    for pattern in (
+        STATE,
+        "checkpoint-*.keras",
+        "best.weights.h5",
+        "log.csv",
+        "learning-curve.png",
+        "model.onnx",
+    ):
         for path in run_dir.glob(pattern):
             path.unlink()
 
@@ -163,6 +173,7 @@ def _check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
 
 
 # ----- data -------------------------------------------------------------------------------------
+
 
 @dataclass
 class Prepared:
@@ -179,23 +190,30 @@ class Prepared:
     transposition: np.ndarray | None = None  # see training.dataset.transposition_table
 
 
-def _prepare_default(config: TrainConfig, corpus: Corpus, saved: dict[str, Any] | None
-                     ) -> Prepared:
+def _prepare_default(config: TrainConfig, corpus: Corpus, saved: dict[str, Any] | None) -> Prepared:
     from training.export import export_lstm
 
     scheme = TokenScheme.from_dict(saved["scheme"]) if saved else None
-    data = build_dataset(corpus.pieces, config.base_scheme(), chord_cap=config.chord_cap,
-                         augment=config.augment, every=config.held_out_every, scheme=scheme)
+    data = build_dataset(
+        corpus.pieces,
+        config.base_scheme(),
+        chord_cap=config.chord_cap,
+        augment=config.augment,
+        every=config.held_out_every,
+        scheme=scheme,
+    )
     if not data.held_out:
-        raise ConfigError(f"too few pieces ({len(corpus.pieces)}) to hold out every "
-                          f"{config.held_out_every}th one")
+        raise ConfigError(
+            f"too few pieces ({len(corpus.pieces)}) to hold out every {config.held_out_every}th one"
+        )
     x, y = windows(concat(data.train), config.window)
     held = concat(data.held_out)
     val_x, val_y = windows(held, min(config.window, len(held) - 1))
     if not len(x):
         raise ConfigError(f"the training split has fewer tokens than one window ({config.window})")
-    model_config = LstmConfig(data.scheme.vocab_size, config.embedding, tuple(config.units),
-                              config.dropout)
+    model_config = LstmConfig(
+        data.scheme.vocab_size, config.embedding, tuple(config.units), config.dropout
+    )
 
     def build() -> Any:
         from training.model import build_lstm, compile_model
@@ -209,15 +227,19 @@ def _prepare_default(config: TrainConfig, corpus: Corpus, saved: dict[str, Any] 
 
     summary = {
         "architecture": model_config.to_dict(),
-        "corpus": {**corpus.summary(), "events": int(sum(len(data.scheme.events_from_notes(
-            p.notes)) for p in corpus.pieces)), "tokens": int(sum(len(t) for t in data.train))},
+        "corpus": {
+            **corpus.summary(),
+            "events": int(sum(len(data.scheme.events_from_notes(p.notes)) for p in corpus.pieces)),
+            "tokens": int(sum(len(t) for t in data.train)),
+        },
         "split": data.summary(),
     }
     table = transposition_table(data.scheme, config.transpose) if config.transpose else None
     if table is not None:
         summary["split"]["transpose_semitones"] = config.transpose
-    return Prepared(x, y, val_x, val_y, build, export, summary,
-                    {"scheme": data.scheme.to_dict()}, table)
+    return Prepared(
+        x, y, val_x, val_y, build, export, summary, {"scheme": data.scheme.to_dict()}, table
+    )
 
 
 def _prepare_seed(config: TrainConfig, corpus: Corpus, saved: dict[str, Any] | None) -> Prepared:
@@ -228,8 +250,11 @@ def _prepare_seed(config: TrainConfig, corpus: Corpus, saved: dict[str, Any] | N
     if not split.held_out:
         raise ConfigError(f"too few pieces ({len(corpus.pieces)}) for a held-out split")
     train_symbols = [reference_symbols(p.notes) for p in split.train]
-    vocabulary = (ReferenceVocabulary(tuple(saved["vocabulary"])) if saved
-                  else ReferenceVocabulary.from_streams(train_symbols))
+    vocabulary = (
+        ReferenceVocabulary(tuple(saved["vocabulary"]))
+        if saved
+        else ReferenceVocabulary.from_streams(train_symbols)
+    )
     if len(config.units) != 2:
         raise ConfigError(f"--arch reference has two LSTM layers, got --units {config.units}")
     reference = ReferenceConfig(vocabulary.size, units=(config.units[0], config.units[1]))
@@ -239,8 +264,7 @@ def _prepare_seed(config: TrainConfig, corpus: Corpus, saved: dict[str, Any] | N
     stride = max(1, (len(held) - reference.window) // 2048)  # ≤ ~2k validation windows per epoch
     val_x, val_y = reference_windows(held, reference.window, stride)
     if not len(x) or not len(val_x):
-        raise ConfigError(f"--arch reference needs more than {reference.window} events per "
-                          "split")
+        raise ConfigError(f"--arch reference needs more than {reference.window} events per split")
 
     def build() -> Any:
         from training.reference import build_reference, compile_reference
@@ -254,16 +278,22 @@ def _prepare_seed(config: TrainConfig, corpus: Corpus, saved: dict[str, Any] | N
 
     summary = {
         "architecture": reference.to_dict(),
-        "corpus": {**corpus.summary(), "events": int(len(train) + len(held)),
-                   "tokens": len(train)},
-        "split": {**split.summary(), "vocab_size": vocabulary.size, "train_tokens": len(train),
-                  "held_out_tokens": len(held), "validation_stride": stride},
+        "corpus": {**corpus.summary(), "events": int(len(train) + len(held)), "tokens": len(train)},
+        "split": {
+            **split.summary(),
+            "vocab_size": vocabulary.size,
+            "train_tokens": len(train),
+            "held_out_tokens": len(held),
+            "validation_stride": stride,
+        },
     }
-    return Prepared(x, y, val_x, val_y, build, export, summary,
-                    {"vocabulary": list(vocabulary.symbols)})
+    return Prepared(
+        x, y, val_x, val_y, build, export, summary, {"vocabulary": list(vocabulary.symbols)}
+    )
 
 
 # ----- Keras callback ---------------------------------------------------------------------------
+
 
 class _DeferredInterrupt:
     """Ctrl-C during ``fit``: remembered, then raised as KeyboardInterrupt at the next batch
@@ -297,8 +327,14 @@ class _DeferredInterrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _make_keeper(run_dir: Path, state: dict[str, Any], config: TrainConfig, cluster: Cluster,
-                 started: float, check_interrupt: Callable[[], None] = lambda: None) -> Any:
+def _make_keeper(
+    run_dir: Path,
+    state: dict[str, Any],
+    config: TrainConfig,
+    cluster: Cluster,
+    started: float,
+    check_interrupt: Callable[[], None] = lambda: None,
+) -> Any:
     import keras
 
     class RunKeeper(keras.callbacks.Callback):
@@ -344,8 +380,11 @@ def _make_keeper(run_dir: Path, state: dict[str, Any], config: TrainConfig, clus
                 _write_atomic(run_dir / "best.weights.h5", self.model.save_weights)
             name = f"checkpoint-{epoch:04d}.keras"
             _write_atomic(run_dir / name, self.model.save)
-            row = {"epoch": epoch, "seconds": round(seconds, 2),
-                   **{k: round(float(v), 6) for k, v in sorted(logs.items())}}
+            row = {
+                "epoch": epoch,
+                "seconds": round(seconds, 2),
+                **{k: round(float(v), 6) for k, v in sorted(logs.items())},
+            }
             _append_csv(run_dir / "log.csv", row)  # a resume trims rows the state does not cover
             old = state.get("checkpoint")
             state["checkpoint"] = name
@@ -373,11 +412,13 @@ def _trim_csv(path: Path, epochs: int) -> None:
     with open(path, newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) <= epochs]
     if rows:
+
         def write(tmp: str) -> None:
             with open(tmp, "w", newline="") as out:
                 writer = csv.DictWriter(out, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)
+
         _write_atomic(path, write)
     else:
         path.unlink()
@@ -407,6 +448,7 @@ def _plot(csv_path: Path, png_path: Path) -> None:
 
 # ----- the run ------------------------------------------------------------------------------------
 
+
 def _transposer(table: np.ndarray, seed: int) -> Any:
     """tf.data map: one window moved by a random shift among those that keep it valid
     (:func:`training.dataset.transpose_windows` is the numpy twin)."""
@@ -425,8 +467,17 @@ def _transposer(table: np.ndarray, seed: int) -> Any:
     return move
 
 
-def _dataset(x: np.ndarray, y: np.ndarray, batch: int, *, shuffle: bool, seed: int,
-             repeat: bool, distributed: bool, transposition: np.ndarray | None = None) -> Any:
+def _dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    repeat: bool,
+    distributed: bool,
+    transposition: np.ndarray | None = None,
+) -> Any:
     import tensorflow as tf
 
     data = tf.data.Dataset.from_tensor_slices((x, y))
@@ -440,7 +491,8 @@ def _dataset(x: np.ndarray, y: np.ndarray, batch: int, *, shuffle: bool, seed: i
     if distributed:
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = (
-            tf.data.experimental.AutoShardPolicy.DATA)
+            tf.data.experimental.AutoShardPolicy.DATA
+        )
         data = data.with_options(options)
     return data.prefetch(tf.data.AUTOTUNE)
 
@@ -452,9 +504,17 @@ def resume_hint(argv: Sequence[str]) -> str:
     return "antiphon " + " ".join(shlex.quote(a) for a in args)
 
 
-def train(config: TrainConfig, *, out: Path, run_dir: Path, resume: bool = False,
-          cache_dir: Path | None = DEFAULT_CACHE_DIR, progress: bool = True,
-          argv: Sequence[str] = (), log: Callable[[str], None] | None = None) -> int:
+def train(
+    config: TrainConfig,
+    *,
+    out: Path,
+    run_dir: Path,
+    resume: bool = False,
+    cache_dir: Path | None = DEFAULT_CACHE_DIR,
+    progress: bool = True,
+    argv: Sequence[str] = (),
+    log: Callable[[str], None] | None = None,
+) -> int:
     """Run (or resume) a training run and write the model file; returns the exit status."""
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     cluster = cluster_from_env()
@@ -476,16 +536,25 @@ def train(config: TrainConfig, *, out: Path, run_dir: Path, resume: bool = False
     started = time.monotonic()
 
     # Corpus first: its worker processes fork before TensorFlow exists in this process.
-    corpus = load_sources(config.base_scheme(), composers=config.composers,
-                          midi_dirs=config.midi_dirs, max_pieces=config.max_pieces,
-                          cache_dir=cache_dir, progress=progress and cluster.is_chief)
-    say(f"corpus: {len(corpus.pieces)} pieces, {corpus.events:,} notes "
+    corpus = load_sources(
+        config.base_scheme(),
+        composers=config.composers,
+        midi_dirs=config.midi_dirs,
+        max_pieces=config.max_pieces,
+        cache_dir=cache_dir,
+        progress=progress and cluster.is_chief,
+    )
+    say(
+        f"corpus: {len(corpus.pieces)} pieces, {corpus.events:,} notes "
         f"({corpus.converted} converted, {corpus.cached} from cache, "
-        f"{len(corpus.skipped)} skipped)")
+        f"{len(corpus.skipped)} skipped)"
+    )
     prepare = _prepare_default if config.arch == "default" else _prepare_seed
     prepared = prepare(config, corpus, state["data"] if resume and state else None)
-    say(f"data: {len(prepared.x):,} training windows, {len(prepared.val_x):,} held-out windows; "
-        f"split {prepared.summary['split']}")
+    say(
+        f"data: {len(prepared.x):,} training windows, {len(prepared.val_x):,} held-out windows; "
+        f"split {prepared.summary['split']}"
+    )
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     import keras
@@ -503,9 +572,17 @@ def train(config: TrainConfig, *, out: Path, run_dir: Path, resume: bool = False
         run_dir.mkdir(parents=True, exist_ok=True)
         _fresh_run_dir(run_dir)
     if not resume or state is None:
-        state = {"epoch": 0, "best_loss": float("inf"), "best_epoch": 0, "wait": 0,
-                 "seconds": 0.0, "stopped": None, "checkpoint": None,
-                 "config": config.to_dict(), "data": prepared.saved_vocabulary}
+        state = {
+            "epoch": 0,
+            "best_loss": float("inf"),
+            "best_epoch": 0,
+            "wait": 0,
+            "seconds": 0.0,
+            "stopped": None,
+            "checkpoint": None,
+            "config": config.to_dict(),
+            "data": prepared.saved_vocabulary,
+        }
     else:
         state["config"] = config.to_dict()
         if state.get("stopped") in ("time", "done") and state["epoch"] < config.epochs:
@@ -516,37 +593,63 @@ def train(config: TrainConfig, *, out: Path, run_dir: Path, resume: bool = False
     if cluster.distributed:
         patch_keras_for_multi_worker(model, strategy, (prepared.x[:2], prepared.y[:2]))
     batch = config.batch * cluster.workers
-    train_data = _dataset(prepared.x, prepared.y, batch, shuffle=True, seed=config.seed,
-                          repeat=config.steps_per_epoch is not None,
-                          distributed=cluster.distributed, transposition=prepared.transposition)
-    val_data = _dataset(prepared.val_x, prepared.val_y, batch, shuffle=False, seed=0,
-                        repeat=False, distributed=cluster.distributed)
-    say(f"model: {model.count_params():,} parameters; epochs {state['epoch']}→{config.epochs}, "
-        f"run directory {run_dir}"
-        + (f", {cluster.workers} workers" if cluster.distributed else ""))
+    train_data = _dataset(
+        prepared.x,
+        prepared.y,
+        batch,
+        shuffle=True,
+        seed=config.seed,
+        repeat=config.steps_per_epoch is not None,
+        distributed=cluster.distributed,
+        transposition=prepared.transposition,
+    )
+    val_data = _dataset(
+        prepared.val_x,
+        prepared.val_y,
+        batch,
+        shuffle=False,
+        seed=0,
+        repeat=False,
+        distributed=cluster.distributed,
+    )
+    say(
+        f"model: {model.count_params():,} parameters; epochs {state['epoch']}→{config.epochs}, "
+        f"run directory {run_dir}" + (f", {cluster.workers} workers" if cluster.distributed else "")
+    )
     if state.get("stopped") is None and state["epoch"] < config.epochs:
         interrupt = _DeferredInterrupt()
         keeper = _make_keeper(run_dir, state, config, cluster, started, interrupt.check)
         try:
             with interrupt:
-                model.fit(train_data, validation_data=val_data, epochs=config.epochs,
-                          initial_epoch=state["epoch"], steps_per_epoch=config.steps_per_epoch,
-                          callbacks=[keeper], shuffle=False,  # tf.data shuffles already
-                          verbose=1 if sys.stdout.isatty() else 2)
+                model.fit(
+                    train_data,
+                    validation_data=val_data,
+                    epochs=config.epochs,
+                    initial_epoch=state["epoch"],
+                    steps_per_epoch=config.steps_per_epoch,
+                    callbacks=[keeper],
+                    shuffle=False,  # tf.data shuffles already
+                    verbose=1 if sys.stdout.isatty() else 2,
+                )
         except KeyboardInterrupt:
-            say(f"\ninterrupted: {state['epoch']} of {config.epochs} epochs are saved in "
-                f"{run_dir}; resume with: {resume_hint(argv)}")
+            say(
+                f"\ninterrupted: {state['epoch']} of {config.epochs} epochs are saved in "
+                f"{run_dir}; resume with: {resume_hint(argv)}"
+            )
             return INTERRUPTED
     if not cluster.is_chief:
         return 0
-    say(f"training stopped after epoch {state['epoch']} ({state.get('stopped') or 'done'}); "
-        f"best held-out loss {state['best_loss']:.4f} nats/token at epoch {state['best_epoch']}")
+    say(
+        f"training stopped after epoch {state['epoch']} ({state.get('stopped') or 'done'}); "
+        f"best held-out loss {state['best_loss']:.4f} nats/token at epoch {state['best_epoch']}"
+    )
     if (run_dir / "best.weights.h5").exists():
         model.load_weights(run_dir / "best.weights.h5")
     training = {
         **prepared.summary,
-        "params": {k: v for k, v in config.to_dict().items()
-                   if k not in ("composers", "midi_dirs", "arch")},
+        "params": {
+            k: v for k, v in config.to_dict().items() if k not in ("composers", "midi_dirs", "arch")
+        },
         "parameters": int(model.count_params()),
         "epochs": state["epoch"],
         "best_epoch": state["best_epoch"],
@@ -567,9 +670,16 @@ def _tf_version() -> str:
     return str(tf.__version__)
 
 
-def _export_and_score(prepared: Prepared, model: Any, training: dict[str, Any], corpus: Corpus,
-                      config: TrainConfig, run_dir: Path, out: Path,
-                      say: Callable[[str], None]) -> None:
+def _export_and_score(
+    prepared: Prepared,
+    model: Any,
+    training: dict[str, Any],
+    corpus: Corpus,
+    config: TrainConfig,
+    run_dir: Path,
+    out: Path,
+    say: Callable[[str], None],
+) -> None:
     """Export into the run directory, score held-out with onnxruntime, then publish to ``out``."""
     from bridge.model import load_model
     from training.evaluate import evaluate_reference, evaluate_step_model, format_table
@@ -582,11 +692,14 @@ def _export_and_score(prepared: Prepared, model: Any, training: dict[str, Any], 
         rows, info = evaluate_step_model(load_model(staged), corpus, every=config.held_out_every)
     else:
         rows, info = evaluate_reference(WindowRunner(staged), corpus, every=config.held_out_every)
-    training["held_out"] = {**rows[0].to_dict(), **{
-        k: v for k, v in info.items() if k not in ("held_out_events", "held_out_tokens")}}
+    training["held_out"] = {
+        **rows[0].to_dict(),
+        **{k: v for k, v in info.items() if k not in ("held_out_events", "held_out_tokens")},
+    }
     training["markov"] = [r.to_dict() for r in rows[1:]]
-    update_metadata(staged, {"antiphon.training": json.dumps(training, separators=(",", ":"),
-                                                             sort_keys=True)})
+    update_metadata(
+        staged, {"antiphon.training": json.dumps(training, separators=(",", ":"), sort_keys=True)}
+    )
     say(format_table(rows, info))
     _write_atomic(out, lambda tmp: shutil.copyfile(staged, tmp))
     say(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")

@@ -38,8 +38,15 @@ def test_first_strikes_leaves_out_a_buffer_read_again() -> None:
     def off(t: float, note: int) -> tuple[float, mido.Message]:
         return t, mido.Message("note_off", note=note)
 
-    messages = [on(0.0, 60), on(0.0013, 60), on(0.0027, 60), off(0.1, 60),  # read 3 times
-                on(0.2, 60), off(0.21, 60), on(0.22, 60),  # a real re-strike
-                on(0.3, 62), on(0.5, 62)]  # held, struck again much later: counted
-    assert first_strikes(messages) == ([(0.0, 60), (0.2, 60), (0.22, 60), (0.3, 62),
-                                        (0.5, 62)], 2)
+    messages = [
+        on(0.0, 60),
+        on(0.0013, 60),
+        on(0.0027, 60),
+        off(0.1, 60),  # read 3 times
+        on(0.2, 60),
+        off(0.21, 60),
+        on(0.22, 60),  # a real re-strike
+        on(0.3, 62),
+        on(0.5, 62),
+    ]  # held, struck again much later: counted
+    assert first_strikes(messages) == ([(0.0, 60), (0.2, 60), (0.22, 60), (0.3, 62), (0.5, 62)], 2)

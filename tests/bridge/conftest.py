@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from bridge.model import LstmModel
 
 TINY_SCHEME = TokenScheme(
-    steps_per_beat=4, max_shift=16, max_duration=16, velocity_buckets=4,
+    steps_per_beat=4,
+    max_shift=16,
+    max_duration=16,
+    velocity_buckets=4,
     chords=((60, 64, 67), (57, 60, 64), (55, 59, 62)),
 )
 
@@ -66,10 +69,12 @@ def build_tiny_model(
             init(f"B_{i}", rng.normal(0, 0.1, (1, 8 * units)).astype(np.float32)),
         ]
         for k in ("h", "c"):
-            inputs.append(helper.make_tensor_value_info(f"{k}_{i}", TensorProto.FLOAT,
-                                                        ["batch", units]))
-            outputs.append(helper.make_tensor_value_info(f"{k}_{i}_out", TensorProto.FLOAT,
-                                                         ["batch", units]))
+            inputs.append(
+                helper.make_tensor_value_info(f"{k}_{i}", TensorProto.FLOAT, ["batch", units])
+            )
+            outputs.append(
+                helper.make_tensor_value_info(f"{k}_{i}_out", TensorProto.FLOAT, ["batch", units])
+            )
             nodes.append(helper.make_node("Unsqueeze", [f"{k}_{i}", "axis0"], [f"{k}_{i}_3d"]))
         nodes += [
             helper.make_node(
@@ -256,5 +261,3 @@ def events() -> RecordingEvents:
 def until() -> Callable[..., bool]:
     """:func:`wait_until` (tests import nothing from conftest)."""
     return wait_until
-
-

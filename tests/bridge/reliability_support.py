@@ -37,7 +37,8 @@ from bridge.dummy_jack import DummyJack, jack_env
 
 _HERE = Path(__file__).resolve().parent
 _SCRIPT_PATH = os.pathsep.join(
-    [str(_HERE.parents[1]), str(_HERE.parent), *filter(None, [os.environ.get("PYTHONPATH")])])
+    [str(_HERE.parents[1]), str(_HERE.parent), *filter(None, [os.environ.get("PYTHONPATH")])]
+)
 """What this file needs on sys.path when it runs as a script (the recorder): the repository
 (``benchmarks``) and ``tests/`` (``waiting``), as pytest has them."""
 
@@ -112,13 +113,15 @@ class MidiPeer:
                 written += 1
             flood = self._flood
             if self.flood_written < len(flood) and end > self._flood_start:
-                due = min(len(flood), int((end - self._flood_start) * self._flood_rate
-                                          / self.rate) + 1)
+                due = min(
+                    len(flood), int((end - self._flood_start) * self._flood_rate / self.rate) + 1
+                )
                 room = MAX_EVENTS_PER_PERIOD - written
                 count = min(due - self.flood_written, room)
                 for i in range(count):
-                    self.outport.write_midi_event(i * frames // max(count, 1),
-                                                  flood[self.flood_written])
+                    self.outport.write_midi_event(
+                        i * frames // max(count, 1), flood[self.flood_written]
+                    )
                     self.flood_written += 1
                 if count > 0:
                     if self.flood_first_frame is None:
@@ -131,8 +134,9 @@ class MidiPeer:
     def now(self) -> float:
         return self.client.frame_time / self.rate
 
-    def play(self, messages: Sequence[tuple[float, mido.Message]], delay: float = 0.05
-             ) -> tuple[float, float]:
+    def play(
+        self, messages: Sequence[tuple[float, mido.Message]], delay: float = 0.05
+    ) -> tuple[float, float]:
         """Schedule ``(seconds, message)`` (sorted) from ``delay`` s from now; JACK times of the
         first and the last message."""
         base = self.client.frame_time + round(delay * self.rate)
@@ -166,7 +170,7 @@ class MidiPeer:
         and make our own process callback miss JACK cycles)."""
         raw = self._received
         end = len(raw)
-        for frame, data in raw[self._parsed_upto:end]:
+        for frame, data in raw[self._parsed_upto : end]:
             if not data or data[0] >= 0xF8:
                 continue
             try:
@@ -180,8 +184,12 @@ class MidiPeer:
     def raw_count(self) -> int:
         return len(self._received)
 
-    def connect(self, bridge_in: str = "Antiphon:Antiphon In",
-                bridge_out: str = "Antiphon:Antiphon Out", timeout: float = 10.0) -> None:
+    def connect(
+        self,
+        bridge_in: str = "Antiphon:Antiphon In",
+        bridge_out: str = "Antiphon:Antiphon Out",
+        timeout: float = 10.0,
+    ) -> None:
         """Connect our out → the bridge's input and the bridge's output → our in."""
         deadline = time.monotonic() + timeout
         while True:
@@ -209,20 +217,26 @@ class RecorderProcess:
     returns every message with its JACK time.
     """
 
-    def __init__(self, name: str, server: str, source: str, path: Path,
-                 timeout: float = 20.0) -> None:
+    def __init__(
+        self, name: str, server: str, source: str, path: Path, timeout: float = 20.0
+    ) -> None:
         self.path = path
         self.process = subprocess.Popen(
             [sys.executable, __file__, "record", name, server, source, str(path)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
             env={**os.environ, **jack_env(server), "PYTHONPATH": _SCRIPT_PATH},
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # blocks until connected (or it failed)
         if line.strip() != "recording":
             self.process.kill()
-            raise AssertionError(f"recorder did not start: {line!r} "
-                                 f"{self.process.stderr.read() if self.process.stderr else ''}")
+            raise AssertionError(
+                f"recorder did not start: {line!r} "
+                f"{self.process.stderr.read() if self.process.stderr else ''}"
+            )
 
     def stop(self, timeout: float = 20.0) -> list[tuple[float, mido.Message]]:
         self.process.send_signal(signal.SIGINT)
@@ -280,22 +294,31 @@ def note_ons(messages: Iterable[tuple[float, mido.Message]]) -> list[tuple[float
     return [(t, m) for t, m in messages if m.type == "note_on" and m.velocity > 0]
 
 
-def phrase(pitches: Sequence[int], spacing_s: float, length_s: float, *, channel: int = 0,
-           velocity: int = 90) -> list[tuple[float, mido.Message]]:
+def phrase(
+    pitches: Sequence[int],
+    spacing_s: float,
+    length_s: float,
+    *,
+    channel: int = 0,
+    velocity: int = 90,
+) -> list[tuple[float, mido.Message]]:
     """Notes ``spacing_s`` apart, each ``length_s`` long, as sorted (seconds, message)."""
     timed = []
     for i, pitch in enumerate(pitches):
         on = i * spacing_s
-        timed.append((on, 1, mido.Message("note_on", note=pitch, velocity=velocity,
-                                          channel=channel)))
+        timed.append(
+            (on, 1, mido.Message("note_on", note=pitch, velocity=velocity, channel=channel))
+        )
         timed.append((on + length_s, 0, mido.Message("note_off", note=pitch, channel=channel)))
     timed.sort(key=lambda e: (e[0], e[1]))
     return [(t, m) for t, _, m in timed]
 
 
-def wait_answer(peer: MidiPeer, since: float, *, quiet: float = 0.3, timeout: float = 20.0
-                ) -> list[tuple[float, mido.Message]]:
+def wait_answer(
+    peer: MidiPeer, since: float, *, quiet: float = 0.3, timeout: float = 20.0
+) -> list[tuple[float, mido.Message]]:
     """What arrived after ``since`` once an answer came, every note ended and ``quiet`` s passed."""
+
     def done() -> list[tuple[float, mido.Message]] | None:
         got = peer.received(since)
         if note_ons(got) and not unmatched(got) and peer.now() - got[-1][0] >= quiet:
@@ -305,11 +328,16 @@ def wait_answer(peer: MidiPeer, since: float, *, quiet: float = 0.3, timeout: fl
     try:
         return wait_for(done, timeout, "a complete answer")
     except AssertionError:
-        got = [(round(t - since, 3), m) for t, m in peer.received(since)
-               if m.type in ("note_on", "note_off")]
-        raise AssertionError(f"no complete answer within {timeout:g} s: {len(note_ons(got))} "
-                             f"note-ons, unmatched {unmatched(got)[:10]}, first {got[:12]}, "
-                             f"peer now +{peer.now() - since:.2f} s") from None
+        got = [
+            (round(t - since, 3), m)
+            for t, m in peer.received(since)
+            if m.type in ("note_on", "note_off")
+        ]
+        raise AssertionError(
+            f"no complete answer within {timeout:g} s: {len(note_ons(got))} "
+            f"note-ons, unmatched {unmatched(got)[:10]}, first {got[:12]}, "
+            f"peer now +{peer.now() - since:.2f} s"
+        ) from None
 
 
 # ---- OSC, models, memory ------------------------------------------------------------------------

@@ -41,8 +41,9 @@ def test_yin_finds_the_pitch_of_a_sine_with_harmonics(midi: float) -> None:
     rate = 48000
     t = np.arange(2048) / rate
     f = 440.0 * 2 ** ((midi - 69) / 12)
-    x = np.sum([a * np.sin(2 * np.pi * k * f * t) for k, a in ((1, 1.0), (2, 0.5), (3, 0.3))],
-               axis=0)
+    x = np.sum(
+        [a * np.sin(2 * np.pi * k * f * t) for k, a in ((1, 1.0), (2, 0.5), (3, 0.3))], axis=0
+    )
     assert yin(x.astype(np.float32), rate, 65.0, 2100.0) == pytest.approx(midi, abs=0.1)
 
 
@@ -98,8 +99,8 @@ class Player:
             return
         if self.started is None:
             self.started = time.monotonic()
-        chunk = self.samples[self.pos:self.pos + frames]
-        out[:len(chunk)] = chunk
+        chunk = self.samples[self.pos : self.pos + frames]
+        out[: len(chunk)] = chunk
         self.pos += frames
         if self.pos >= len(self.samples):
             self.pos = -1
@@ -138,7 +139,8 @@ def _drain(queue: Queue[tuple[float, mido.Message]]) -> list[tuple[float, mido.M
 
 @pytest.mark.jack
 def test_audio_port_turns_a_played_call_into_note_events(
-        tmp_path: Path, audio_input: tuple[AudioInput, Queue[tuple[float, mido.Message]]]) -> None:
+    tmp_path: Path, audio_input: tuple[AudioInput, Queue[tuple[float, mido.Message]]]
+) -> None:
     audio, queue = audio_input
     assert audio.port_name == f"antiphon-test-audio:{AUDIO_PORT}"
     call, rendered = _ode(tmp_path)
@@ -154,13 +156,19 @@ def test_audio_port_turns_a_played_call_into_note_events(
     offs = [m for _, m in messages if m.type == "note_off"]
     assert len(ons) == len(offs)  # every note-on has its note-off
     # a correction (the first frames of a leap heard as a sub-harmonic) is a note of no length
-    notes = pair_events([NoteEvent(max(0.0, t - started), m.note,
-                                   m.velocity if m.type == "note_on" else 0)
-                         for t, m in messages], 0.03)
+    notes = pair_events(
+        [
+            NoteEvent(max(0.0, t - started), m.note, m.velocity if m.type == "note_on" else 0)
+            for t, m in messages
+        ],
+        0.03,
+    )
     # Pitches in order, and onsets to within 80 ms of the reference (engine-clock stamps carry
     # the dummy driver's scheduling jitter under load; the 50 ms F-measure is the benchmark's).
-    expected = [n.pitch + round(12 * math.log2(rendered.pitches[0] / 440.0) + 69)
-                - call.notes[0].pitch for n in call.notes]
+    expected = [
+        n.pitch + round(12 * math.log2(rendered.pitches[0] / 440.0) + 69) - call.notes[0].pitch
+        for n in call.notes
+    ]
     heard = [n.pitch for n in notes]
     assert SequenceMatcher(None, heard, expected).ratio() >= 0.8, (heard, expected)
     near = [min(abs(n.onset - ref) for n in notes) for ref in rendered.intervals[:, 0]]
@@ -175,7 +183,8 @@ def test_audio_port_turns_a_played_call_into_note_events(
 
 @pytest.mark.jack
 def test_stop_ends_a_note_still_sounding(
-        tmp_path: Path, audio_input: tuple[AudioInput, Queue[tuple[float, mido.Message]]]) -> None:
+    tmp_path: Path, audio_input: tuple[AudioInput, Queue[tuple[float, mido.Message]]]
+) -> None:
     audio, queue = audio_input
     t = np.arange(48000 * 3) / 48000
     player = Player((0.3 * np.sin(2 * np.pi * 330.0 * t)).astype(np.float32))
@@ -195,13 +204,24 @@ def test_stop_ends_a_note_still_sounding(
 
 @pytest.mark.jack
 def test_bridge_answers_a_call_played_into_its_audio_port(
-        tmp_path: Path, jack_server: str, tiny_model_path: Path,
-        bridge_process: Callable[..., Any]) -> None:
+    tmp_path: Path, jack_server: str, tiny_model_path: Path, bridge_process: Callable[..., Any]
+) -> None:
     from pythonosc.osc_message import OscMessage
     from pythonosc.udp_client import SimpleUDPClient
 
-    bridge = bridge_process("--model", str(tiny_model_path), "--seed", "1", "--length", "4",
-                            "--osc-port", "0", "--audio-in", "--client-name", "antiphon-test")
+    bridge = bridge_process(
+        "--model",
+        str(tiny_model_path),
+        "--seed",
+        "1",
+        "--length",
+        "4",
+        "--osc-port",
+        "0",
+        "--audio-in",
+        "--client-name",
+        "antiphon-test",
+    )
     port = f"Antiphon Audio:{AUDIO_PORT}"
     osc = SimpleUDPClient("127.0.0.1", bridge.osc_port)
 

@@ -34,8 +34,7 @@ from bridge.cli import main
 from bridge.midifile import read_midi
 
 HOP = 0.01
-PARAMS = TrackerParams(hop_s=HOP, frame_s=0.04, confirm_s=0.03, release_s=0.03,
-                       min_note_s=0.05)
+PARAMS = TrackerParams(hop_s=HOP, frame_s=0.04, confirm_s=0.03, release_s=0.03, min_note_s=0.05)
 
 
 def _frames(*spans: tuple[float, float]) -> Frames:
@@ -145,8 +144,10 @@ def test_tempo_estimate_and_grid() -> None:
     timed = to_timed_notes(quarter, 120.0, steps_per_beat=4)
     assert [n.onset for n in timed] == [float(i) for i in range(8)]
     assert all(n.duration == 1.0 for n in timed)  # 0.9 beats rounds to the grid
-    jittered = [AudioNote(n.onset + 0.02 * (-1) ** i, n.offset, n.pitch, n.velocity)
-                for i, n in enumerate(quarter)]
+    jittered = [
+        AudioNote(n.onset + 0.02 * (-1) ** i, n.offset, n.pitch, n.velocity)
+        for i, n in enumerate(quarter)
+    ]
     assert [n.onset for n in to_timed_notes(jittered, 120.0)] == [float(i) for i in range(8)]
     with pytest.raises(ValueError, match="bpm"):
         to_timed_notes(quarter, 0.0)
@@ -198,26 +199,42 @@ def test_read_call_from_wav_flac_and_a_bad_file(tmp_path: Path) -> None:
         read_call(tmp_path / "missing.ogg")
 
 
-def test_continue_command_on_a_wav(tmp_path: Path, tiny_model_path: Path,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_continue_command_on_a_wav(
+    tmp_path: Path, tiny_model_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     call = _call("ode_to_joy/1")
     rendered = render(call, "flute", "clean", tmp_path, rng=np.random.default_rng(0))
     wav = tmp_path / "played.wav"
     soundfile.write(str(wav), rendered.samples, rendered.rate)
     out = tmp_path / "out.mid"
-    code = main(["continue", str(wav), "-o", str(out), "--model", str(tiny_model_path),
-                 "--length", "8", "--seed", "3", "--bpm", "120"])
+    code = main(
+        [
+            "continue",
+            str(wav),
+            "-o",
+            str(out),
+            "--model",
+            str(tiny_model_path),
+            "--length",
+            "8",
+            "--seed",
+            "3",
+            "--bpm",
+            "120",
+        ]
+    )
     printed = capsys.readouterr()
     assert code == 0, printed.err
     assert "notes in" in printed.out and "at 120 BPM (from --bpm)" in printed.out
     assert read_midi(out).bpm == 120.0
-    tracks = {t.name: [m for m in t if m.type == "note_on" and m.velocity]
-              for t in mido.MidiFile(out).tracks[1:]}
+    tracks = {
+        t.name: [m for m in t if m.type == "note_on" and m.velocity]
+        for t in mido.MidiFile(out).tracks[1:]
+    }
     assert 14 <= len(tracks["input"]) <= 16  # the 15 notes played (F = 1.00 on this one)
     assert tracks["continuation"]
 
     silent = tmp_path / "silent.wav"
     soundfile.write(str(silent), np.zeros(24000, dtype=np.float32), 48000)
-    assert main(["continue", str(silent), "-o", str(out), "--model",
-                 str(tiny_model_path)]) == 1
+    assert main(["continue", str(silent), "-o", str(out), "--model", str(tiny_model_path)]) == 1
     assert "no notes heard" in capsys.readouterr().err

@@ -22,11 +22,38 @@ from bridge.errors import ModelError
 Antiphon = Callable[..., subprocess.CompletedProcess[str]]
 
 BRIDGE_FLAGS = [
-    "--model", "--model-dir", "--backend", "--in", "--out", "--in-name", "--out-name",
-    "--client-name", "--in-channel", "--out-channel", "--passthrough", "--bpm",
-    "--beats-per-bar", "--start", "--mode", "--silence", "--chord-window", "--trigger-cc",
-    "--trigger-note", "--length", "--unit", "--temperature", "--top-k", "--top-p", "--seed",
-    "--cc", "--key", "--key-lock", "--osc-host", "--osc-port", "--no-osc", "--osc-out",
+    "--model",
+    "--model-dir",
+    "--backend",
+    "--in",
+    "--out",
+    "--in-name",
+    "--out-name",
+    "--client-name",
+    "--in-channel",
+    "--out-channel",
+    "--passthrough",
+    "--bpm",
+    "--beats-per-bar",
+    "--start",
+    "--mode",
+    "--silence",
+    "--chord-window",
+    "--trigger-cc",
+    "--trigger-note",
+    "--length",
+    "--unit",
+    "--temperature",
+    "--top-k",
+    "--top-p",
+    "--seed",
+    "--cc",
+    "--key",
+    "--key-lock",
+    "--osc-host",
+    "--osc-port",
+    "--no-osc",
+    "--osc-out",
     "--log-level",
 ]
 
@@ -48,8 +75,13 @@ def test_bridge_help_documents_every_flag(antiphon: Antiphon) -> None:
 
 
 def test_python_m_bridge_is_antiphon_bridge() -> None:
-    result = subprocess.run([sys.executable, "-m", "bridge", "--help"], capture_output=True,
-                            text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "bridge", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0
     assert result.stdout.startswith("usage: antiphon bridge")
 
@@ -124,8 +156,11 @@ def test_unknown_backend_is_one_line_and_exit_1(antiphon: Antiphon, tiny_model_p
 def test_no_reachable_backend_is_one_line_and_exit_1(
     antiphon: Antiphon, tiny_model_path: Path
 ) -> None:
-    env = {"JACK_DEFAULT_SERVER": "antiphon-nobody-runs-this", "JACK_NO_START_SERVER": "1",
-           "MIDO_BACKEND": ""}
+    env = {
+        "JACK_DEFAULT_SERVER": "antiphon-nobody-runs-this",
+        "JACK_NO_START_SERVER": "1",
+        "MIDO_BACKEND": "",
+    }
     result = antiphon("bridge", "--model", str(tiny_model_path), env=env)
     assert result.returncode == 1
     line = one_error_line(result)  # libjack's own complaints do not leak through
@@ -160,8 +195,9 @@ def test_starting_the_bridge_imports_nothing_heavy_and_scans_no_plugins() -> Non
         "         'bridge.continuation', 'training', 'importlib.metadata']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert result.stdout.strip() == ""
 
 
@@ -173,6 +209,7 @@ def test_plugins_register_and_a_broken_one_does_not_break_the_cli(
     def register(subparsers: Any) -> None:
         p = subparsers.add_parser("hello", help="a test plug-in")
         p.add_argument("--name", default="world")
+
         def run(args: argparse.Namespace) -> int:
             ran.append(args)
             return 0
@@ -182,10 +219,15 @@ def test_plugins_register_and_a_broken_one_does_not_break_the_cli(
     def clashing(subparsers: Any) -> None:
         subparsers.add_parser("hello")  # argparse refuses a duplicate
 
-    monkeypatch.setattr(cli, "_plugins", lambda wanted: [
-        ("hello", register), ("broken", ImportError("no module named 'tensorflow'")),
-        ("clash", clashing),
-    ])
+    monkeypatch.setattr(
+        cli,
+        "_plugins",
+        lambda wanted: [
+            ("hello", register),
+            ("broken", ImportError("no module named 'tensorflow'")),
+            ("clash", clashing),
+        ],
+    )
     assert cli.main(["hello", "--name", "you"]) == 0
     assert ran[0].name == "you"
     assert cli.main(["broken"]) == 1
@@ -197,8 +239,9 @@ def test_plugins_register_and_a_broken_one_does_not_break_the_cli(
     assert "hello" in capsys.readouterr().out
 
 
-def test_a_plugin_error_is_one_line(monkeypatch: pytest.MonkeyPatch,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_plugin_error_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     def register(subparsers: Any) -> None:
         def run(args: argparse.Namespace) -> int:
             raise RuntimeError("kaput")
@@ -213,12 +256,42 @@ def test_a_plugin_error_is_one_line(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_settings_from_flags() -> None:
-    args = cli.build_parser("bridge").parse_args([
-        "bridge", "--length", "4", "--unit", "bars", "--temperature", "0.7", "--top-k", "20",
-        "--in-channel", "all", "--out-channel", "3", "--trigger-cc", "off", "--trigger-note",
-        "36", "--cc", "temperature=21", "--cc", "top-p=22", "--passthrough", "--silence", "2",
-        "--chord-window", "40", "--seed", "9", "--mode", "trigger", "--start", "bar",
-    ])
+    args = cli.build_parser("bridge").parse_args(
+        [
+            "bridge",
+            "--length",
+            "4",
+            "--unit",
+            "bars",
+            "--temperature",
+            "0.7",
+            "--top-k",
+            "20",
+            "--in-channel",
+            "all",
+            "--out-channel",
+            "3",
+            "--trigger-cc",
+            "off",
+            "--trigger-note",
+            "36",
+            "--cc",
+            "temperature=21",
+            "--cc",
+            "top-p=22",
+            "--passthrough",
+            "--silence",
+            "2",
+            "--chord-window",
+            "40",
+            "--seed",
+            "9",
+            "--mode",
+            "trigger",
+            "--start",
+            "bar",
+        ]
+    )
     s = cli._settings(args)
     assert (s.length, s.length_unit, s.temperature, s.top_k) == (4, "bars", 0.7, 20)
     assert (s.in_channel, s.out_channel, s.trigger_cc, s.trigger_note) == (None, 3, None, 36)
@@ -250,11 +323,17 @@ def test_a_missing_shipped_model_says_what_to_do(
 
 def test_output_cut_short_by_a_pipe_is_not_an_error(tiny_model_path: Path) -> None:
     """`antiphon model-info FILE | head`: a reader that went away ends the command quietly."""
-    command = (f"{sys.executable} -c 'import sys; from bridge.cli import main; "
-               f"sys.exit(main(sys.argv[1:]))' model-info {tiny_model_path}")
+    command = (
+        f"{sys.executable} -c 'import sys; from bridge.cli import main; "
+        f"sys.exit(main(sys.argv[1:]))' model-info {tiny_model_path}"
+    )
     # The reader closes its end at once, so every write meets a broken pipe.
-    result = subprocess.run(["bash", "-o", "pipefail", "-c", f"{command} | exec 0<&-"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", f"{command} | exec 0<&-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert "rror" not in result.stderr
 
@@ -264,10 +343,21 @@ def test_bridge_and_continue_share_the_answer_flags() -> None:
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
 
     def flags(command: str) -> dict[str, tuple[object, ...]]:
-        return {a.option_strings[0]: (a.help, a.default, a.type, a.metavar, a.choices)
-                for a in commands.choices[command]._actions if a.option_strings}
+        return {
+            a.option_strings[0]: (a.help, a.default, a.type, a.metavar, a.choices)
+            for a in commands.choices[command]._actions
+            if a.option_strings
+        }
 
     bridge, cont = flags("bridge"), flags("continue")
-    shared = ["--length", "--unit", "--temperature", "--top-k", "--top-p", "--key", "--key-lock",
-              "--seed"]
+    shared = [
+        "--length",
+        "--unit",
+        "--temperature",
+        "--top-k",
+        "--top-p",
+        "--key",
+        "--key-lock",
+        "--seed",
+    ]
     assert {flag: bridge[flag] for flag in shared} == {flag: cont[flag] for flag in shared}

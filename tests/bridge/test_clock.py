@@ -11,8 +11,9 @@ from bridge.clock import CLOCK_TIMEOUT_S, PPQN, TempoTracker, resolve_start
 TICK = mido.Message("clock")
 
 
-def feed_ticks(tempo: TempoTracker, clock, bpm: float, n: int,
-               jitter: float = 0.0, seed: int = 0) -> None:
+def feed_ticks(
+    tempo: TempoTracker, clock, bpm: float, n: int, jitter: float = 0.0, seed: int = 0
+) -> None:
     rng = np.random.default_rng(seed)
     period = 60.0 / (bpm * PPQN)
     base = clock()
@@ -147,9 +148,17 @@ def test_late_ticks_do_not_drag_the_grid(fake_clock) -> None:
     assert tempo.beat_at(true_last) == pytest.approx(95 / PPQN, abs=0.01)  # < 5 ms at 140 BPM
 
 
-def _roll(tempo: TempoTracker, clock, bpm: float, ticks: int, *, lost: frozenset[int] = frozenset(),
-          late: dict[int, float] | None = None, seed: int | None = None,
-          max_late_intervals: float = 0.0) -> float:
+def _roll(
+    tempo: TempoTracker,
+    clock,
+    bpm: float,
+    ticks: int,
+    *,
+    lost: frozenset[int] = frozenset(),
+    late: dict[int, float] | None = None,
+    seed: int | None = None,
+    max_late_intervals: float = 0.0,
+) -> float:
     """Start, then ``ticks`` ticks of a steady clock: indices in ``lost`` never arrive, those in
     ``late`` arrive that many seconds late, and with ``seed`` one tick in four is up to
     ``max_late_intervals`` intervals late at random (the others up to 0.1), delivered in order
@@ -175,8 +184,9 @@ def _roll(tempo: TempoTracker, clock, bpm: float, ticks: int, *, lost: frozenset
 
 @pytest.mark.parametrize("bpm", [90.0, 140.0])
 @pytest.mark.parametrize("lost", [frozenset({40}), frozenset({40, 41}), frozenset({30, 75, 120})])
-def test_lost_ticks_keep_the_count_on_the_clocks_grid(fake_clock, bpm: float,
-                                                      lost: frozenset[int]) -> None:
+def test_lost_ticks_keep_the_count_on_the_clocks_grid(
+    fake_clock, bpm: float, lost: frozenset[int]
+) -> None:
     """Issue 9: a tick lost in a late JACK cycle shifted every later answer note by a tick."""
     tempo = TempoTracker(120, fake_clock)
     beat0 = _roll(tempo, fake_clock, bpm, 192, lost=lost)
@@ -204,8 +214,7 @@ def test_jittery_late_ticks_are_not_taken_for_lost_ones(fake_clock, seed: int) -
     frames apart for 857), with and without a real loss."""
     for lost in (frozenset(), frozenset({100})):
         tempo = TempoTracker(120, fake_clock)
-        beat0 = _roll(tempo, fake_clock, 120, 240, lost=lost, seed=seed,
-                      max_late_intervals=0.93)
+        beat0 = _roll(tempo, fake_clock, 120, 240, lost=lost, seed=seed, max_late_intervals=0.93)
         period = 60.0 / (120 * PPQN)
         assert tempo.ticks_lost == len(lost)
         assert tempo.time_at_beat(10.0) == pytest.approx(beat0 + 240 * period, abs=0.005)

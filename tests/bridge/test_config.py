@@ -29,11 +29,26 @@ def test_defaults() -> None:
     """What a bridge started without flags uses (the OSC docs' ranges and defaults are checked
     against Settings in test_docs_ranges.py)."""
     assert Settings().to_dict() == {
-        "length": 32, "length_unit": "events", "temperature": 1.0, "top_k": 0, "top_p": 0.95,
-        "bpm": 120.0, "mode": "call", "in_channel": None, "out_channel": 1, "silence_beats": 1.0,
-        "start": "auto", "beats_per_bar": 4, "seed": None, "passthrough": False,
-        "chord_window_ms": 30.0, "trigger_cc": None, "trigger_note": None, "cc_bindings": {},
-        "key": "auto", "key_lock": 0.8,
+        "length": 32,
+        "length_unit": "events",
+        "temperature": 1.0,
+        "top_k": 0,
+        "top_p": 0.95,
+        "bpm": 120.0,
+        "mode": "call",
+        "in_channel": None,
+        "out_channel": 1,
+        "silence_beats": 1.0,
+        "start": "auto",
+        "beats_per_bar": 4,
+        "seed": None,
+        "passthrough": False,
+        "chord_window_ms": 30.0,
+        "trigger_cc": None,
+        "trigger_note": None,
+        "cc_bindings": {},
+        "key": "auto",
+        "key_lock": 0.8,
     }
 
 

@@ -28,7 +28,7 @@ SYNC_SERVER = "antiphon-sync"
 STARTS = 30
 MESSAGES = 32
 
-_SENDER = textwrap.dedent('''
+_SENDER = textwrap.dedent("""
     import sys, time, rtmidi
     target = sys.argv[1]
     out = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name="deaf-test sender")
@@ -49,17 +49,18 @@ _SENDER = textwrap.dedent('''
             time.sleep(0.002)
         print("sent", flush=True)
     out.delete()
-''')
+""")
 
 
 @pytest.fixture(scope="module")
 def sync_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JackServer]:
-    with private_server(SYNC_SERVER, tmp_path_factory.mktemp("jack") / "jackd-sync.log",
-                        sync=False) as server:
+    with private_server(
+        SYNC_SERVER, tmp_path_factory.mktemp("jack") / "jackd-sync.log", sync=False
+    ) as server:
         yield server
 
 
-_BRIDGE_PORTS = textwrap.dedent('''
+_BRIDGE_PORTS = textwrap.dedent("""
     import sys, time
     from queue import Queue
     from bridge.ports import BACKENDS
@@ -80,7 +81,7 @@ _BRIDGE_PORTS = textwrap.dedent('''
         time.sleep(0.005)
     sup.close()
     print(f"received {got} deaf_reopens {sup.deaf_reopens}", flush=True)
-''')
+""")
 
 
 @pytest.mark.parametrize("backend", ["rtmidi-jack", "jack"])
@@ -90,15 +91,23 @@ def test_every_start_hears_every_message(sync_server: JackServer, backend: str) 
     spec = PortSpec()
     client = f"{spec.client} In" if backend == "rtmidi-jack" else spec.client
     target = f"{client}:{spec.in_name}"
-    sender = subprocess.Popen([sys.executable, "-c", _SENDER, target], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    sender = subprocess.Popen(
+        [sys.executable, "-c", _SENDER, target],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert sender.stdin is not None and sender.stdout is not None
     counts: list[int] = []
     deaf_reopens = 0
     try:
         for _ in range(STARTS):
-            bridge = subprocess.Popen([sys.executable, "-c", _BRIDGE_PORTS, str(MESSAGES), backend],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            bridge = subprocess.Popen(
+                [sys.executable, "-c", _BRIDGE_PORTS, str(MESSAGES), backend],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             assert bridge.stdin is not None and bridge.stdout is not None
             try:
                 assert bridge.stdout.readline().strip() == "ready"

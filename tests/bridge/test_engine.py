@@ -39,8 +39,14 @@ class Rig:
             self.clock.advance(STEP)
             self.settle()
 
-    def note(self, pitch: int, seconds: float = 0.25, gap: float = 0.25, channel: int = 0,
-             velocity: int = 90) -> None:
+    def note(
+        self,
+        pitch: int,
+        seconds: float = 0.25,
+        gap: float = 0.25,
+        channel: int = 0,
+        velocity: int = 90,
+    ) -> None:
         self.send(mido.Message("note_on", note=pitch, velocity=velocity, channel=channel))
         self.advance(seconds)
         self.send(mido.Message("note_off", note=pitch, channel=channel))
@@ -66,14 +72,22 @@ class Rig:
 def make_rig(tiny_model, tiny_model_path, sink, events, fake_clock, until):
     engines: list[Engine] = []
 
-    def make(model=None, sink_=None, clock=None, lookahead_beats=2.0, heard_until=None,
-             **settings) -> Rig:
+    def make(
+        model=None, sink_=None, clock=None, lookahead_beats=2.0, heard_until=None, **settings
+    ) -> Rig:
         clock = clock or fake_clock
         values = {"length": 8, "seed": 1, "bpm": 120.0} | settings
-        engine = Engine(model or tiny_model, SettingsBox(Settings(**values)), sink_ or sink,
-                        events, clock=clock, wait=clock.wait,
-                        model_dirs=[tiny_model_path.parent], lookahead_beats=lookahead_beats,
-                        heard_until=heard_until)
+        engine = Engine(
+            model or tiny_model,
+            SettingsBox(Settings(**values)),
+            sink_ or sink,
+            events,
+            clock=clock,
+            wait=clock.wait,
+            model_dirs=[tiny_model_path.parent],
+            lookahead_beats=lookahead_beats,
+            heard_until=heard_until,
+        )
         clock.on_advance(engine.wake)
         engine.start()
         engines.append(engine)
@@ -99,8 +113,7 @@ def test_a_phrase_then_silence_is_answered(make_rig, sink, events, caplog) -> No
     assert events.names()[0] == "answer_begin" and events.names()[-1] == "answer_end"
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("answer 1:")]
     assert len(lines) == 1
-    match = re.search(r"seed (\d+) events, answer (\d+) events .* first note ([\d.]+) ms",
-                      lines[0])
+    match = re.search(r"seed (\d+) events, answer (\d+) events .* first note ([\d.]+) ms", lines[0])
     assert match and match.group(1) == "4" and match.group(2) == "8"
     assert 0 <= float(match.group(3)) <= STEP * 1000
     assert rig.engine.stats()["last_latency_ms"] == pytest.approx(float(match.group(3)), abs=0.1)
@@ -198,8 +211,11 @@ def test_trigger_mode_answers_on_demand_only(make_rig, caplog) -> None:
     rig.send(mido.Message("note_off", note=36))
     rig.play_out()
     assert rig.engine.counters["answers"] == 3
-    seeds = [int(m.group(1)) for r in caplog.records
-             if (m := re.search(r"seed (\d+) events", r.getMessage()))]
+    seeds = [
+        int(m.group(1))
+        for r in caplog.records
+        if (m := re.search(r"seed (\d+) events", r.getMessage()))
+    ]
     assert seeds == [4, 4, 1]  # a trigger repeats the last phrase; the trigger note is no seed
 
 
@@ -236,13 +252,16 @@ def test_passthrough_and_input_channel_filter(make_rig, sink) -> None:
     rig.note(62, channel=1, gap=0)
     passed = sink.messages()
     assert [(m.type, m.note, m.channel) for m in passed[:2]] == [
-        ("note_on", 62, 1), ("note_off", 62, 1)]
+        ("note_on", 62, 1),
+        ("note_off", 62, 1),
+    ]
     rig.advance(0.6)
     assert rig.engine.counters["answers"] == 1
 
 
 def test_model_swap_stops_the_answer_and_keeps_the_old_model_on_failure(
-        make_rig, sink, tiny_model_path, model_builder) -> None:
+    make_rig, sink, tiny_model_path, model_builder
+) -> None:
     model_builder(tiny_model_path.parent / "other.onnx", seed=7)
     (tiny_model_path.parent / "broken.onnx").write_bytes(b"not onnx at all")
     rig = make_rig(length=64)
@@ -321,8 +340,9 @@ def test_same_seed_same_answer(make_rig, fake_clock, sink_factory) -> None:
     assert other != first
 
 
-def test_length_and_temperature_changes_alter_the_next_answer(make_rig, fake_clock,
-                                                              sink_factory, caplog) -> None:
+def test_length_and_temperature_changes_alter_the_next_answer(
+    make_rig, fake_clock, sink_factory, caplog
+) -> None:
     caplog.set_level(logging.INFO, logger="bridge.engine")
     base = answer_of(make_rig, fake_clock, sink_factory, seed=5, length=12)
     rig = make_rig(seed=5, length=12)
@@ -330,14 +350,17 @@ def test_length_and_temperature_changes_alter_the_next_answer(make_rig, fake_clo
     rig.phrase()
     rig.advance(0.5)
     rig.play_out()
-    colder = [(m.note, m.velocity) for m in rig.sink.note_ons()[len(base):]]
+    colder = [(m.note, m.velocity) for m in rig.sink.note_ons()[len(base) :]]
     assert colder != base
     rig.engine.update_settings(length=3)
     rig.phrase()
     rig.advance(0.5)
     rig.play_out()
-    counts = [int(m.group(1)) for r in caplog.records
-              if (m := re.search(r"answer (\d+) events", r.getMessage()))]
+    counts = [
+        int(m.group(1))
+        for r in caplog.records
+        if (m := re.search(r"answer (\d+) events", r.getMessage()))
+    ]
     assert counts[-1] == 3
 
 
@@ -397,8 +420,7 @@ def test_start_on_the_next_bar(make_rig, sink) -> None:
 
 
 def test_a_full_queue_drops_and_counts(tiny_model, sink, events, fake_clock) -> None:
-    engine = Engine(tiny_model, SettingsBox(), sink, events, clock=fake_clock,
-                    input_queue_size=2)
+    engine = Engine(tiny_model, SettingsBox(), sink, events, clock=fake_clock, input_queue_size=2)
     assert engine.feed(mido.Message("note_on", note=60))
     assert engine.feed(mido.Message("note_on", note=61))
     assert not engine.feed(mido.Message("note_on", note=62))

@@ -113,8 +113,9 @@ class FakeServer:
         return True
 
     def _opener(self, kind: str) -> Callable[..., OpenedPort]:
-        def open_port(backend: Any, *, name: str, client_name: str, existing: str | None
-                      ) -> OpenedPort:
+        def open_port(
+            backend: Any, *, name: str, client_name: str, existing: str | None
+        ) -> OpenedPort:
             if self.refuse:
                 self.refuse = max(0, self.refuse - 1)
                 raise PortError(f"cannot open MIDI {kind}put (fake)")
@@ -130,15 +131,22 @@ class FakeServer:
 
 def _supervisor(server: FakeServer, lost: list[int]) -> tuple[PortSupervisor, Queue[Any]]:
     inbox: Queue[Any] = Queue(maxsize=4)
-    sup = PortSupervisor(BACKENDS["rtmidi-jack"], PortSpec(), server_probe=server.probe,
-                         poll_s=3600, report_every_s=0.0)
+    sup = PortSupervisor(
+        BACKENDS["rtmidi-jack"],
+        PortSpec(),
+        server_probe=server.probe,
+        poll_s=3600,
+        report_every_s=0.0,
+    )
     sup.open()
     sup.start(inbox, on_lost=lambda: lost.append(1))
     return sup, inbox
 
 
 def test_server_loss_stops_sending_and_the_return_reopens_the_ports(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, until: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    until: Any,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="bridge.supervisor")
     server, lost = FakeServer(monkeypatch), list[int]()
@@ -214,7 +222,9 @@ def test_the_switch_interval_is_lowered_while_listening_then_restored(
 
 
 def test_a_deaf_input_is_reopened_logged_and_counted(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, until: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    until: Any,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="bridge.supervisor")
     server, lost = FakeServer(monkeypatch), list[int]()
@@ -235,8 +245,9 @@ def test_a_deaf_input_is_reopened_logged_and_counted(
 def test_an_input_that_stays_deaf_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     server = FakeServer(monkeypatch)
     server.deaf = 100
-    sup = PortSupervisor(BACKENDS["rtmidi-jack"], PortSpec(), server_probe=server.probe,
-                         poll_s=3600)
+    sup = PortSupervisor(
+        BACKENDS["rtmidi-jack"], PortSpec(), server_probe=server.probe, poll_s=3600
+    )
     with pytest.raises(PortError, match="stays deaf"):
         sup.open()
     assert not sup.up and all(rt.is_deleted for rt in server.opened)
@@ -244,7 +255,9 @@ def test_an_input_that_stays_deaf_is_an_error(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_drops_and_malformed_input_are_logged(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, until: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    until: Any,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="bridge.supervisor")
     server, lost = FakeServer(monkeypatch), list[int]()
@@ -259,13 +272,18 @@ def test_drops_and_malformed_input_are_logged(
         sup.poll()
         sup.poll()  # nothing new: no second line
         stats = sup.stats()
-        assert (stats["midi_in_received"], stats["midi_in_dropped"],
-                stats["midi_in_malformed"]) == (4, 6, 1)
+        assert (
+            stats["midi_in_received"],
+            stats["midi_in_dropped"],
+            stats["midi_in_malformed"],
+        ) == (4, 6, 1)
     finally:
         sup.close()
     lines = [r.getMessage() for r in caplog.records if "MIDI in" in r.getMessage()]
-    assert lines == ["MIDI in: 6 more message(s) dropped (input queue full), 1 more malformed; "
-                     "6 dropped, 1 malformed in all"]
+    assert lines == [
+        "MIDI in: 6 more message(s) dropped (input queue full), 1 more malformed; "
+        "6 dropped, 1 malformed in all"
+    ]
 
 
 def test_switching_sink_never_raises() -> None:
@@ -321,12 +339,28 @@ FAULT_FIGURES: dict[str, object] = {}
 
 @pytest.mark.jack
 def test_jack_server_killed_and_restarted_while_an_answer_plays(
-    fault_jack: JackServer, bridge_process: Callable[..., Any], models: Path,
+    fault_jack: JackServer,
+    bridge_process: Callable[..., Any],
+    models: Path,
     record_property: Callable[[str, object], None],
 ) -> None:
-    bridge = bridge_process("--model", str(models / "quick.onnx"), "--client-name",
-                            FAULT_CLIENT, "--length", "200", "--bpm", "120", "--silence", "0.5",
-                            "--seed", "3", "--osc-port", "0", env=fault_jack.env)
+    bridge = bridge_process(
+        "--model",
+        str(models / "quick.onnx"),
+        "--client-name",
+        FAULT_CLIENT,
+        "--length",
+        "200",
+        "--bpm",
+        "120",
+        "--silence",
+        "0.5",
+        "--seed",
+        "3",
+        "--osc-port",
+        "0",
+        env=fault_jack.env,
+    )
     osc = Osc(bridge.osc_port)
     peer = MidiPeer("h6-fault-peer", fault_jack.name)
     try:
@@ -338,8 +372,9 @@ def test_jack_server_killed_and_restarted_while_an_answer_plays(
         peer.close()
         detect_s = _log_line(bridge, "went away", 5.0)
         assert bridge.process.poll() is None, "the bridge died with the server"
-        status = wait_for(lambda: (s := osc.status())["midi_ports"] == "down" and s, 5,
-                          "status: ports down")
+        status = wait_for(
+            lambda: (s := osc.status())["midi_ports"] == "down" and s, 5, "status: ports down"
+        )
         assert status["sounding"] == 0 and status["port_losses"] == 1
         wait_for(lambda: osc.status()["answering"] == 0, 5, "the answer to stop")
         time.sleep(0.5)  # the bridge keeps running without a server
@@ -364,10 +399,12 @@ def test_jack_server_killed_and_restarted_while_an_answer_plays(
     log = bridge.log()
     assert code == 0 and "Traceback" not in log
     assert log.count("went away") == 1 and log.count("is back:") == 1
-    figures = {"kill_to_detected_s": round(detect_s, 2),
-               "restart_to_reopened_s": round(reopen_s, 2),
-               "down_for_s": round(restarted_at - killed_at + reopen_s, 2),
-               "answer_notes_after": len(note_ons(answer))}
+    figures = {
+        "kill_to_detected_s": round(detect_s, 2),
+        "restart_to_reopened_s": round(reopen_s, 2),
+        "down_for_s": round(restarted_at - killed_at + reopen_s, 2),
+        "answer_notes_after": len(note_ons(answer)),
+    }
     FAULT_FIGURES.update(server_kill_restart=figures)
     print(f"\nJACK server SIGKILL + restart survived: {figures}")
     for key, value in figures.items():
@@ -376,10 +413,19 @@ def test_jack_server_killed_and_restarted_while_an_answer_plays(
 
 @pytest.mark.jack
 def test_jack_server_gone_for_good_still_exits_cleanly(
-    fault_jack: JackServer, bridge_process: Callable[..., Any], models: Path,
+    fault_jack: JackServer,
+    bridge_process: Callable[..., Any],
+    models: Path,
 ) -> None:
-    bridge = bridge_process("--model", str(models / "quick.onnx"), "--client-name",
-                            FAULT_CLIENT, "--osc-port", "0", env=fault_jack.env)
+    bridge = bridge_process(
+        "--model",
+        str(models / "quick.onnx"),
+        "--client-name",
+        FAULT_CLIENT,
+        "--osc-port",
+        "0",
+        env=fault_jack.env,
+    )
     fault_jack.kill()
     _log_line(bridge, "went away", 5.0)
     started = time.monotonic()
@@ -402,15 +448,33 @@ def _jack_tool(*args: str) -> None:
 
 @pytest.mark.jack
 def test_ports_unplugged_and_replugged_and_a_corrupt_model_keep_answers_flowing(
-    jack_server: str, bridge_process: Callable[..., Any], models: Path, tmp_path: Path,
+    jack_server: str,
+    bridge_process: Callable[..., Any],
+    models: Path,
+    tmp_path: Path,
     model_builder: Callable[..., Path],
 ) -> None:
     foreign = tmp_path / "foreign"
     _foreign_onnx(foreign / "foreign.onnx")
     model_builder(foreign / "future.onnx", metadata={"antiphon.format_version": "9"})
-    bridge = bridge_process("--model", str(models / "quick.onnx"), "--model-dir", str(foreign),
-                            "--client-name", DAW_CLIENT, "--length", "16", "--bpm", "240",
-                            "--silence", "0.5", "--seed", "4", "--osc-port", "0")
+    bridge = bridge_process(
+        "--model",
+        str(models / "quick.onnx"),
+        "--model-dir",
+        str(foreign),
+        "--client-name",
+        DAW_CLIENT,
+        "--length",
+        "16",
+        "--bpm",
+        "240",
+        "--silence",
+        "0.5",
+        "--seed",
+        "4",
+        "--osc-port",
+        "0",
+    )
     ins, outs = f"{DAW_CLIENT}:Antiphon In", f"{DAW_CLIENT}:Antiphon Out"
     osc = Osc(bridge.osc_port)
     peer = MidiPeer("h6-daw", jack_server)
@@ -420,8 +484,11 @@ def test_ports_unplugged_and_replugged_and_a_corrupt_model_keep_answers_flowing(
         for round_ in range(2):
             _, end = peer.play(phrase([60, 64, 67, 72], 0.2, 0.15))
             started = end
-            wait_for(lambda: len(note_ons(peer.received(started))) >= 2, 20,  # noqa: B023
-                     "the answer to start")
+            wait_for(
+                lambda started=started: len(note_ons(peer.received(started))) >= 2,
+                20,
+                "the answer to start",
+            )
             # The DAW unplugs both ports mid-answer and plugs them back in.
             _jack_tool("jack_disconnect", f"{peer.client.name}:out", ins)
             _jack_tool("jack_disconnect", outs, f"{peer.client.name}:in")
@@ -445,8 +512,10 @@ def test_ports_unplugged_and_replugged_and_a_corrupt_model_keep_answers_flowing(
         peer.close()
         osc.close()
     assert code == 0 and "Traceback" not in bridge.log()
-    print(f"\nDAW unplug/replug mid-answer survived {unplugs}x; 4 bad hot swaps refused, "
-          "old model kept")
+    print(
+        f"\nDAW unplug/replug mid-answer survived {unplugs}x; 4 bad hot swaps refused, "
+        "old model kept"
+    )
 
 
 def _foreign_onnx(path: Path) -> Path:
@@ -455,9 +524,11 @@ def _foreign_onnx(path: Path) -> Path:
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("Add", ["x", "x"], ["y"])], "foreign",
+        [helper.make_node("Add", ["x", "x"], ["y"])],
+        "foreign",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -481,12 +552,15 @@ def _bad_models(directory: Path, tiny: Path, builder: Callable[..., Path]) -> di
         "pickle": directory / "pickle.onnx",
         "directory": directory / "dir.onnx",
         "foreign": _foreign_onnx(directory / "foreign.onnx"),
-        "no_scheme": builder(directory / "no_scheme.onnx",
-                             metadata={"antiphon.token_scheme": "{not json"}),
-        "future_version": builder(directory / "future.onnx",
-                                  metadata={"antiphon.format_version": "9"}),
-        "other_format": builder(directory / "other.onnx",
-                                metadata={"antiphon.format": "somebody-elses"}),
+        "no_scheme": builder(
+            directory / "no_scheme.onnx", metadata={"antiphon.token_scheme": "{not json"}
+        ),
+        "future_version": builder(
+            directory / "future.onnx", metadata={"antiphon.format_version": "9"}
+        ),
+        "other_format": builder(
+            directory / "other.onnx", metadata={"antiphon.format": "somebody-elses"}
+        ),
     }
     files["empty"].write_bytes(b"")
     files["garbage"].write_bytes(os.urandom(4096))
@@ -496,22 +570,45 @@ def _bad_models(directory: Path, tiny: Path, builder: Callable[..., Path]) -> di
     return files
 
 
-BAD_KINDS = ["missing", "empty", "garbage", "truncated", "pickle", "directory", "foreign",
-             "no_scheme", "future_version", "other_format"]
+BAD_KINDS = [
+    "missing",
+    "empty",
+    "garbage",
+    "truncated",
+    "pickle",
+    "directory",
+    "foreign",
+    "no_scheme",
+    "future_version",
+    "other_format",
+]
 
 
 @pytest.fixture(scope="module")
-def bad_models(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory,
-               model_builder: Callable[..., Path]) -> dict[str, Path]:
+def bad_models(
+    tiny_model_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    model_builder: Callable[..., Path],
+) -> dict[str, Path]:
     return _bad_models(tmp_path_factory.mktemp("bad-models"), tiny_model_path, model_builder)
 
 
 @pytest.mark.parametrize("kind", ["missing", "truncated", "pickle", "foreign", "future_version"])
 def test_a_bad_model_at_start_up_is_one_line_and_exit_1(
-    kind: str, bad_models: dict[str, Path], antiphon: Callable[..., Any],
+    kind: str,
+    bad_models: dict[str, Path],
+    antiphon: Callable[..., Any],
 ) -> None:
-    result = antiphon("bridge", "--model", str(bad_models[kind]), "--osc-port", "0",
-                      "--backend", "jack", timeout=60)
+    result = antiphon(
+        "bridge",
+        "--model",
+        str(bad_models[kind]),
+        "--osc-port",
+        "0",
+        "--backend",
+        "jack",
+        timeout=60,
+    )
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1, result.stderr
     assert len(lines) == 1 and lines[0].startswith("antiphon: error: "), result.stderr

@@ -44,7 +44,8 @@ def test_single_line_share_counts_onsets() -> None:
 
 
 def test_auto_answers_a_line_with_the_melody_model_and_chords_with_the_chordal(
-        shipped: Path) -> None:
+    shipped: Path,
+) -> None:
     follower = Follower.from_dirs([shipped])
     assert follower.melody is not None and follower.melody.name == "melody"
     line = _line([76, 74, 72, 74, 76, 76, 76])
@@ -101,9 +102,18 @@ def auto_rig(shipped, sink, events, fake_clock, until):
         values: dict[str, Any] = {"length": 12, "seed": 3, "bpm": 120.0} | settings
         found = Follower.from_dirs([shipped]) if follower else None
         model = found.chordal if found else load_model(shipped / "default.onnx")
-        engine = Engine(model, SettingsBox(Settings(**values)), sink, events, clock=fake_clock,
-                        wait=fake_clock.wait, model_dirs=[shipped], lookahead_beats=2.0,
-                        follower=found, auto=auto)
+        engine = Engine(
+            model,
+            SettingsBox(Settings(**values)),
+            sink,
+            events,
+            clock=fake_clock,
+            wait=fake_clock.wait,
+            model_dirs=[shipped],
+            lookahead_beats=2.0,
+            follower=found,
+            auto=auto,
+        )
         fake_clock.on_advance(engine.wake)
         engine.start()
         engines.append(engine)
@@ -198,10 +208,12 @@ def test_continue_follows_the_input(shipped: Path) -> None:
     follower = Follower.from_dirs([shipped])
     line = [TimedNote(i * 0.5, p, 0.5, 90) for i, p in enumerate([62, 64, 66, 67, 69, 71, 73])]
     settings = Settings(length=24, seed=4, key="auto", key_lock=1.0)
-    result = continue_song(line, follower.chordal, settings, bpm=100.0, follower=follower,
-                           auto=True)
+    result = continue_song(
+        line, follower.chordal, settings, bpm=100.0, follower=follower, auto=True
+    )
     assert result.continuation
     assert {n.pitch % 12 for n in result.continuation} <= Key(2).scale  # D major, locked
-    told = continue_song(line, follower.chordal, settings.replace(key="Eb"), bpm=100.0,
-                         follower=follower, auto=True)
+    told = continue_song(
+        line, follower.chordal, settings.replace(key="Eb"), bpm=100.0, follower=follower, auto=True
+    )
     assert {n.pitch % 12 for n in told.continuation} <= Key(3).scale

@@ -54,6 +54,7 @@ FUZZ = settings(deadline=None, suppress_health_check=_HEALTH)
 def fuzz(max_examples: int) -> settings:
     return settings(deadline=None, suppress_health_check=_HEALTH, max_examples=max_examples)
 
+
 # ---- strategies ----------------------------------------------------------------------------------
 
 channels = st.integers(0, 15)
@@ -67,37 +68,51 @@ def _msg(kind: str, **fields: Any) -> mido.Message:
 
 note_msgs = st.builds(
     lambda kind, ch, note, vel: _msg(kind, channel=ch, note=note, velocity=vel),
-    st.sampled_from(["note_on", "note_off"]), channels, pitches, data7,
+    st.sampled_from(["note_on", "note_off"]),
+    channels,
+    pitches,
+    data7,
 )
 # A narrow pitch range on few channels makes on/off pairs (and their absence) likely.
 close_notes = st.builds(
     lambda kind, ch, note, vel: _msg(kind, channel=ch, note=note, velocity=vel),
-    st.sampled_from(["note_on", "note_on", "note_off"]), st.integers(0, 2), st.integers(58, 64),
+    st.sampled_from(["note_on", "note_on", "note_off"]),
+    st.integers(0, 2),
+    st.integers(58, 64),
     st.sampled_from([0, 1, 64, 127]),
 )
 control_msgs = st.builds(
     lambda ch, control, value: _msg("control_change", channel=ch, control=control, value=value),
-    channels, st.sampled_from([0, 1, 7, 11, 64, 64, 64, 120, 121, 123, 127]) | data7, data7,
+    channels,
+    st.sampled_from([0, 1, 7, 11, 64, 64, 64, 120, 121, 123, 127]) | data7,
+    data7,
 )
 other_channel_msgs = st.one_of(
     st.builds(lambda ch, v: _msg("program_change", channel=ch, program=v), channels, data7),
     st.builds(lambda ch, v: _msg("aftertouch", channel=ch, value=v), channels, data7),
-    st.builds(lambda ch, n, v: _msg("polytouch", channel=ch, note=n, value=v), channels, data7,
-              data7),
-    st.builds(lambda ch, p: _msg("pitchwheel", channel=ch, pitch=p), channels,
-              st.integers(-8192, 8191)),
+    st.builds(
+        lambda ch, n, v: _msg("polytouch", channel=ch, note=n, value=v), channels, data7, data7
+    ),
+    st.builds(
+        lambda ch, p: _msg("pitchwheel", channel=ch, pitch=p), channels, st.integers(-8192, 8191)
+    ),
 )
 system_msgs = st.one_of(
     st.builds(lambda data: _msg("sysex", data=data), st.lists(data7, max_size=300)),
     st.builds(lambda pos: _msg("songpos", pos=pos), st.integers(0, 16383)),
     st.builds(lambda song: _msg("song_select", song=song), data7),
-    st.builds(lambda ft, v: _msg("quarter_frame", frame_type=ft, frame_value=v),
-              st.integers(0, 7), st.integers(0, 15)),
-    st.sampled_from(["tune_request", "clock", "start", "continue", "stop", "active_sensing",
-                     "reset"]).map(_msg),
+    st.builds(
+        lambda ft, v: _msg("quarter_frame", frame_type=ft, frame_value=v),
+        st.integers(0, 7),
+        st.integers(0, 15),
+    ),
+    st.sampled_from(
+        ["tune_request", "clock", "start", "continue", "stop", "active_sensing", "reset"]
+    ).map(_msg),
 )
-any_msg = st.one_of(note_msgs, close_notes, close_notes, control_msgs, other_channel_msgs,
-                    system_msgs)
+any_msg = st.one_of(
+    note_msgs, close_notes, close_notes, control_msgs, other_channel_msgs, system_msgs
+)
 # Objects that are not port messages at all (a bug upstream must still not stop the engine).
 foreign = st.one_of(
     st.just(mido.MetaMessage("end_of_track")),
@@ -120,10 +135,15 @@ def _check_notes(notes: Sequence[Any], now: float) -> None:
 
 
 @FUZZ
-@given(st.lists(st.tuples(gaps, any_msg), max_size=200),
-       st.sampled_from([None, 1, 3, 16]), st.sampled_from([0.0, 0.03, 0.2]))
+@given(
+    st.lists(st.tuples(gaps, any_msg), max_size=200),
+    st.sampled_from([None, 1, 3, 16]),
+    st.sampled_from([0.0, 0.03, 0.2]),
+)
 def test_capture_survives_any_message_sequence(
-    stream: list[tuple[float, mido.Message]], channel: int | None, window: float,
+    stream: list[tuple[float, mido.Message]],
+    channel: int | None,
+    window: float,
 ) -> None:
     cap = PhraseCapture(window, channel)
     t = 10.0
@@ -182,13 +202,17 @@ def _cc(control: int, value: int = 0, channel: int = 0) -> mido.Message:
     return mido.Message("control_change", control=control, value=value, channel=channel)
 
 
-@pytest.mark.parametrize(("release", "pedalled_still_sound"), [
-    (_cc(123), True),  # All Notes Off: pedalled notes follow the pedal
-    (_cc(120), False),  # All Sound Off: everything stops
-    (mido.Message("reset"), False),  # System Reset
-])
+@pytest.mark.parametrize(
+    ("release", "pedalled_still_sound"),
+    [
+        (_cc(123), True),  # All Notes Off: pedalled notes follow the pedal
+        (_cc(120), False),  # All Sound Off: everything stops
+        (mido.Message("reset"), False),  # System Reset
+    ],
+)
 def test_channel_mode_messages_release_held_keys(
-    release: mido.Message, pedalled_still_sound: bool,
+    release: mido.Message,
+    pedalled_still_sound: bool,
 ) -> None:
     cap = PhraseCapture(0.0)
     cap.feed(_cc(64, 127), 0.0)
@@ -214,8 +238,10 @@ def test_a_new_input_channel_forgets_keys_held_on_the_others() -> None:
     assert cap.is_playing  # channel 1's key is still down
     cap.feed(mido.Message("note_off", note=62, channel=0), 2.0)
     assert not cap.is_playing
-    assert [(n.pitch, n.duration_s) for n in cap.take(3.0)] == [(60, pytest.approx(0.2)),
-                                                                (62, pytest.approx(0.8))]
+    assert [(n.pitch, n.duration_s) for n in cap.take(3.0)] == [
+        (60, pytest.approx(0.2)),
+        (62, pytest.approx(0.8)),
+    ]
 
 
 # ---- the engine ----------------------------------------------------------------------------------
@@ -267,8 +293,16 @@ def _make_engine(model: Any, fakes: tuple[type, type, type], **values: Any) -> E
     clock = clock_type()
     sink = sink_type(clock)
     base = {"length": 6, "seed": 3, "bpm": 240.0, "silence_beats": 1.0} | values
-    engine = Engine(model, SettingsBox(Settings(**base)), sink, events_type(), clock=clock,
-                    wait=clock.wait, lookahead_beats=2.0, input_queue_size=64)
+    engine = Engine(
+        model,
+        SettingsBox(Settings(**base)),
+        sink,
+        events_type(),
+        clock=clock,
+        wait=clock.wait,
+        lookahead_beats=2.0,
+        input_queue_size=64,
+    )
     clock.on_advance(engine.wake)
     engine.start()
     return EngineRig(engine, clock, sink)
@@ -281,16 +315,21 @@ def _valid_output(msg: mido.Message) -> bool:
 
 
 @fuzz(40)
-@given(stream=st.lists(st.tuples(gaps, any_msg | foreign), max_size=60),
-       mode=st.sampled_from(["call", "call", "trigger", "listen"]),
-       in_channel=st.sampled_from([None, None, 1, 2]),
-       passthrough=st.booleans())
+@given(
+    stream=st.lists(st.tuples(gaps, any_msg | foreign), max_size=60),
+    mode=st.sampled_from(["call", "call", "trigger", "listen"]),
+    in_channel=st.sampled_from([None, None, 1, 2]),
+    passthrough=st.booleans(),
+)
 def test_engine_survives_random_input_and_still_answers(
-    tiny_model: Any, fakes: tuple[type, type, type], stream: list[tuple[float, Any]], mode: str,
-    in_channel: int | None, passthrough: bool,
+    tiny_model: Any,
+    fakes: tuple[type, type, type],
+    stream: list[tuple[float, Any]],
+    mode: str,
+    in_channel: int | None,
+    passthrough: bool,
 ) -> None:
-    rig = _make_engine(tiny_model, fakes, mode=mode, in_channel=in_channel,
-                       passthrough=passthrough)
+    rig = _make_engine(tiny_model, fakes, mode=mode, in_channel=in_channel, passthrough=passthrough)
     engine = rig.engine
     foreign_fed = 0
     try:
@@ -346,17 +385,25 @@ class FakeRtMidiIn:
 
 
 statuses = st.sampled_from([0x80, 0x90, 0xA0, 0xB0, 0xC0, 0xD0, 0xE0]).flatmap(
-    lambda s: st.integers(0, 15).map(lambda ch: s | ch))
+    lambda s: st.integers(0, 15).map(lambda ch: s | ch)
+)
 raw_events = st.one_of(
     st.lists(st.integers(0, 255), max_size=8),  # anything at all
-    st.builds(lambda s, pairs: [s, *[b for p in pairs for b in p]], statuses,
-              st.lists(st.tuples(data7, data7), min_size=2, max_size=4)),  # running status
+    st.builds(
+        lambda s, pairs: [s, *[b for p in pairs for b in p]],
+        statuses,
+        st.lists(st.tuples(data7, data7), min_size=2, max_size=4),
+    ),  # running status
     st.lists(data7, min_size=1, max_size=3),  # a fragment: data bytes without their status
     st.builds(lambda s, d: [s, *d], statuses, st.lists(data7, max_size=1)),  # truncated
     st.builds(lambda d: [0xF0, *d], st.lists(data7, max_size=40)),  # SysEx, no 0xF7
     st.builds(lambda d: [0xF0, *d, 0xF7], st.lists(data7, max_size=40)),  # complete SysEx
-    st.builds(lambda s, rt, d: [s, rt, *d], statuses, st.sampled_from([0xF8, 0xFA, 0xFE]),
-              st.lists(data7, min_size=2, max_size=2)),  # real-time byte inside a message
+    st.builds(
+        lambda s, rt, d: [s, rt, *d],
+        statuses,
+        st.sampled_from([0xF8, 0xFA, 0xFE]),
+        st.lists(data7, min_size=2, max_size=2),
+    ),  # real-time byte inside a message
     st.sampled_from([[0xF7], [0xF4], [0xF5], [0xF9], [0xFD], [0xF1], [0xF2, 1], [0xF3]]),
     st.builds(lambda ch, n, v: [0x90 | ch, n, v], channels, pitches, data7),  # plain valid
     st.sampled_from([None, "junk", b"", 12, [0x90, -1, 3], [0x90, 60, 300], [0.5, 60, 1]]),
@@ -392,8 +439,11 @@ class FakeQueuedIn:
 
 
 @FUZZ
-@given(st.lists(st.tuples(raw_events, st.sampled_from([0.0, 0.0005, 0.01, 0.2, -1.0, 5.0])),
-                max_size=150))
+@given(
+    st.lists(
+        st.tuples(raw_events, st.sampled_from([0.0, 0.0005, 0.01, 0.2, -1.0, 5.0])), max_size=150
+    )
+)
 def test_polled_decoder_counts_every_event_and_keeps_time_order(
     events_: list[tuple[Any, float]],
 ) -> None:
@@ -415,7 +465,9 @@ def test_polled_decoder_counts_every_event_and_keeps_time_order(
 @fuzz(25)
 @given(st.lists(raw_events, max_size=80))
 def test_raw_bytes_through_the_decoder_into_the_engine(
-    tiny_model: Any, fakes: tuple[type, type, type], events_: list[Any],
+    tiny_model: Any,
+    fakes: tuple[type, type, type],
+    events_: list[Any],
 ) -> None:
     """The real input path minus the port: RtMidi callback → engine queue → control thread."""
     rig = _make_engine(tiny_model, fakes)
@@ -438,7 +490,8 @@ def test_raw_bytes_through_the_decoder_into_the_engine(
 
 
 def test_a_lost_note_off_does_not_block_later_answers(
-    tiny_model: Any, fakes: tuple[type, type, type],
+    tiny_model: Any,
+    fakes: tuple[type, type, type],
 ) -> None:
     rig = _make_engine(tiny_model, fakes, silence_beats=1.0)  # 0.25 s at 240 BPM
     engine = rig.engine
@@ -488,8 +541,17 @@ def flood_messages(count: int, seed: int = 6) -> list[bytes]:
     transport, SysEx, and malformed events (running status, data bytes only, truncated,
     undefined status bytes, a lone EOX)."""
     rng = np.random.default_rng(seed)
-    malformed = [b"\x3c\x40", b"\x90\x3c", b"\xf4", b"\xfd", b"\xf7", b"\x90\x3c\x40\x3e\x40",
-                 b"\xc0\x05\x06", b"\xe0\x00", b"\x80"]
+    malformed = [
+        b"\x3c\x40",
+        b"\x90\x3c",
+        b"\xf4",
+        b"\xfd",
+        b"\xf7",
+        b"\x90\x3c\x40\x3e\x40",
+        b"\xc0\x05\x06",
+        b"\xe0\x00",
+        b"\x80",
+    ]
     kinds = rng.choice(9, size=count, p=[0.22, 0.22, 0.16, 0.12, 0.01, 0.005, 0.005, 0.04, 0.22])
     channel = rng.integers(0, 16, size=count)
     a = rng.integers(0, 128, size=count)
@@ -505,8 +567,9 @@ def flood_messages(count: int, seed: int = 6) -> list[bytes]:
             control = (64, 1, 7, 11, 123, 120, 121, x)[y % 8]
             out.append(bytes([0xB0 | ch, control, x]))
         elif k == 3:
-            out.append(bytes([(0xA0, 0xC0, 0xD0, 0xE0)[x % 4] | ch, y, x][: 2 if x % 4 in (1, 2)
-                                                                           else 3]))
+            out.append(
+                bytes([(0xA0, 0xC0, 0xD0, 0xE0)[x % 4] | ch, y, x][: 2 if x % 4 in (1, 2) else 3])
+            )
         elif k == 4:
             out.append(b"\xf8")
         elif k == 5:
@@ -522,8 +585,11 @@ def flood_messages(count: int, seed: int = 6) -> list[bytes]:
 
 @pytest.mark.jack
 def test_a_10k_per_second_flood_through_jack(
-    jack_server: str, bridge_process: Callable[..., Any], tiny_model_path: Path,
-    tmp_path: Path, record_property: Callable[[str, object], None],
+    jack_server: str,
+    bridge_process: Callable[..., Any],
+    tiny_model_path: Path,
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
 ) -> None:
     """A JACK client floods "Antiphon In" at 10k messages/s (random, malformed, all channels,
     passthrough on so the output is flooded too) while another process records "Antiphon Out"
@@ -535,15 +601,32 @@ def test_a_10k_per_second_flood_through_jack(
     recording is compared with the bridge's own count of messages sent, and a missing note-off
     is only tolerated where the recording provably lost that many events in transport."""
     model = quick_model(tiny_model_path, tmp_path / "models" / "quick.onnx")
-    bridge = bridge_process("--model", str(model), "--client-name", FLOOD_CLIENT,
-                            "--passthrough", "--bpm", "120", "--silence", "0.5", "--length", "8",
-                            "--seed", "2", "--osc-port", "0", "--input-queue", str(FLOOD_QUEUE))
+    bridge = bridge_process(
+        "--model",
+        str(model),
+        "--client-name",
+        FLOOD_CLIENT,
+        "--passthrough",
+        "--bpm",
+        "120",
+        "--silence",
+        "0.5",
+        "--length",
+        "8",
+        "--seed",
+        "2",
+        "--osc-port",
+        "0",
+        "--input-queue",
+        str(FLOOD_QUEUE),
+    )
     peer = MidiPeer("h6-flood-peer", jack_server)
     recorder = None
     try:
         peer.connect(f"{FLOOD_CLIENT}:Antiphon In", f"{FLOOD_CLIENT}:Antiphon Out")
-        recorder = RecorderProcess("h6-flood-recorder", jack_server,
-                                   f"{FLOOD_CLIENT}:Antiphon Out", tmp_path / "out.txt")
+        recorder = RecorderProcess(
+            "h6-flood-recorder", jack_server, f"{FLOOD_CLIENT}:Antiphon Out", tmp_path / "out.txt"
+        )
         osc = Osc(bridge.osc_port)
         messages = flood_messages(int(FLOOD_RATE * FLOOD_SECONDS))
         peer.flood(messages, FLOOD_RATE)
@@ -555,8 +638,11 @@ def test_a_10k_per_second_flood_through_jack(
         sent_s = (peer.flood_last_frame - peer.flood_first_frame) / peer.rate  # type: ignore[operator]
         time.sleep(0.5)
         flooded = osc.status()
-        stop = [mido.Message("control_change", channel=ch, control=control, value=0)
-                for ch in range(16) for control in (123, 64)]  # the DAW stops: all notes off
+        stop = [
+            mido.Message("control_change", channel=ch, control=control, value=0)
+            for ch in range(16)
+            for control in (123, 64)
+        ]  # the DAW stops: all notes off
         peer.play([(i * 0.002, msg) for i, msg in enumerate(stop)])  # paced for the small queue
         time.sleep(1.0)
         after = osc.status()
@@ -600,9 +686,12 @@ def test_a_10k_per_second_flood_through_jack(
         "malformed_counted": flooded["midi_in_malformed"],
         "dropped_queue_full": dropped,
         "max_queue_seen": max(s["queue"] for s in samples),
-        "bridge_sent": bridge_sent, "send_failures": failed,
-        "recorded": len(everything), "lost_by_jack_after_bridge": lost_out,
-        "note_ons_out": len(note_ons(everything)), "stuck_notes": len(stuck),
+        "bridge_sent": bridge_sent,
+        "send_failures": failed,
+        "recorded": len(everything),
+        "lost_by_jack_after_bridge": lost_out,
+        "note_ons_out": len(note_ons(everything)),
+        "stuck_notes": len(stuck),
     }
     print(f"\nMIDI flood: {figures}")
     for key, value in figures.items():
@@ -613,7 +702,8 @@ def test_a_10k_per_second_flood_through_jack(
 
 
 def test_passthrough_restrike_without_note_off_still_pairs_every_note(
-    tiny_model: Any, fakes: tuple[type, type, type],
+    tiny_model: Any,
+    fakes: tuple[type, type, type],
 ) -> None:
     """Found by the flood: a key struck twice with no note-off in between (a lost note-off) was
     passed through as two note-ons and one note-off, leaving a voice on in synths that stack."""
@@ -648,11 +738,22 @@ def _reference_seed_tokens(scheme: Any, seed: list[Any], max_events: int) -> tup
 
 
 @FUZZ
-@given(st.lists(st.tuples(st.integers(0, 200), st.integers(40, 80), st.integers(1, 20),
-                          st.sampled_from([20, 60, 100, 127])), min_size=1, max_size=30),
-       st.integers(1, 6))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 200),
+            st.integers(40, 80),
+            st.integers(1, 20),
+            st.sampled_from([20, 60, 100, 127]),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    st.integers(1, 6),
+)
 def test_seed_tokens_keep_the_last_events_exactly(
-    gaps: list[tuple[int, int, int, int]], max_events: int,
+    gaps: list[tuple[int, int, int, int]],
+    max_events: int,
 ) -> None:
     """Shortening silences before tokenizing (against 2^28-beat gaps) changes nothing that the
     last ``max_events`` events contain."""
@@ -664,8 +765,7 @@ def test_seed_tokens_keep_the_last_events_exactly(
     for gap, pitch, duration, velocity in gaps:
         onset += gap
         seed.append(Note(onset, pitch, duration, velocity))
-    assert seed_tokens(scheme, seed, max_events) == _reference_seed_tokens(scheme, seed,
-                                                                            max_events)
+    assert seed_tokens(scheme, seed, max_events) == _reference_seed_tokens(scheme, seed, max_events)
 
 
 def test_a_seed_with_a_2_to_the_28_beat_silence_is_quick() -> None:

@@ -32,9 +32,25 @@ from bridge.config import Settings, SettingsBox
 from bridge.engine import Engine
 from bridge.osc import ERROR_ADDRESS, NullEvents, OscControl
 
-ADDRESSES = ["length", "temperature", "top_k", "top_p", "tempo", "silence", "start", "mode",
-             "channel", "in_channel", "seed", "passthrough", "trigger", "stop", "panic", "model",
-             "status"]
+ADDRESSES = [
+    "length",
+    "temperature",
+    "top_k",
+    "top_p",
+    "tempo",
+    "silence",
+    "start",
+    "mode",
+    "channel",
+    "in_channel",
+    "seed",
+    "passthrough",
+    "trigger",
+    "stop",
+    "panic",
+    "model",
+    "status",
+]
 BARRIER = "/antiphon/__barrier__"
 
 # ---- a hand-made OSC encoder ---------------------------------------------------------------------
@@ -57,18 +73,37 @@ Arg = tuple[str, bytes]  # (type tags, encoded payload)
 
 floats32 = st.floats(width=32, allow_nan=True, allow_infinity=True)
 doubles = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(
-    [1e308, -1e308, 5e-324, -0.0, 16.0, 0.5, 120.0, 2.0**63])
+    [1e308, -1e308, 5e-324, -0.0, 16.0, 0.5, 120.0, 2.0**63]
+)
 scalar_args: st.SearchStrategy[Arg] = st.one_of(
-    st.integers(-2**31, 2**31 - 1).map(lambda v: ("i", struct.pack(">i", v))),
+    st.integers(-(2**31), 2**31 - 1).map(lambda v: ("i", struct.pack(">i", v))),
     st.sampled_from([0, 1, 2, 4, 16, 64, 100, 120, 127, 512, 513, -1]).map(
-        lambda v: ("i", struct.pack(">i", v))),
+        lambda v: ("i", struct.pack(">i", v))
+    ),
     floats32.map(lambda v: ("f", struct.pack(">f", v))),
     doubles.map(lambda v: ("d", struct.pack(">d", v))),
-    st.integers(-2**63, 2**63 - 1).map(lambda v: ("h", struct.pack(">q", v))),
+    st.integers(-(2**63), 2**63 - 1).map(lambda v: ("h", struct.pack(">q", v))),
     st.text(max_size=40).map(lambda s: ("s", _osc_string(s))),
-    st.sampled_from(["call", "trigger", "listen", "now", "beat", "bar", "auto", "events",
-                     "beats", "bars", "tiny", "../tiny", "/etc/passwd", "a/b", "", "x" * 300]
-                    ).map(lambda s: ("s", _osc_string(s))),
+    st.sampled_from(
+        [
+            "call",
+            "trigger",
+            "listen",
+            "now",
+            "beat",
+            "bar",
+            "auto",
+            "events",
+            "beats",
+            "bars",
+            "tiny",
+            "../tiny",
+            "/etc/passwd",
+            "a/b",
+            "",
+            "x" * 300,
+        ]
+    ).map(lambda s: ("s", _osc_string(s))),
     st.binary(max_size=64).map(lambda b: ("b", _blob(b))),
     st.sampled_from([("T", b""), ("F", b""), ("N", b""), ("I", b"")]),
     st.integers(0, 2**32 - 1).map(lambda v: ("c", struct.pack(">I", v))),
@@ -77,16 +112,27 @@ scalar_args: st.SearchStrategy[Arg] = st.one_of(
     st.binary(min_size=8, max_size=8).map(lambda b: ("t", b)),
 )
 args_strategy = st.lists(
-    scalar_args | st.lists(scalar_args, max_size=3).map(
-        lambda items: ("[" + "".join(t for t, _ in items) + "]",
-                       b"".join(p for _, p in items))),
+    scalar_args
+    | st.lists(scalar_args, max_size=3).map(
+        lambda items: ("[" + "".join(t for t, _ in items) + "]", b"".join(p for _, p in items))
+    ),
     max_size=4,
 )
 addresses = st.one_of(
     st.sampled_from(ADDRESSES).map(lambda a: f"/antiphon/{a}"),
     st.sampled_from(ADDRESSES).map(lambda a: f"/antiphon/{a}"),
-    st.sampled_from(["/antiphon", "/antiphon/", "/antiphon/*", "/antiphon/length/x", "/",
-                     "/ANTIPHON/length", "/antiphon/status/", "//antiphon/mode"]),
+    st.sampled_from(
+        [
+            "/antiphon",
+            "/antiphon/",
+            "/antiphon/*",
+            "/antiphon/length/x",
+            "/",
+            "/ANTIPHON/length",
+            "/antiphon/status/",
+            "//antiphon/mode",
+        ]
+    ),
     st.text(max_size=30).map(lambda s: "/" + s),
 )
 
@@ -97,24 +143,38 @@ def message(address: str, args: list[Arg]) -> bytes:
 
 
 def bundle(elements: list[bytes], timetag: bytes = b"\0\0\0\0\0\0\0\1") -> bytes:
-    return _osc_string("#bundle") + timetag + b"".join(
-        struct.pack(">i", len(e)) + e for e in elements)
+    return (
+        _osc_string("#bundle") + timetag + b"".join(struct.pack(">i", len(e)) + e for e in elements)
+    )
 
 
 messages = st.builds(message, addresses, args_strategy)
-timetags = st.sampled_from([b"\0\0\0\0\0\0\0\1", b"\xff\xff\xff\xff\0\0\0\0", b"\0" * 8,
-                            struct.pack(">Q", int((time.time() + 2208988800 + 3600) * 2**32))])
+timetags = st.sampled_from(
+    [
+        b"\0\0\0\0\0\0\0\1",
+        b"\xff\xff\xff\xff\0\0\0\0",
+        b"\0" * 8,
+        struct.pack(">Q", int((time.time() + 2208988800 + 3600) * 2**32)),
+    ]
+)
 bundles = st.builds(bundle, st.lists(messages, max_size=4), timetags)
-nested = st.builds(lambda inner, outer, tag: bundle([inner, *outer], tag), bundles,
-                   st.lists(messages, max_size=2), timetags)
-truncated = st.builds(lambda data, cut: data[: max(0, len(data) - cut)],
-                      messages | bundles, st.integers(1, 12))
+nested = st.builds(
+    lambda inner, outer, tag: bundle([inner, *outer], tag),
+    bundles,
+    st.lists(messages, max_size=2),
+    timetags,
+)
+truncated = st.builds(
+    lambda data, cut: data[: max(0, len(data) - cut)], messages | bundles, st.integers(1, 12)
+)
 garbage = st.one_of(
     st.binary(max_size=200),
     st.builds(lambda tail: b"#bundle\0" + tail, st.binary(max_size=40)),
     st.builds(lambda tail: b"/antiphon/length\0\0\0\0" + tail, st.binary(max_size=20)),
-    st.builds(lambda n: bundle([b"\0" * 4], b"\0" * 8)[:-4] + struct.pack(">i", n),
-              st.integers(-2**31, 2**31 - 1)),  # a bundle element of absurd size
+    st.builds(
+        lambda n: bundle([b"\0" * 4], b"\0" * 8)[:-4] + struct.pack(">i", n),
+        st.integers(-(2**31), 2**31 - 1),
+    ),  # a bundle element of absurd size
 )
 datagrams = st.one_of(messages, messages, messages, bundles, nested, truncated, garbage)
 
@@ -176,8 +236,13 @@ class CountingSink:
 
 @pytest.fixture(scope="module")
 def rig(tiny_model: Any, tiny_model_path: Path) -> Iterator[Rig]:
-    engine = Engine(tiny_model, SettingsBox(Settings(length=4, seed=1)), CountingSink(),
-                    NullEvents(), model_dirs=[tiny_model_path.parent])
+    engine = Engine(
+        tiny_model,
+        SettingsBox(Settings(length=4, seed=1)),
+        CountingSink(),
+        NullEvents(),
+        model_dirs=[tiny_model_path.parent],
+    )
     loads: list[str] = []
     original = engine.swap_model
 
@@ -196,12 +261,15 @@ def rig(tiny_model: Any, tiny_model_path: Path) -> Iterator[Rig]:
     server.stop()
     engine.stop()
     counted = server.stats()
-    print(f"\nOSC fuzz: {rig.sent} datagrams sent, {rig.error_replies} /antiphon/error replies "
-          f"(the barriers included), server counted {counted}")
+    print(
+        f"\nOSC fuzz: {rig.sent} datagrams sent, {rig.error_replies} /antiphon/error replies "
+        f"(the barriers included), server counted {counted}"
+    )
 
 
 def _settings_still_valid(status: dict[str, Any]) -> Settings:
     """Rebuild Settings from the status reply: raises if any value is out of range."""
+
     def none(value: Any) -> Any:
         return None if value == "none" else value
 
@@ -211,25 +279,39 @@ def _settings_still_valid(status: dict[str, Any]) -> Settings:
             name, _, cc = pair.partition("=")
             bindings[name] = int(cc)
     rebuilt = Settings(
-        length=status["length"], length_unit=status["length_unit"],
-        temperature=status["temperature"], top_k=status["top_k"], top_p=status["top_p"],
-        bpm=status["bpm"], mode=status["mode"], in_channel=none(status["in_channel"]),
-        out_channel=status["out_channel"], silence_beats=status["silence_beats"],
-        start=status["start"], beats_per_bar=status["beats_per_bar"],
-        seed=none(status["seed"]), passthrough=bool(status["passthrough"]),
-        chord_window_ms=status["chord_window_ms"], trigger_cc=none(status["trigger_cc"]),
-        trigger_note=none(status["trigger_note"]), cc_bindings=bindings,
+        length=status["length"],
+        length_unit=status["length_unit"],
+        temperature=status["temperature"],
+        top_k=status["top_k"],
+        top_p=status["top_p"],
+        bpm=status["bpm"],
+        mode=status["mode"],
+        in_channel=none(status["in_channel"]),
+        out_channel=status["out_channel"],
+        silence_beats=status["silence_beats"],
+        start=status["start"],
+        beats_per_bar=status["beats_per_bar"],
+        seed=none(status["seed"]),
+        passthrough=bool(status["passthrough"]),
+        chord_window_ms=status["chord_window_ms"],
+        trigger_cc=none(status["trigger_cc"]),
+        trigger_note=none(status["trigger_note"]),
+        cc_bindings=bindings,
     )
     for name in ("temperature", "top_p", "bpm", "silence_beats", "chord_window_ms"):
         assert math.isfinite(getattr(rebuilt, name)), name
     return rebuilt
 
 
-@settings(deadline=None, max_examples=150,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    deadline=None,
+    max_examples=150,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(st.lists(datagrams, min_size=1, max_size=12))
 def test_any_datagram_is_answered_or_dropped_and_never_breaks_the_settings(
-    rig: Rig, batch: list[bytes],
+    rig: Rig,
+    batch: list[bytes],
 ) -> None:
     before = rig.server.stats()
     errors_before = rig.error_replies
@@ -249,8 +331,9 @@ def test_any_datagram_is_answered_or_dropped_and_never_breaks_the_settings(
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 1e308, -1e308, 2.0**70])
-@pytest.mark.parametrize("address", ["temperature", "top_p", "tempo", "silence", "length",
-                                     "top_k", "channel", "seed"])
+@pytest.mark.parametrize(
+    "address", ["temperature", "top_p", "tempo", "silence", "length", "top_k", "channel", "seed"]
+)
 def test_non_finite_and_huge_numbers_are_refused(rig: Rig, address: str, value: float) -> None:
     before = rig.status()
     replies = rig.exchange(message(f"/antiphon/{address}", [("d", struct.pack(">d", value))]))
@@ -259,7 +342,8 @@ def test_non_finite_and_huge_numbers_are_refused(rig: Rig, address: str, value: 
         return  # any whole number is a seed
     assert replies and replies[0][0] == ERROR_ADDRESS, (address, value, replies)
     assert {k: v for k, v in after.items() if k in Settings.__dataclass_fields__} == {
-        k: v for k, v in before.items() if k in Settings.__dataclass_fields__}
+        k: v for k, v in before.items() if k in Settings.__dataclass_fields__
+    }
 
 
 def test_a_burst_of_garbage_is_counted_and_the_server_keeps_answering(rig: Rig) -> None:

@@ -128,7 +128,7 @@ def test_temperature_and_length_change_the_answer(tiny_model) -> None:
     base = continue_notes(tiny_model, SEED, length=16, seed=42)
     assert continue_notes(tiny_model, SEED, length=16, seed=42, temperature=0.2) != base
     longer = continue_notes(tiny_model, SEED, length=24, seed=42)
-    assert longer[:len(base)] == base  # same rng stream, just further
+    assert longer[: len(base)] == base  # same rng stream, just further
     assert len({n.onset for n in longer}) > len({n.onset for n in base})
 
 
@@ -149,8 +149,14 @@ def rig(fake_clock, sink, events):
         reports.append(report)
         done.set()
 
-    gen = AnswerGenerator(sched, tempo, clock=fake_clock, wait=fake_clock.wait,
-                          lookahead_beats=2.0, on_report=on_report)
+    gen = AnswerGenerator(
+        sched,
+        tempo,
+        clock=fake_clock,
+        wait=fake_clock.wait,
+        lookahead_beats=2.0,
+        on_report=on_report,
+    )
     sched.start()
     gen.start()
     yield SimpleNamespace(tempo=tempo, sched=sched, gen=gen, reports=reports, done=done)
@@ -159,8 +165,7 @@ def rig(fake_clock, sink, events):
 
 
 def job(model, answer_id: int = 1, **kwargs) -> AnswerJob:
-    values: dict[str, Any] = {"length": 24, "rng": answer_rng(9, answer_id),
-                              "seed": tuple(SEED)}
+    values: dict[str, Any] = {"length": 24, "rng": answer_rng(9, answer_id), "seed": tuple(SEED)}
     values.update(kwargs)
     return AnswerJob(answer_id=answer_id, model=model, **values)
 
@@ -186,12 +191,14 @@ def test_worker_anchors_on_the_next_beat(rig, tiny_model, fake_clock, until) -> 
     assert rig.sched.next_due() == pytest.approx(rig.tempo.time_at_beat(1.0))
 
 
-def test_worker_failure_silences_the_answer_and_survives(rig, tiny_model, sink, fake_clock,
-                                                        until) -> None:
+def test_worker_failure_silences_the_answer_and_survives(
+    rig, tiny_model, sink, fake_clock, until
+) -> None:
     rig.gen.lookahead_beats = 1e6  # the fake clock stands still: generate everything at once
     # fail only once the scheduler (its own thread) has started the first notes
-    failing = CountingModel(tiny_model, fail_on=30,
-                            before_failing=lambda: until(lambda: len(sink.note_ons()) > 0))
+    failing = CountingModel(
+        tiny_model, fail_on=30, before_failing=lambda: until(lambda: len(sink.note_ons()) > 0)
+    )
     rig.gen.submit(job(failing, length=64, start="now"))
     assert rig.done.wait(2)
     assert rig.reports[0].error is not None and "exploded" in rig.reports[0].error
@@ -214,16 +221,20 @@ def test_submit_replaces_the_job_in_progress(rig, tiny_model, until) -> None:
     assert until(lambda: 2 in rig.sched.active_answers or len(rig.reports) == 2)
 
 
-def test_same_rng_seed_same_worker_answer(rig, tiny_model, sink, events, fake_clock,
-                                          until) -> None:
+def test_same_rng_seed_same_worker_answer(rig, tiny_model, sink, events, fake_clock, until) -> None:
     rig.gen.lookahead_beats = 1e6
     plans = []
     for answer_id in (1, 2):
         rig.done.clear()
         rig.gen.submit(job(tiny_model, answer_id=answer_id, length=8, rng=np.random.default_rng(3)))
         assert until(rig.done.is_set)
-        plans.append([args[1] for name, args in events.calls
-                      if name == "answer_plan" and args[0] == answer_id])
+        plans.append(
+            [
+                args[1]
+                for name, args in events.calls
+                if name == "answer_plan" and args[0] == answer_id
+            ]
+        )
     assert plans[0] == plans[1] and plans[0]
 
 
@@ -240,8 +251,9 @@ def _play_out(rig, fake_clock, until, steps: int = 1000) -> None:
         assert until(lambda w=woke: not rig.gen.busy or rig.gen.playhead_waits > w)
 
 
-def test_plans_come_in_batches_before_their_notes(rig, tiny_model, events, fake_clock,
-                                                  until) -> None:
+def test_plans_come_in_batches_before_their_notes(
+    rig, tiny_model, events, fake_clock, until
+) -> None:
     rig.gen.submit(job(tiny_model, length=32, start="now"))
     _play_out(rig, fake_clock, until)
     assert rig.reports and not rig.reports[0].cancelled
@@ -268,12 +280,14 @@ def test_answer_events_never_strike_one_key_twice_at_once() -> None:
         scheme = TokenScheme()
 
         def __init__(self) -> None:
-            self.events = iter([
-                Event(0, (60, 64), 4, 3),
-                Event(0, (64,), 8, 3),      # 64 again at the same onset: dropped
-                Event(0, (64, 67), 2, 3),   # only 67 is new
-                Event(4, (64,), 4, 3),      # a later onset: a new note
-            ])
+            self.events = iter(
+                [
+                    Event(0, (60, 64), 4, 3),
+                    Event(0, (64,), 8, 3),  # 64 again at the same onset: dropped
+                    Event(0, (64, 67), 2, 3),  # only 67 is new
+                    Event(4, (64,), 4, 3),  # a later onset: a new note
+                ]
+            )
 
         def next_event(self) -> Event:
             return next(self.events)
@@ -282,8 +296,9 @@ def test_answer_events_never_strike_one_key_twice_at_once() -> None:
     assert [(pos, e.pitches) for pos, e in got] == [(0, (60, 64)), (0, (67,)), (4, (64,))]
 
 
-def test_a_chord_split_over_events_leaves_in_one_batch(rig, tiny_model, events, fake_clock,
-                                                       monkeypatch, until) -> None:
+def test_a_chord_split_over_events_leaves_in_one_batch(
+    rig, tiny_model, events, fake_clock, monkeypatch, until
+) -> None:
     """Issue 9: the first event went out alone, so under load a chord's notes reached the
     scheduler (and the port) milliseconds apart.  Every batch now holds whole onsets."""
     from bridge.tokens import Event
@@ -302,6 +317,6 @@ def test_a_chord_split_over_events_leaves_in_one_batch(rig, tiny_model, events, 
     plans = [args[1] for name, args in events.calls if name == "answer_plan"]
     batches = [{note.beat for note in plan} for plan in plans]
     for i, beats in enumerate(batches):
-        for other in batches[i + 1:]:
+        for other in batches[i + 1 :]:
             assert not beats & other, f"an onset was split over two batches: {plans}"
     assert all(len(plan) % 3 == 0 for plan in plans)

@@ -24,8 +24,9 @@ print(json.dumps({{"heavy": sorted(m for m in sys.modules
                                    or m.startswith("bridge.audio")),
                   "notes": len(notes)}}))
 """
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["heavy"] == []
@@ -34,10 +35,13 @@ print(json.dumps({{"heavy": sorted(m for m in sys.modules
 
 def test_the_engine_and_scheduler_need_no_osc_transport() -> None:
     """Their protocols live in bridge.protocols: only bridge.osc imports python-osc."""
-    code = ("import json, sys, bridge.engine, bridge.schedule, bridge.protocols; "
-            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('pythonosc'))))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, check=False)
+    code = (
+        "import json, sys, bridge.engine, bridge.schedule, bridge.protocols; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('pythonosc'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
@@ -45,10 +49,13 @@ def test_the_engine_and_scheduler_need_no_osc_transport() -> None:
 def test_audio_modules_load_the_signal_libraries_only_when_used() -> None:
     """Importing bridge.audio_transcribe / audio_live costs numpy and mido; librosa and
     soundfile load in the functions that read and analyse audio, JACK-Client in AudioInput."""
-    code = ("import json, sys, bridge.audio_transcribe, bridge.audio_live, bridge.continuation, "
-            "bridge.cli; print(json.dumps(sorted(m for m in sys.modules "
-            f"if m.split('.')[0] in {AUDIO!r})))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, check=False)
+    code = (
+        "import json, sys, bridge.audio_transcribe, bridge.audio_live, bridge.continuation, "
+        "bridge.cli; print(json.dumps(sorted(m for m in sys.modules "
+        f"if m.split('.')[0] in {AUDIO!r})))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []

@@ -38,7 +38,14 @@ BPM = 90.0
 SPB = 60.0 / BPM
 PHRASE = [(0.0, 60), (0.5, 64), (1.0, 67), (1.5, 72)]  # (beat, pitch), each half a beat long
 START = (
-    "--bpm", str(BPM), "--silence", "0.5", "--osc-port", "0", "--log-level", "info",
+    "--bpm",
+    str(BPM),
+    "--silence",
+    "0.5",
+    "--osc-port",
+    "0",
+    "--log-level",
+    "info",
 )
 
 StartBridge = Callable[..., Any]
@@ -135,8 +142,9 @@ def note_ons(messages: list[tuple[float, mido.Message]]) -> list[tuple[float, mi
     return [(t, m) for t, m in messages if m.type == "note_on" and m.velocity > 0]
 
 
-def wait_answer(recorder: Peer, since: float, *, quiet: float = 0.6,
-                timeout: float = 30) -> list[tuple[float, mido.Message]]:
+def wait_answer(
+    recorder: Peer, since: float, *, quiet: float = 0.6, timeout: float = 30
+) -> list[tuple[float, mido.Message]]:
     """Everything recorded after ``since`` once an answer came and went quiet, every note off."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -145,8 +153,10 @@ def wait_answer(recorder: Peer, since: float, *, quiet: float = 0.6,
             return got
         time.sleep(0.02)
     got = recorder.since(since)
-    raise AssertionError(f"no complete answer within {timeout} s: {len(note_ons(got))} notes, "
-                         f"unmatched {unmatched(got)}")
+    raise AssertionError(
+        f"no complete answer within {timeout} s: {len(note_ons(got))} notes, "
+        f"unmatched {unmatched(got)}"
+    )
 
 
 def answer_of(player: Peer, recorder: Peer) -> tuple[float, list[tuple[float, mido.Message]]]:
@@ -190,15 +200,25 @@ def jack_port_names() -> list[str]:
 
 
 def test_a_phrase_is_answered_on_antiphon_out_with_every_note_off(
-    bridge_process: StartBridge, peers: Callable[[], tuple[Peer, Peer]], model_dir: Path,
+    bridge_process: StartBridge,
+    peers: Callable[[], tuple[Peer, Peer]],
+    model_dir: Path,
     record_property: Callable[[str, object], None],
 ) -> None:
     events_in = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     events_in.bind(("127.0.0.1", 0))
     events_in.settimeout(0.5)
-    bridge = bridge_process("--model", str(model_dir / "quick.onnx"), "--seed", "1",
-                            "--length", "8", "--osc-out", f"127.0.0.1:{events_in.getsockname()[1]}",
-                            *START)
+    bridge = bridge_process(
+        "--model",
+        str(model_dir / "quick.onnx"),
+        "--seed",
+        "1",
+        "--length",
+        "8",
+        "--osc-out",
+        f"127.0.0.1:{events_in.getsockname()[1]}",
+        *START,
+    )
     try:
         assert '"Antiphon In"' in bridge.ready_line and '"Antiphon Out"' in bridge.ready_line
         assert "backend jack" in bridge.ready_line  # chosen automatically
@@ -211,9 +231,11 @@ def test_a_phrase_is_answered_on_antiphon_out_with_every_note_off(
         assert {m.channel for _, m in answer if hasattr(m, "channel")} == {0}  # --out-channel 1
         latency_ms = (ons[0][0] - phrase_end) * 1e3
         silence_ms = 0.5 * SPB * 1e3
-        print(f"\nbridge start-up {bridge.startup_s * 1e3:.0f} ms; phrase end → first answer "
-              f"note {latency_ms:.0f} ms (silence {silence_ms:.0f} ms + "
-              f"{latency_ms - silence_ms:.0f} ms)")
+        print(
+            f"\nbridge start-up {bridge.startup_s * 1e3:.0f} ms; phrase end → first answer "
+            f"note {latency_ms:.0f} ms (silence {silence_ms:.0f} ms + "
+            f"{latency_ms - silence_ms:.0f} ms)"
+        )
         record_property("startup_ms", round(bridge.startup_s * 1e3))
         record_property("phrase_end_to_first_note_ms", round(latency_ms))
         assert latency_ms >= silence_ms - 20  # it waited for the silence that ends the phrase
@@ -238,7 +260,9 @@ def test_a_phrase_is_answered_on_antiphon_out_with_every_note_off(
 
 
 def test_osc_length_and_temperature_change_the_next_answer(
-    bridge_process: StartBridge, peers: Callable[[], tuple[Peer, Peer]], model_dir: Path,
+    bridge_process: StartBridge,
+    peers: Callable[[], tuple[Peer, Peer]],
+    model_dir: Path,
 ) -> None:
     """Two bridges with the same --seed hear the same phrase twice.  Their first answers agree
     (so answers are reproducible); before the second, both get /antiphon/length 12 but only the
@@ -267,8 +291,10 @@ def test_osc_length_and_temperature_change_the_next_answer(
     _, b1 = answer_of(player, recorder)
     assert second.stop(signal.SIGTERM) == 0
 
-    print(f"\nanswers (note-ons): length 3 → {len(pitches(a0))}, length 12 → {len(pitches(a1))}; "
-          f"length 12 at temperature 0.3 → {len(pitches(b1))}")
+    print(
+        f"\nanswers (note-ons): length 3 → {len(pitches(a0))}, length 12 → {len(pitches(a1))}; "
+        f"length 12 at temperature 0.3 → {len(pitches(b1))}"
+    )
     assert 3 <= len(pitches(a0)) <= 9  # 3 note events of at most a 3-note chord
     assert len(pitches(a1)) >= 12 and len(pitches(b1)) >= 12  # 12 note events
     assert pitches(b0) == pitches(a0)  # --seed: the same phrase gets the same answer
@@ -276,11 +302,14 @@ def test_osc_length_and_temperature_change_the_next_answer(
 
 
 def test_osc_control_over_udp_against_the_real_engine(
-    bridge_process: StartBridge, peers: Callable[[], tuple[Peer, Peer]], model_dir: Path,
+    bridge_process: StartBridge,
+    peers: Callable[[], tuple[Peer, Peer]],
+    model_dir: Path,
     antiphon: Callable[..., Any],
 ) -> None:
-    bridge = bridge_process("--model", str(model_dir / "quick.onnx"), "--cc", "temperature=21",
-                            *START)
+    bridge = bridge_process(
+        "--model", str(model_dir / "quick.onnx"), "--cc", "temperature=21", *START
+    )
     osc = Osc(bridge.osc_port)
     status = osc.status()
     assert status["model"] == "quick" and status["bpm"] == pytest.approx(BPM)
@@ -301,7 +330,9 @@ def test_osc_control_over_udp_against_the_real_engine(
         time.sleep(0.05)
     assert osc.ask("/antiphon/temperature", float("nan"))[0] == "/antiphon/error"
     assert osc.ask("/antiphon/tempo", "fast") == (
-        "/antiphon/error", ["/antiphon/tempo", "expects a number, got str 'fast'"])
+        "/antiphon/error",
+        ["/antiphon/tempo", "expects a number, got str 'fast'"],
+    )
     assert osc.ask("/antiphon/nope")[1] == ["/antiphon/nope", "unknown address"]
     assert osc.ask("/antiphon/model", "quick2") == ("/antiphon/model", ["quick2"])
     address, args = osc.ask("/antiphon/model", "../quick")
@@ -315,10 +346,13 @@ def test_osc_control_over_udp_against_the_real_engine(
 
 
 def test_sigint_while_answering_ends_every_note_and_closes_the_ports(
-    bridge_process: StartBridge, peers: Callable[[], tuple[Peer, Peer]], model_dir: Path,
+    bridge_process: StartBridge,
+    peers: Callable[[], tuple[Peer, Peer]],
+    model_dir: Path,
 ) -> None:
-    bridge = bridge_process("--model", str(model_dir / "quick.onnx"), "--length", "200",
-                            "--seed", "5", *START)
+    bridge = bridge_process(
+        "--model", str(model_dir / "quick.onnx"), "--length", "200", "--seed", "5", *START
+    )
     player, recorder = peers()
     phrase_end = play_phrase(player)
     deadline = time.monotonic() + 20
@@ -334,13 +368,20 @@ def test_sigint_while_answering_ends_every_note_and_closes_the_ports(
 
 
 def test_a_taken_osc_port_fails_cleanly_and_leaves_no_port(
-    antiphon: Callable[..., Any], model_dir: Path, jack_server: str,
+    antiphon: Callable[..., Any],
+    model_dir: Path,
+    jack_server: str,
 ) -> None:
     taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     taken.bind(("127.0.0.1", 0))
     try:
-        result = antiphon("bridge", "--model", str(model_dir / "quick.onnx"), "--osc-port",
-                          str(taken.getsockname()[1]))
+        result = antiphon(
+            "bridge",
+            "--model",
+            str(model_dir / "quick.onnx"),
+            "--osc-port",
+            str(taken.getsockname()[1]),
+        )
     finally:
         taken.close()
     assert result.returncode == 1
@@ -350,7 +391,9 @@ def test_a_taken_osc_port_fails_cleanly_and_leaves_no_port(
 
 
 def test_existing_ports_instead_of_virtual_ones(
-    bridge_process: StartBridge, model_dir: Path, jack_server: str,
+    bridge_process: StartBridge,
+    model_dir: Path,
+    jack_server: str,
 ) -> None:
     """The Windows/loopMIDI way: --in/--out name ports that exist (here two virtual ports of a
     stand-in "loopMIDI" client); the bridge connects its own client ports to them."""
@@ -358,16 +401,29 @@ def test_existing_ports_instead_of_virtual_ones(
     loop_in.open_virtual_port("loop A")  # the DAW plays into this; the bridge reads it
     loop_out = rtmidi.MidiIn(rtapi=rtmidi.API_UNIX_JACK, name="loopMIDI B")
     heard: list[tuple[float, mido.Message]] = []
-    loop_out.set_callback(lambda e, d=None: heard.append((time.monotonic(),
-                                                           mido.Message.from_bytes(e[0]))))
+    loop_out.set_callback(
+        lambda e, d=None: heard.append((time.monotonic(), mido.Message.from_bytes(e[0])))
+    )
     loop_out.open_virtual_port("loop B")  # the bridge plays into this
     try:
-        bridge = bridge_process("--model", str(model_dir / "quick.onnx"), "--in", "loop A",
-                                "--out", "loop B", "--length", "4", "--seed", "2", *START)
+        bridge = bridge_process(
+            "--model",
+            str(model_dir / "quick.onnx"),
+            "--in",
+            "loop A",
+            "--out",
+            "loop B",
+            "--length",
+            "4",
+            "--seed",
+            "2",
+            *START,
+        )
         assert '"loopMIDI A:loop A"' in bridge.ready_line
         assert '"loopMIDI B:loop B"' in bridge.ready_line
-        connections = subprocess.run(["jack_lsp", "-c"], capture_output=True, text=True,
-                                     check=True, timeout=10).stdout
+        connections = subprocess.run(
+            ["jack_lsp", "-c"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout
         assert "loopMIDI A:loop A\n   Antiphon:Antiphon In" in connections
         assert "loopMIDI B:loop B\n   Antiphon:Antiphon Out" in connections
 

@@ -104,8 +104,14 @@ class FakeClient:
     def connect(self, source: object, destination: object) -> None:
         self.connections.append((source, destination))
 
-    def get_ports(self, name_pattern: str = "", is_audio: bool = False, is_midi: bool = False,
-                  is_input: bool = False, is_output: bool = False) -> list[FakePort]:
+    def get_ports(
+        self,
+        name_pattern: str = "",
+        is_audio: bool = False,
+        is_midi: bool = False,
+        is_input: bool = False,
+        is_output: bool = False,
+    ) -> list[FakePort]:
         return list(self.others)
 
     def cycle(self, incoming: list[tuple[int, bytes]] | None = None) -> list[tuple[int, bytes]]:
@@ -124,8 +130,9 @@ def fallback() -> FakeFallback:
     return FakeFallback()
 
 
-def open_ports(fallback: FakeFallback, start_frame: int = 0,
-               **kwargs: Any) -> tuple[JackMidiPorts, FakeClient]:
+def open_ports(
+    fallback: FakeFallback, start_frame: int = 0, **kwargs: Any
+) -> tuple[JackMidiPorts, FakeClient]:
     made: list[FakeClient] = []
 
     def factory(name: str) -> FakeClient:
@@ -249,8 +256,9 @@ def test_input_counts_overflow_malformed_and_full_queue(fallback: FakeFallback) 
     client.cycle([(i, b"\x90\x3c\x64") for i in range(6)])  # 2 more than the ring holds
     assert reader.drain() == 2  # the queue holds 2
     assert reader.stats() == {"received": 2, "dropped": 4, "malformed": 0}
-    client.cycle([(0, b"\x90\x3c"), (1, b"\xf0\x01\x02\x03\xf7"), (2, b"\xfe"),
-                  (3, b"\x90\x01\x02\x03")])
+    client.cycle(
+        [(0, b"\x90\x3c"), (1, b"\xf0\x01\x02\x03\xf7"), (2, b"\xfe"), (3, b"\x90\x01\x02\x03")]
+    )
     queue.get_nowait()
     reader.drain()
     # truncated note-on: undecodable; 4 bytes: oversized; SysEx and active sensing: ignored
@@ -284,8 +292,7 @@ def test_late_output_goes_at_offset_zero_and_is_counted(fallback: FakeFallback) 
     ports.close()
 
 
-def test_sent_now_goes_at_the_next_period_start_and_never_overtakes(
-        fallback: FakeFallback) -> None:
+def test_sent_now_goes_at_the_next_period_start_and_never_overtakes(fallback: FakeFallback) -> None:
     ports, client = open_ports(fallback, start_frame=0)
     t0 = ports.clock()
     on = mido.Message("note_on", note=62, velocity=80)
@@ -446,8 +453,9 @@ def test_scheduler_hands_notes_ahead_with_their_due_time(fake_clock: Any, events
     assert sched.sounding() == []
 
 
-def test_scheduler_without_a_placing_sink_sends_when_due(fake_clock: Any, events: Any,
-                                                         sink: Any) -> None:
+def test_scheduler_without_a_placing_sink_sends_when_due(
+    fake_clock: Any, events: Any, sink: Any
+) -> None:
     tempo = TempoTracker(120.0, fake_clock)
     sched = Scheduler(sink, tempo, events, fake_clock, wait=fake_clock.wait, lookahead_s=0.01)
     t0 = fake_clock()
@@ -468,8 +476,7 @@ def test_a_late_period_holds_its_output_and_owes_note_offs(fallback: FakeFallbac
     client.frame_time += 3 * PERIOD  # three periods went by without the callback
     assert client.cycle() == []  # late: held back, and the last note-on may have been re-read
     assert ports.skipped == 1
-    assert [d for _, d in client.cycle()] == [mido.Message("note_on", note=62,
-                                                           velocity=90).bin()]
+    assert [d for _, d in client.cycle()] == [mido.Message("note_on", note=62, velocity=90).bin()]
     ports.output.send(off)
     assert client.cycle() == [(0, off.bin())] * 4  # once, plus once per missed period
     assert ports.extra_note_offs == 3

@@ -33,8 +33,9 @@ COUNT = 64
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JackServer]:
-    with private_server(SERVER, Path(tmp_path_factory.mktemp("jack")) / "jackd-native.log",
-                        sync=True) as jackd:
+    with private_server(
+        SERVER, Path(tmp_path_factory.mktemp("jack")) / "jackd-native.log", sync=True
+    ) as jackd:
         yield jackd
 
 
@@ -73,15 +74,16 @@ def test_one_client_with_both_ports(peers: Peers, server: JackServer) -> None:
     assert {"Antiphon:Antiphon In", "Antiphon:Antiphon Out"} <= set(server.ports())
 
 
-def test_input_is_stamped_with_the_frame_it_was_played_at(
-        peers: Peers) -> None:
+def test_input_is_stamped_with_the_frame_it_was_played_at(peers: Peers) -> None:
     ports, player, _ = peers
     queue: Queue[tuple[float, mido.Message]] = Queue()
     reader = ports.listen(queue)
     rng = random.Random(3)
     offsets = sorted(rng.uniform(0.0, 0.5) for _ in range(COUNT))
-    notes = [(t, mido.Message("note_on", note=40 + i % 40, velocity=1 + i)) for i, t in
-             enumerate(offsets)]
+    notes = [
+        (t, mido.Message("note_on", note=40 + i % 40, velocity=1 + i))
+        for i, t in enumerate(offsets)
+    ]
     first, _ = player.play(notes, delay=0.1)
     played = [(round(first * player.rate) + round(t * player.rate)) & FRAME_MASK for t, _ in notes]
     got: list[tuple[float, mido.Message]] = []
@@ -97,8 +99,7 @@ def test_input_is_stamped_with_the_frame_it_was_played_at(
     assert reader.stats() == {"received": COUNT, "dropped": 0, "malformed": 0}
 
 
-def test_output_lands_on_the_frame_it_was_due(
-        peers: Peers) -> None:
+def test_output_lands_on_the_frame_it_was_due(peers: Peers) -> None:
     ports, _, recorder = peers
     rng = random.Random(4)
     start = ports.clock() + 0.15
@@ -112,8 +113,9 @@ def test_output_lands_on_the_frame_it_was_due(
         time.sleep(0.05)
     heard = recorder.received(since)
     assert [m for _, m in heard] == messages
-    assert [round(t * recorder.rate) & FRAME_MASK for t, _ in heard] == \
-        [ports.clock.to_frame(due) for due in dues]
+    assert [round(t * recorder.rate) & FRAME_MASK for t, _ in heard] == [
+        ports.clock.to_frame(due) for due in dues
+    ]
     assert (ports.out_late, ports.output.sent - sent, ports.output.failed) == (0, COUNT, 0)
 
 

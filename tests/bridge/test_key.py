@@ -24,11 +24,18 @@ def _line(pitches: list[int], duration: int = 4) -> list[Note]:
     return [Note(i * duration, p, duration, 80) for i, p in enumerate(pitches)]
 
 
-@pytest.mark.parametrize(("text", "tonic", "minor", "shown"), [
-    ("C", 0, False, "C"), ("F#m", 6, True, "F#m"), ("Bb", 10, False, "Bb"),
-    ("ebm", 3, True, "Ebm"), ("A minor", 9, True, "Am"), ("Cb", 11, False, "B"),
-    ("G major", 7, False, "G"),
-])
+@pytest.mark.parametrize(
+    ("text", "tonic", "minor", "shown"),
+    [
+        ("C", 0, False, "C"),
+        ("F#m", 6, True, "F#m"),
+        ("Bb", 10, False, "Bb"),
+        ("ebm", 3, True, "Ebm"),
+        ("A minor", 9, True, "Am"),
+        ("Cb", 11, False, "B"),
+        ("G major", 7, False, "G"),
+    ],
+)
 def test_parse_key(text: str, tonic: int, minor: bool, shown: str) -> None:
     key = parse_key(text)
     assert (key.tonic, key.minor, str(key)) == (tonic, minor, shown)
@@ -45,8 +52,12 @@ def test_scales_are_found_in_every_key(tonic: int) -> None:
     major = _line([60 + tonic + s for s in (0, 2, 4, 5, 7, 9, 11, 12, 7, 4, 0)])
     assert estimate_key(major) == Key(tonic, False)
     # harmonic minor with the tonic and fifth held longest
-    minor = [Note(0, 57 + tonic, 8), *_line([57 + tonic + s for s in (2, 3, 5, 7, 8, 11)]),
-             Note(40, 64 + tonic, 8), Note(48, 57 + tonic, 8)]
+    minor = [
+        Note(0, 57 + tonic, 8),
+        *_line([57 + tonic + s for s in (2, 3, 5, 7, 8, 11)]),
+        Note(40, 64 + tonic, 8),
+        Note(48, 57 + tonic, 8),
+    ]
     assert estimate_key(minor) == Key((9 + tonic) % 12, True)
 
 
@@ -70,8 +81,9 @@ def test_in_key_share_counts_notes() -> None:
 
 
 def test_key_bias_masks_or_leans() -> None:
-    scheme = TokenScheme().with_chords_from([[Note(0, 60, 4), Note(0, 64, 4)],
-                                             [Note(0, 61, 4), Note(0, 65, 4)]], 8)
+    scheme = TokenScheme().with_chords_from(
+        [[Note(0, 60, 4), Note(0, 64, 4)], [Note(0, 61, 4), Note(0, 65, 4)]], 8
+    )
     assert key_bias(scheme, Key(0), 0.0) is None and key_bias(scheme, None, 1.0) is None
     full = key_bias(scheme, Key(0), 1.0)
     half = key_bias(scheme, Key(0), 0.5)
@@ -80,7 +92,7 @@ def test_key_bias_masks_or_leans() -> None:
     assert half[scheme.note_base + 61] == pytest.approx(math.log(0.5))
     assert full[scheme.pitches_token([60, 64])] == 0
     assert full[scheme.pitches_token([61, 65])] == -np.inf
-    assert (full[: scheme.note_base] == 0).all() and (full[scheme.duration_base:] == 0).all()
+    assert (full[: scheme.note_base] == 0).all() and (full[scheme.duration_base :] == 0).all()
     with pytest.raises(ValueError, match=r"0\.\.1"):
         key_bias(scheme, Key(0), 1.5)
 
@@ -90,7 +102,7 @@ def test_full_lock_samples_scale_tones_only() -> None:
     bias = key_bias(scheme, Key(6, True), 1.0)
     assert bias is not None
     mask = np.zeros(scheme.vocab_size, bool)
-    mask[scheme.note_base:scheme.note_base + 128] = True
+    mask[scheme.note_base : scheme.note_base + 128] = True
     rng = np.random.default_rng(3)
     logits = rng.normal(size=scheme.vocab_size)
     picked = {sample(logits + bias, mask, rng=rng) - scheme.note_base for _ in range(300)}
@@ -100,7 +112,7 @@ def test_full_lock_samples_scale_tones_only() -> None:
     assert half is not None
     flat = np.zeros(scheme.vocab_size)
     outside = [p for p in range(128) if p % 12 not in Key(0).scale]
-    probs = np.exp(flat + half)[scheme.note_base:scheme.note_base + 128]
+    probs = np.exp(flat + half)[scheme.note_base : scheme.note_base + 128]
     share = probs[outside].sum() / probs.sum()
     assert share == pytest.approx((len(outside) * 0.5) / (128 - len(outside) * 0.5))
 
@@ -124,4 +136,4 @@ def test_register_bias_pulls_towards_the_call_range() -> None:
     assert bias[note + 66] == -0.5 and bias[note + 96] == pytest.approx(-6.0)
     chord = scheme.pitches_token([40, 76])
     assert chord is not None and bias[chord] == pytest.approx(-0.5 * 27 / 2)
-    assert (bias[: note] == 0).all()
+    assert (bias[:note] == 0).all()

@@ -14,8 +14,12 @@ PHRASES = Path(__file__).resolve().parents[2] / "examples" / "phrases"
 
 
 def test_round_trip_keeps_notes_tracks_and_tempo(tmp_path: Path) -> None:
-    melody = [TimedNote(0.0, 60, 1.0, 90), TimedNote(1.0, 62, 0.5, 70),
-              TimedNote(1.5, 64, 0.25, 100), TimedNote(4.0, 67, 2.0, 40)]
+    melody = [
+        TimedNote(0.0, 60, 1.0, 90),
+        TimedNote(1.0, 62, 0.5, 70),
+        TimedNote(1.5, 64, 0.25, 100),
+        TimedNote(4.0, 67, 2.0, 40),
+    ]
     bass = [TimedNote(0.0, 36, 4.0, 80, channel=1), TimedNote(0.0, 43, 4.0, 80, channel=1)]
     path = tmp_path / "x.mid"
     write_midi(path, [("melody", melody), ("bass", bass)], bpm=96.0)
@@ -43,14 +47,17 @@ def _write_raw(path: Path, messages: list[mido.Message], tpb: int = 96) -> None:
 
 def test_note_on_velocity_zero_is_note_off_and_drums_are_left_out(tmp_path: Path) -> None:
     path = tmp_path / "raw.mid"
-    _write_raw(path, [
-        mido.Message("note_on", note=60, velocity=100, time=0),
-        mido.Message("note_on", channel=9, note=36, velocity=100, time=0),
-        mido.Message("note_on", note=60, velocity=0, time=48),
-        mido.Message("note_off", channel=9, note=36, time=0),
-        mido.Message("note_on", note=64, velocity=50, time=48),  # never released
-        mido.Message("control_change", control=64, value=127, time=96),
-    ])
+    _write_raw(
+        path,
+        [
+            mido.Message("note_on", note=60, velocity=100, time=0),
+            mido.Message("note_on", channel=9, note=36, velocity=100, time=0),
+            mido.Message("note_on", note=60, velocity=0, time=48),
+            mido.Message("note_off", channel=9, note=36, time=0),
+            mido.Message("note_on", note=64, velocity=50, time=48),  # never released
+            mido.Message("control_change", control=64, value=127, time=96),
+        ],
+    )
     song = read_midi(path)
     assert song.bpm == 120.0  # no tempo in the file
     assert list(song.notes) == [TimedNote(0.0, 60, 0.5, 100), TimedNote(1.0, 64, 1.0, 50)]
@@ -71,9 +78,12 @@ def test_example_phrases_read_back() -> None:
 
 @pytest.mark.parametrize(
     ("content", "needle"),
-    [(None, "no such file"), (b"", "not a readable MIDI file"),
-     (b"MThd\x00\x00\x00\x06\x00\x01", "not a readable MIDI file"),
-     (b"hello, I am a text file", "not a readable MIDI file")],
+    [
+        (None, "no such file"),
+        (b"", "not a readable MIDI file"),
+        (b"MThd\x00\x00\x00\x06\x00\x01", "not a readable MIDI file"),
+        (b"hello, I am a text file", "not a readable MIDI file"),
+    ],
 )
 def test_bad_files_raise_one_line(tmp_path: Path, content: bytes | None, needle: str) -> None:
     path = tmp_path / "bad.mid"
@@ -93,8 +103,14 @@ def test_directory_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(onset=-1.0), dict(duration=0.0), dict(pitch=128), dict(velocity=0), dict(channel=16),
-     dict(onset=float("nan"))],
+    [
+        dict(onset=-1.0),
+        dict(duration=0.0),
+        dict(pitch=128),
+        dict(velocity=0),
+        dict(channel=16),
+        dict(onset=float("nan")),
+    ],
 )
 def test_timed_note_is_validated(kwargs: dict[str, float]) -> None:
     values: dict[str, float] = dict(onset=0.0, pitch=60, duration=1.0, velocity=80, channel=0)

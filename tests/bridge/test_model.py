@@ -34,8 +34,14 @@ def test_loads_the_fixture_model(tiny_model_path: Path) -> None:
 
 def test_priming_in_one_call_equals_step_by_step(tiny_model) -> None:
     scheme = tiny_model.scheme
-    tokens = [scheme.bos, scheme.shift_token(0), scheme.note_base + 60,
-              scheme.duration_token(2), scheme.velocity_token(1), scheme.shift_token(2)]
+    tokens = [
+        scheme.bos,
+        scheme.shift_token(0),
+        scheme.note_base + 60,
+        scheme.duration_token(2),
+        scheme.velocity_token(1),
+        scheme.shift_token(2),
+    ]
     logits, state = tiny_model.run(tokens, tiny_model.initial_state())
     assert logits.shape == (len(tokens), scheme.vocab_size)
     step_state = tiny_model.initial_state()
@@ -75,14 +81,17 @@ def test_truncated_file(tmp_path: Path, tiny_model_path: Path) -> None:
 
 
 def test_foreign_onnx_file(tmp_path: Path, model_builder) -> None:
-    path = model_builder(tmp_path / "foreign.onnx",
-                         metadata={"antiphon.format": None, "antiphon.format_version": None})
+    path = model_builder(
+        tmp_path / "foreign.onnx",
+        metadata={"antiphon.format": None, "antiphon.format_version": None},
+    )
     expect_model_error(path, "not an Antiphon model")
 
 
 def test_reference_window_model_is_refused(tmp_path: Path, model_builder) -> None:
-    path = model_builder(tmp_path / "ref.onnx",
-                         metadata={"antiphon.format": "antiphon-reference-window"})
+    path = model_builder(
+        tmp_path / "ref.onnx", metadata={"antiphon.format": "antiphon-reference-window"}
+    )
     expect_model_error(path, "reference window", "antiphon-lstm")
 
 
@@ -100,8 +109,9 @@ def test_bad_token_scheme(tmp_path: Path, model_builder) -> None:
     path = model_builder(tmp_path / "scheme.onnx", metadata={"antiphon.token_scheme": "{oops"})
     expect_model_error(path, "token scheme")
     future = json.loads(TokenScheme().to_json()) | {"version": 99}
-    path = model_builder(tmp_path / "scheme2.onnx",
-                         metadata={"antiphon.token_scheme": json.dumps(future)})
+    path = model_builder(
+        tmp_path / "scheme2.onnx", metadata={"antiphon.token_scheme": json.dumps(future)}
+    )
     expect_model_error(path, "version 99")
 
 
@@ -116,10 +126,18 @@ def test_layers_must_match_the_state_inputs(tmp_path: Path, model_builder) -> No
 
 def test_vocabulary_must_match_the_logits(tmp_path: Path, model_builder) -> None:
     # A graph built for one scheme, labelled with a scheme that has one more chord.
-    path = model_builder(tmp_path / "vocab.onnx", metadata={
-        "antiphon.token_scheme": TokenScheme(
-            steps_per_beat=4, max_shift=16, max_duration=16, velocity_buckets=4,
-            chords=((60, 64, 67), (57, 60, 64), (55, 59, 62), (48, 52, 55))).to_json()})
+    path = model_builder(
+        tmp_path / "vocab.onnx",
+        metadata={
+            "antiphon.token_scheme": TokenScheme(
+                steps_per_beat=4,
+                max_shift=16,
+                max_duration=16,
+                velocity_buckets=4,
+                chords=((60, 64, 67), (57, 60, 64), (55, 59, 62), (48, 52, 55)),
+            ).to_json()
+        },
+    )
     expect_model_error(path, "logits")
 
 
@@ -127,8 +145,18 @@ def test_resolve_model_accepts_plain_names_only(tiny_model_path: Path, tmp_path:
     models = tiny_model_path.parent
     assert resolve_model("tiny", [tmp_path, models]) == models / "tiny.onnx"
     assert resolve_model("tiny.onnx", [models]) == models / "tiny.onnx"
-    for bad in ["../tiny", "a/b", str(tiny_model_path), "..", ".hidden", "", "x\\y",
-                "tiny\x00", "~/tiny", "a" * 200]:
+    for bad in [
+        "../tiny",
+        "a/b",
+        str(tiny_model_path),
+        "..",
+        ".hidden",
+        "",
+        "x\\y",
+        "tiny\x00",
+        "~/tiny",
+        "a" * 200,
+    ]:
         with pytest.raises(ModelError):
             resolve_model(bad, [models])
     with pytest.raises(ModelError, match="no model named"):
@@ -142,7 +170,8 @@ def test_default_model_path_is_the_shipped_file() -> None:
 
 
 def test_find_model_reads_a_path_or_a_name_the_same_for_every_command(
-    tiny_model_path: Path, tmp_path: Path,
+    tiny_model_path: Path,
+    tmp_path: Path,
 ) -> None:
     mine = tmp_path / "mine"
     mine.mkdir()

@@ -180,8 +180,12 @@ def test_length_with_a_unit(peer: Peer, controller: FakeController) -> None:
     ],
 )
 def test_bad_messages_get_an_error_reply_and_change_nothing(
-    peer: Peer, server: OscControl, controller: FakeController,
-    address: str, args: list[Any], needle: str,
+    peer: Peer,
+    server: OscControl,
+    controller: FakeController,
+    address: str,
+    args: list[Any],
+    needle: str,
 ) -> None:
     before = controller.box.get()
     reply_address, reply = peer.ask(address, *args)

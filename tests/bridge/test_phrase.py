@@ -44,7 +44,9 @@ def test_sustain_pedal_extends_durations() -> None:
     assert cap.last_activity == 2.0
     notes = cap.take(3.0)
     assert [(n.pitch, n.onset_s, n.duration_s) for n in notes] == [
-        (60, 1.0, pytest.approx(1.0)), (64, 1.5, pytest.approx(0.5))]
+        (60, 1.0, pytest.approx(1.0)),
+        (64, 1.5, pytest.approx(0.5)),
+    ]
 
 
 def test_pedal_on_another_channel_does_not_sustain() -> None:
@@ -64,7 +66,9 @@ def test_restruck_note_under_the_pedal_ends_the_old_one() -> None:
     cap.feed(off(60), 2.1)
     cap.feed(pedal(False), 3.0)
     assert [(n.onset_s, n.duration_s) for n in cap.take(4.0)] == [
-        (1.0, pytest.approx(1.0)), (2.0, pytest.approx(1.0))]
+        (1.0, pytest.approx(1.0)),
+        (2.0, pytest.approx(1.0)),
+    ]
 
 
 def test_notes_within_the_chord_window_share_an_onset() -> None:
@@ -107,7 +111,9 @@ def test_take_closes_held_notes_and_clears() -> None:
     cap.feed(off(60), 1.5)
     notes = cap.take(2.0)
     assert [(n.pitch, n.duration_s) for n in notes] == [
-        (60, pytest.approx(0.5)), (67, pytest.approx(0.8))]
+        (60, pytest.approx(0.5)),
+        (67, pytest.approx(0.8)),
+    ]
     assert not cap.has_notes and not cap.is_playing
     cap.feed(off(67), 2.5)  # the late note-off of a taken note is ignored
     assert cap.take(3.0) == []
@@ -139,6 +145,7 @@ def test_quantize_seed_follows_the_tempo(fake_clock) -> None:
     scheme = TokenScheme(steps_per_beat=4)
     tempo = TempoTracker(60, fake_clock)  # one beat per second
     t0 = fake_clock()
-    seed = quantize_seed([CapturedNote(60, t0, 0.5, 80), CapturedNote(62, t0 + 0.5, 0.5, 80)],
-                         scheme, tempo)
+    seed = quantize_seed(
+        [CapturedNote(60, t0, 0.5, 80), CapturedNote(62, t0 + 0.5, 0.5, 80)], scheme, tempo
+    )
     assert [(n.onset, n.duration) for n in seed] == [(0, 2), (2, 2)]

@@ -51,13 +51,16 @@ def test_mido_backend_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(PortError, match="unknown MIDI backend 'NOPE'"):
         choose_backend(environ={"MIDO_BACKEND": "mido.backends.rtmidi/NOPE"}, platform="linux")
     monkeypatch.setattr(ports, "_works", lambda b: b.name == "jack")
-    assert choose_backend(environ={"MIDO_BACKEND": "mido.backends.rtmidi"},
-                          platform="linux").name == "jack"
+    assert (
+        choose_backend(environ={"MIDO_BACKEND": "mido.backends.rtmidi"}, platform="linux").name
+        == "jack"
+    )
 
 
 def test_platform_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rtmidi, "get_compiled_api",
-                        lambda: [rtmidi.API_MACOSX_CORE, rtmidi.API_WINDOWS_MM])
+    monkeypatch.setattr(
+        rtmidi, "get_compiled_api", lambda: [rtmidi.API_MACOSX_CORE, rtmidi.API_WINDOWS_MM]
+    )
     assert choose_backend(environ={}, platform="darwin").name == "coremidi"
     assert choose_backend(environ={}, platform="win32").name == "winmm"
 
@@ -144,8 +147,9 @@ def test_windows_needs_existing_ports() -> None:
 
 
 def _lsp(*flags: str) -> str:
-    return subprocess.run(["jack_lsp", *flags], capture_output=True, text=True, check=True,
-                          timeout=10).stdout
+    return subprocess.run(
+        ["jack_lsp", *flags], capture_output=True, text=True, check=True, timeout=10
+    ).stdout
 
 
 @pytest.fixture

@@ -57,8 +57,10 @@ def test_temperature_sharpens_and_flattens() -> None:
 
 
 def test_same_seed_same_draws() -> None:
-    assert (draws(100, seed=7, temperature=1.3, top_p=0.9)
-            == draws(100, seed=7, temperature=1.3, top_p=0.9)).all()
+    assert (
+        draws(100, seed=7, temperature=1.3, top_p=0.9)
+        == draws(100, seed=7, temperature=1.3, top_p=0.9)
+    ).all()
     assert (draws(100, seed=7) != draws(100, seed=8)).any()
 
 
@@ -70,11 +72,19 @@ def test_non_finite_logits_are_impossible_unless_all_are() -> None:
     assert set(draws(500, logits=nothing, mask=mask)) == {1, 3}
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"temperature": 0.0}, {"temperature": -1.0}, {"temperature": float("nan")},
-    {"top_k": -1}, {"top_p": 0.0}, {"top_p": 1.5},
-    {"mask": np.zeros(6, dtype=bool)}, {"mask": np.ones(5, dtype=bool)},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"temperature": 0.0},
+        {"temperature": -1.0},
+        {"temperature": float("nan")},
+        {"top_k": -1},
+        {"top_p": 0.0},
+        {"top_p": 1.5},
+        {"mask": np.zeros(6, dtype=bool)},
+        {"mask": np.ones(5, dtype=bool)},
+    ],
+)
 def test_bad_arguments_raise(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         draws(1, **kwargs)

@@ -31,20 +31,33 @@ def run_to(sched: Scheduler, clock, t: float) -> None:
 
 
 def log(sink, t0: float) -> list[tuple[float, str, int]]:
-    return [(round(t - t0, 6), m.type if m.type != "note_on" or m.velocity else "note_off",
-             m.note) for t, m in sink.timed("note_on", "note_off")]
+    return [
+        (round(t - t0, 6), m.type if m.type != "note_on" or m.velocity else "note_off", m.note)
+        for t, m in sink.timed("note_on", "note_off")
+    ]
 
 
 def test_notes_go_out_at_their_beats_offs_first(sched, sink, fake_clock) -> None:
     t0 = fake_clock()
     assert sched.open_answer(1, anchor_beat=2.0, channel=3)  # beat 2 = t0 + 1 s
-    sched.add_notes(1, [PlannedNote(0.0, 60, 100, 1.0), PlannedNote(1.0, 62, 90, 0.5),
-                        PlannedNote(1.0, 60, 80, 0.5)])
+    sched.add_notes(
+        1,
+        [
+            PlannedNote(0.0, 60, 100, 1.0),
+            PlannedNote(1.0, 62, 90, 0.5),
+            PlannedNote(1.0, 60, 80, 0.5),
+        ],
+    )
     sched.close_answer(1)
     run_to(sched, fake_clock, t0 + 5)
     assert log(sink, t0) == [
-        (1.0, "note_on", 60), (1.5, "note_off", 60), (1.5, "note_on", 62),
-        (1.5, "note_on", 60), (1.75, "note_off", 62), (1.75, "note_off", 60)]
+        (1.0, "note_on", 60),
+        (1.5, "note_off", 60),
+        (1.5, "note_on", 62),
+        (1.5, "note_on", 60),
+        (1.75, "note_off", 62),
+        (1.75, "note_off", 60),
+    ]
     assert {m.channel for m in sink.messages()} == {2}
     assert sched.active_answers == []
     assert sink.sounding() == set()
@@ -62,12 +75,17 @@ def test_tempo_change_mid_answer_is_followed(sched, sink, tempo, fake_clock) -> 
     assert ons == [(0.0, 60), (0.5, 61), (1.5, 62), (2.5, 63)]
 
 
-def test_cancel_silences_sounding_notes_and_drops_the_rest(sched, sink, events,
-                                                          fake_clock) -> None:
+def test_cancel_silences_sounding_notes_and_drops_the_rest(sched, sink, events, fake_clock) -> None:
     t0 = fake_clock()
     sched.open_answer(7, 0.0, 1)
-    sched.add_notes(7, [PlannedNote(0.0, 60, 100, 4.0), PlannedNote(0.0, 64, 100, 4.0),
-                        PlannedNote(2.0, 67, 100, 1.0)])
+    sched.add_notes(
+        7,
+        [
+            PlannedNote(0.0, 60, 100, 4.0),
+            PlannedNote(0.0, 64, 100, 4.0),
+            PlannedNote(2.0, 67, 100, 1.0),
+        ],
+    )
     run_to(sched, fake_clock, t0 + 0.25)
     assert sink.sounding() == {(0, 60), (0, 64)}
     assert sched.cancel_answer(7)
@@ -93,8 +111,11 @@ def test_events_report_the_answer(sched, events, fake_clock) -> None:
     sched.close_answer(3)
     assert events.calls[:2] == [("answer_begin", (3,)), ("answer_plan", (3, plan))]
     run_to(sched, fake_clock, t0 + 3)
-    assert events.calls[2:] == [("note", (60, 100, 0.5)), ("note", (62, 90, 0.25)),
-                                ("answer_end", (3,))]
+    assert events.calls[2:] == [
+        ("note", (60, 100, 0.5)),
+        ("note", (62, 90, 0.25)),
+        ("answer_end", (3,)),
+    ]
 
 
 def test_end_callback_reports_playback(sink, tempo, events, fake_clock) -> None:
@@ -141,8 +162,7 @@ def test_passthrough_notes_are_tracked_and_released_on_stop(sched, sink) -> None
     assert [m.type for m in sink.messages()][-1] == "note_off"
 
 
-def test_answer_note_retriggered_by_a_later_note_keeps_sounding(sched, sink,
-                                                                 fake_clock) -> None:
+def test_answer_note_retriggered_by_a_later_note_keeps_sounding(sched, sink, fake_clock) -> None:
     t0 = fake_clock()
     sched.open_answer(1, 0.0, 1)
     sched.add_notes(1, [PlannedNote(0.0, 60, 100, 2.0), PlannedNote(1.0, 60, 100, 2.0)])
@@ -152,21 +172,25 @@ def test_answer_note_retriggered_by_a_later_note_keeps_sounding(sched, sink,
     assert sink.sounding() == set()
 
 
-def test_note_events_report_how_long_a_retriggered_note_sounds(sched, events,
-                                                               fake_clock) -> None:
+def test_note_events_report_how_long_a_retriggered_note_sounds(sched, events, fake_clock) -> None:
     """A note cut short by the same key struck again reports the time it really sounds."""
     t0 = fake_clock()
     sched.open_answer(1, 0.0, 1)
-    sched.add_notes(1, [PlannedNote(0.0, 60, 100, 2.0), PlannedNote(1.0, 60, 90, 2.0),
-                        PlannedNote(0.5, 64, 80, 2.0)])
+    sched.add_notes(
+        1,
+        [
+            PlannedNote(0.0, 60, 100, 2.0),
+            PlannedNote(1.0, 60, 90, 2.0),
+            PlannedNote(0.5, 64, 80, 2.0),
+        ],
+    )
     sched.close_answer(1)
     run_to(sched, fake_clock, t0 + 3)
     notes = [args for name, args in events.calls if name == "note"]
     assert notes == [(60, 100, 1.0), (64, 80, 2.0), (60, 90, 2.0)]
 
 
-def test_thread_plays_on_a_fake_clock_and_stop_silences(sched, sink, fake_clock,
-                                                        until) -> None:
+def test_thread_plays_on_a_fake_clock_and_stop_silences(sched, sink, fake_clock, until) -> None:
     t0 = fake_clock()
     sched.start()
     try:
@@ -206,9 +230,15 @@ def test_failing_sink_does_not_stop_the_scheduler(tempo, events, fake_clock) -> 
     assert sched.active_answers == []
 
 
-@pytest.mark.parametrize("note", [PlannedNote(0.0, 128, 100, 1.0), PlannedNote(0.0, 60, 0, 1.0),
-                                  PlannedNote(-1.0, 60, 100, 1.0),
-                                  PlannedNote(0.0, 60, 100, float("nan"))])
+@pytest.mark.parametrize(
+    "note",
+    [
+        PlannedNote(0.0, 128, 100, 1.0),
+        PlannedNote(0.0, 60, 0, 1.0),
+        PlannedNote(-1.0, 60, 100, 1.0),
+        PlannedNote(0.0, 60, 100, float("nan")),
+    ],
+)
 def test_unplayable_notes_are_refused(sched, note) -> None:
     sched.open_answer(1, 0.0, 1)
     with pytest.raises(ValueError):

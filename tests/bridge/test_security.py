@@ -60,28 +60,38 @@ def _sockets(pid: int, table: str) -> list[tuple[str, int, str]]:
         if len(address) == 8:
             host = socket.inet_ntoa(struct.pack("<I", int(address, 16)))
         else:
-            host = socket.inet_ntop(socket.AF_INET6, b"".join(
-                struct.pack("<I", int(address[i:i + 8], 16)) for i in range(0, 32, 8)))
+            host = socket.inet_ntop(
+                socket.AF_INET6,
+                b"".join(struct.pack("<I", int(address[i : i + 8], 16)) for i in range(0, 32, 8)),
+            )
         found.append((host, int(port, 16), fields[3]))
     return found
 
 
 @pytest.mark.jack
-@pytest.mark.parametrize(("flags", "expected"), [
-    ((), "127.0.0.1"),
-    (("--osc-host", "0.0.0.0"), "0.0.0.0"),
-])
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ((), "127.0.0.1"),
+        (("--osc-host", "0.0.0.0"), "0.0.0.0"),
+    ],
+)
 def test_osc_binds_loopback_unless_asked(
-    flags: tuple[str, ...], expected: str, bridge_process: Callable[..., Any],
-    tiny_model_path: Path, jack_server: str,
+    flags: tuple[str, ...],
+    expected: str,
+    bridge_process: Callable[..., Any],
+    tiny_model_path: Path,
+    jack_server: str,
 ) -> None:
-    bridge = bridge_process("--model", str(tiny_model_path), "--client-name", "AntiphonSec",
-                            "--osc-port", "0", *flags)
+    bridge = bridge_process(
+        "--model", str(tiny_model_path), "--client-name", "AntiphonSec", "--osc-port", "0", *flags
+    )
     try:
         pid = bridge.process.pid
         udp = _sockets(pid, "udp") + _sockets(pid, "udp6")
-        listening_tcp = [s for s in _sockets(pid, "tcp") + _sockets(pid, "tcp6")
-                         if s[2] == "0A"]  # TCP_LISTEN
+        listening_tcp = [
+            s for s in _sockets(pid, "tcp") + _sockets(pid, "tcp6") if s[2] == "0A"
+        ]  # TCP_LISTEN
         assert [(host, port) for host, port, _ in udp] == [(expected, bridge.osc_port)], udp
         assert listening_tcp == []
         assert f"OSC {expected}:{bridge.osc_port}" in bridge.ready_line
@@ -93,17 +103,41 @@ def test_osc_binds_loopback_unless_asked(
 # ---- /antiphon/model refuses paths ---------------------------------------------------------------
 
 REFUSED = [
-    "../x", "../tiny", "/etc/passwd", "a/b", "..", ".", "", " ", "~", "~/tiny", "tiny/",
-    "tiny/../tiny", "./tiny", "..\\tiny", "C:\\models\\tiny", "file:///etc/passwd",
-    "%2e%2e%2ftiny", "tiny\u2215x", "tiny\n", "-tiny", "x" * 200, "tiny.onnx/.",
-    "/dev/zero", "/proc/self/environ",
+    "../x",
+    "../tiny",
+    "/etc/passwd",
+    "a/b",
+    "..",
+    ".",
+    "",
+    " ",
+    "~",
+    "~/tiny",
+    "tiny/",
+    "tiny/../tiny",
+    "./tiny",
+    "..\\tiny",
+    "C:\\models\\tiny",
+    "file:///etc/passwd",
+    "%2e%2e%2ftiny",
+    "tiny\u2215x",
+    "tiny\n",
+    "-tiny",
+    "x" * 200,
+    "tiny.onnx/.",
+    "/dev/zero",
+    "/proc/self/environ",
 ]
 
 
 @pytest.fixture
-def control(tiny_model: Any, tiny_model_path: Path, tmp_path: Path,
-            model_builder: Callable[..., Path],
-            monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[OscControl, list[str], Path]]:
+def control(
+    tiny_model: Any,
+    tiny_model_path: Path,
+    tmp_path: Path,
+    model_builder: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[OscControl, list[str], Path]]:
     """OscControl on a real engine whose model directory is tiny's; every load is recorded."""
     outside = model_builder(tmp_path / "elsewhere" / "valid.onnx", seed=3)
     loaded: list[str] = []
@@ -121,8 +155,9 @@ def control(tiny_model: Any, tiny_model_path: Path, tmp_path: Path,
         def send(self, msg: Any) -> None:
             pass
 
-    engine = Engine(tiny_model, SettingsBox(), Sink(), NullEvents(),
-                    model_dirs=[tiny_model_path.parent])
+    engine = Engine(
+        tiny_model, SettingsBox(), Sink(), NullEvents(), model_dirs=[tiny_model_path.parent]
+    )
     engine.start()
     server = OscControl("127.0.0.1", 0, engine, poll_interval=0.05)
     server.start()
@@ -144,8 +179,12 @@ def test_model_swap_refuses_every_path_and_loads_nothing(
 ) -> None:
     server, loaded, outside = control
     port = server.address[1]
-    for name in [*REFUSED, str(outside), str(outside.with_suffix("")),
-                 os.path.relpath(outside, Path.cwd())]:
+    for name in [
+        *REFUSED,
+        str(outside),
+        str(outside.with_suffix("")),
+        os.path.relpath(outside, Path.cwd()),
+    ]:
         address, args = _ask(port, "/antiphon/model", name)
         assert address == "/antiphon/error", (name, args)
         assert args[0] == "/antiphon/model" and args[1], (name, args)
@@ -194,8 +233,17 @@ def _keyword(node: ast.Call, name: str) -> ast.expr | None:
     return next((k.value for k in node.keywords if k.arg == name), None)
 
 
-UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "marshal", "shelve", "dill", "cloudpickle",
-                  "joblib", "jsonpickle"}
+UNSAFE_MODULES = {
+    "pickle",
+    "cPickle",
+    "_pickle",
+    "marshal",
+    "shelve",
+    "dill",
+    "cloudpickle",
+    "joblib",
+    "jsonpickle",
+}
 
 
 def _problems(path: Path) -> list[str]:
@@ -213,11 +261,15 @@ def _problems(path: Path) -> list[str]:
         elif isinstance(node, ast.Call):
             name = _call_name(node)
             last = name.rsplit(".", 1)[-1]
-            if name in ("eval", "exec", "compile", "__import__", "builtins.eval",
-                        "builtins.exec"):
+            if name in ("eval", "exec", "compile", "__import__", "builtins.eval", "builtins.exec"):
                 found.append(f"{where}: {name}()")
-            if name.startswith("yaml.") and last in ("load", "load_all", "unsafe_load",
-                                                     "full_load", "unsafe_load_all"):
+            if name.startswith("yaml.") and last in (
+                "load",
+                "load_all",
+                "unsafe_load",
+                "full_load",
+                "unsafe_load_all",
+            ):
                 found.append(f"{where}: {name}()")
             if last == "load" and name.split(".")[0] in ("np", "numpy"):
                 allow = _keyword(node, "allow_pickle")
@@ -244,8 +296,9 @@ def test_nothing_unpickles_or_evaluates_untrusted_data() -> None:
     print(f"\nsource scan: {len(files)} files in bridge/ and training/, no unsafe loader")
 
 
-def test_the_scan_catches_what_it_looks_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                            ) -> None:
+def test_the_scan_catches_what_it_looks_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bad = tmp_path / "bridge" / "bad.py"
     bad.parent.mkdir()
     bad.write_text(

@@ -30,21 +30,35 @@ if REPO not in sys.path:  # benchmarks/ is not an installed package
 from benchmarks.soak import run_soak  # noqa: E402
 
 SOAK_ROUNDS = int(os.environ.get("ANTIPHON_SOAK_ROUNDS", "1000"))
-FAST_SCHEME = TokenScheme(steps_per_beat=24, max_shift=16, max_duration=16, velocity_buckets=4,
-                          chords=((60, 64, 67), (57, 60, 64)))
+FAST_SCHEME = TokenScheme(
+    steps_per_beat=24,
+    max_shift=16,
+    max_duration=16,
+    velocity_buckets=4,
+    chords=((60, 64, 67), (57, 60, 64)),
+)
 
 
 @pytest.mark.jack
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # 1000 real-time rounds (ANTIPHON_SOAK_ROUNDS)
 def test_soak_call_and_response_rounds(
-    jack_server: str, model_builder: Callable[..., Path], tmp_path: Path,
+    jack_server: str,
+    model_builder: Callable[..., Path],
+    tmp_path: Path,
     record_property: Callable[[str, object], None],
 ) -> None:
     raw = model_builder(tmp_path / "raw.onnx", scheme=FAST_SCHEME, seed=5)
     model = quick_model(raw, tmp_path / "soak.onnx")
-    result = run_soak(SOAK_ROUNDS, model=model, env={**os.environ, **jack_env(jack_server)},
-                      workdir=tmp_path, bpm=300.0, length=3, silence_beats=0.25)
+    result = run_soak(
+        SOAK_ROUNDS,
+        model=model,
+        env={**os.environ, **jack_env(jack_server)},
+        workdir=tmp_path,
+        bpm=300.0,
+        length=3,
+        silence_beats=0.25,
+    )
     figures = result.summary()
     print(f"\nsoak: {figures}")
     for key, value in figures.items():

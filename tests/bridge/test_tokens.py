@@ -51,7 +51,8 @@ def test_a_chord_outside_the_vocabulary_becomes_its_notes() -> None:
     assert [e.pitches for e in events] == [(61,), (65,), (68,)]
     assert [e.shift for e in events] == [0, 0, 0]
     assert SCHEME.decode(SCHEME.encode(notes)) == SCHEME.quantize(
-        [(0, p, 1, 80) for p in (61, 65, 68)])
+        [(0, p, 1, 80) for p in (61, 65, 68)]
+    )
 
 
 def test_a_known_chord_is_one_event_and_four_tokens() -> None:
@@ -77,12 +78,14 @@ def test_same_onset_different_durations_are_separate_events() -> None:
 
 def test_quantize_snaps_clamps_and_dedupes() -> None:
     scheme = TokenScheme()
-    got = scheme.quantize([
-        (10.02, 60, 0.49, 127),   # onset snaps to the grid, duration to 2 steps
-        (10.0, 60, 1.0, 127),     # same key, same step: the longer one stays
-        (10.5, 62, 100.0, 1),     # duration clamped to max_duration
-        (11.0, 200, 1.0, 64),     # not a MIDI pitch: dropped
-    ])
+    got = scheme.quantize(
+        [
+            (10.02, 60, 0.49, 127),  # onset snaps to the grid, duration to 2 steps
+            (10.0, 60, 1.0, 127),  # same key, same step: the longer one stays
+            (10.5, 62, 100.0, 1),  # duration clamped to max_duration
+            (11.0, 200, 1.0, 64),  # not a MIDI pitch: dropped
+        ]
+    )
     top = scheme.bucket_velocity(scheme.velocity_bucket(127))
     low = scheme.bucket_velocity(scheme.velocity_bucket(1))
     assert got == [Note(0, 60, 4, top), Note(2, 62, scheme.max_duration, low)]
@@ -131,9 +134,18 @@ def test_decoder_skips_what_breaks_the_grammar() -> None:
     decoder = Decoder(SCHEME)
     pitch = SCHEME.pitches_token((60,))
     assert pitch is not None
-    stream = [SCHEME.bos, pitch, SCHEME.vocab_size + 5, -1,        # out of grammar / range
-              SCHEME.shift_token(3), pitch, SCHEME.duration_token(2), SCHEME.velocity_token(1),
-              SCHEME.shift_token(1), SCHEME.rest]
+    stream = [
+        SCHEME.bos,
+        pitch,
+        SCHEME.vocab_size + 5,
+        -1,  # out of grammar / range
+        SCHEME.shift_token(3),
+        pitch,
+        SCHEME.duration_token(2),
+        SCHEME.velocity_token(1),
+        SCHEME.shift_token(1),
+        SCHEME.rest,
+    ]
     events = list(decoder.feed_all(stream))
     assert events == [Event(3, (60,), 2, 1), Event(1, ())]
     assert decoder.skipped == 3
@@ -153,15 +165,20 @@ def test_scheme_round_trips_through_json() -> None:
     assert again.pitches_token((48, 55, 64, 72)) == SCHEME.pitches_token((48, 55, 64, 72))
 
 
-@pytest.mark.parametrize("text", [
-    "not json", "[]", '{"version": 1}',
-    '{"version": 99, "steps_per_beat": 4, "max_shift": 32, "max_duration": 32,'
-    ' "velocity_buckets": 8, "chords": []}',
-    '{"version": 1, "steps_per_beat": 4, "max_shift": 32, "max_duration": 32,'
-    ' "velocity_buckets": 8, "chords": [[64, 60]]}',
-    '{"version": 1, "steps_per_beat": 0, "max_shift": 32, "max_duration": 32,'
-    ' "velocity_buckets": 8, "chords": []}',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json",
+        "[]",
+        '{"version": 1}',
+        '{"version": 99, "steps_per_beat": 4, "max_shift": 32, "max_duration": 32,'
+        ' "velocity_buckets": 8, "chords": []}',
+        '{"version": 1, "steps_per_beat": 4, "max_shift": 32, "max_duration": 32,'
+        ' "velocity_buckets": 8, "chords": [[64, 60]]}',
+        '{"version": 1, "steps_per_beat": 0, "max_shift": 32, "max_duration": 32,'
+        ' "velocity_buckets": 8, "chords": []}',
+    ],
+)
 def test_bad_schemes_are_token_errors(text: str) -> None:
     with pytest.raises(TokenError):
         TokenScheme.from_json(text)
@@ -176,10 +193,15 @@ def test_chord_vocabulary_is_the_most_frequent_chords() -> None:
     assert TokenScheme().with_chords_from(phrases, cap=5).chords == ((60, 64, 67), (53, 57, 60))
 
 
-@pytest.mark.parametrize("bad", [
-    dict(onset=-1, pitch=60, duration=1), dict(onset=0, pitch=128, duration=1),
-    dict(onset=0, pitch=60, duration=0), dict(onset=0, pitch=60, duration=1, velocity=0),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(onset=-1, pitch=60, duration=1),
+        dict(onset=0, pitch=128, duration=1),
+        dict(onset=0, pitch=60, duration=0),
+        dict(onset=0, pitch=60, duration=1, velocity=0),
+    ],
+)
 def test_notes_are_checked_when_built(bad: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         Note(**bad)

@@ -30,8 +30,10 @@ def e2e_model() -> Path:
     override = os.environ.get("ANTIPHON_E2E_MODEL")
     path = Path(override) if override else default_model_path()
     if not path.is_file():
-        pytest.fail(f"no model at {path}: the repository ships models/default.onnx "
-                    "(or set ANTIPHON_E2E_MODEL to a model file)")
+        pytest.fail(
+            f"no model at {path}: the repository ships models/default.onnx "
+            "(or set ANTIPHON_E2E_MODEL to a model file)"
+        )
     return path
 
 
@@ -44,8 +46,9 @@ def tools(tmp_path: Path) -> Iterator[Callable[..., Tool]]:
         require(argv[0])
         log_path = tmp_path / f"{Path(argv[0]).name}-{len(started)}.log"
         with log_path.open("wb") as log:
-            process = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL)
+            process = subprocess.Popen(
+                list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         tool = Tool(process, log_path)
         started.append(tool)
         return tool
@@ -68,5 +71,3 @@ def peer(jack_server: str, request: pytest.FixtureRequest) -> Iterator[JackPeer]
     name = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name)[:40]
     with JackPeer(f"peer-{name}", server=jack_server) as jack_peer:
         yield jack_peer
-
-

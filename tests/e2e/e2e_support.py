@@ -28,9 +28,14 @@ if str(EXAMPLES) not in sys.path:
 
 PHRASES = EXAMPLES / "phrases"
 APT_HINT = {
-    "jack_midiseq": "jackd2", "jack_midi_dump": "jackd2", "jack_transport": "jackd2",
-    "jack_connect": "jackd2", "jack_midi_clock": "jack-midi-clock", "oscsend": "liblo-tools",
-    "oscdump": "liblo-tools", "fluidsynth": "fluidsynth",
+    "jack_midiseq": "jackd2",
+    "jack_midi_dump": "jackd2",
+    "jack_transport": "jackd2",
+    "jack_connect": "jackd2",
+    "jack_midi_clock": "jack-midi-clock",
+    "oscsend": "liblo-tools",
+    "oscdump": "liblo-tools",
+    "fluidsynth": "fluidsynth",
 }
 
 
@@ -40,8 +45,10 @@ def require(*tools: str) -> dict[str, str]:
     for tool in tools:
         path = shutil.which(tool)
         if path is None:
-            pytest.fail(f"{tool} is not installed (Debian: apt-get install "
-                        f"{APT_HINT.get(tool, tool)}; `bash .ci/run` does it)")
+            pytest.fail(
+                f"{tool} is not installed (Debian: apt-get install "
+                f"{APT_HINT.get(tool, tool)}; `bash .ci/run` does it)"
+            )
         found[tool] = path
     return found
 
@@ -74,8 +81,9 @@ class Tool:
 def run_tool(*argv: str, stdin: str | None = None, timeout: float = 15) -> str:
     """Run a program to completion; its stdout.  AssertionError with its output if it fails."""
     require(argv[0])
-    done = subprocess.run(list(argv), input=stdin, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    done = subprocess.run(
+        list(argv), input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+    )
     if done.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()}")
     return done.stdout
@@ -83,8 +91,13 @@ def run_tool(*argv: str, stdin: str | None = None, timeout: float = 15) -> str:
 
 def wait_port(name: str, timeout: float = 10.0) -> str:
     """Wait until ``jack_lsp`` lists the port ``name`` (full ``client:port``) and return it."""
-    return str(wait_for(lambda: name if name in run_tool("jack_lsp").splitlines() else None,
-                        timeout, f"JACK port {name!r}"))
+    return str(
+        wait_for(
+            lambda: name if name in run_tool("jack_lsp").splitlines() else None,
+            timeout,
+            f"JACK port {name!r}",
+        )
+    )
 
 
 def transport(*commands: str) -> None:
@@ -156,8 +169,9 @@ def start_oscdump(start_tool: Callable[..., Tool], tries: int = 5) -> tuple[Tool
 class OscListener:
     """A UDP socket that collects OSC messages (python-osc parses them): the bridge's events."""
 
-    sock: socket.socket = field(default_factory=lambda: socket.socket(socket.AF_INET,
-                                                                      socket.SOCK_DGRAM))
+    sock: socket.socket = field(
+        default_factory=lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    )
     messages: list[tuple[float, str, list[Any]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -188,6 +202,7 @@ class OscListener:
 
     def wait(self, address: str, timeout: float, *, count: int = 1) -> list[list[Any]]:
         """Arguments of the first ``count`` messages at ``address`` (waits for them)."""
+
         def found() -> list[list[Any]] | None:
             self.poll()
             hits = [args for _, a, args in self.messages if a == address]

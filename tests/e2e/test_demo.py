@@ -28,7 +28,11 @@ def test_demo_writes_its_three_files(e2e_model: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "JACK_DEFAULT_SERVER"}
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / "demo.py"), "--out", str(out), "--model", str(e2e_model)],
-        capture_output=True, text=True, timeout=300, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
     )
     assert done.returncode == 0, f"demo failed:\n{done.stdout}\n{done.stderr}"
     # nothing went wrong quietly (stderr may carry library warnings; it must not carry errors)

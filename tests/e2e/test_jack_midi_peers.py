@@ -18,52 +18,85 @@ pytestmark = pytest.mark.jack
 RATE = 48000
 LOOP_S = 30  # jack_midiseq loops; the test ends long before the phrase comes round again
 # (start frame, pitch, length in frames): C E G C' from 2 s in, one beat each at 120 BPM
-PHRASE = [(2 * RATE, 60, 18000), (int(2.5 * RATE), 64, 18000), (3 * RATE, 67, 18000),
-          (int(3.5 * RATE), 72, 24000)]
+PHRASE = [
+    (2 * RATE, 60, 18000),
+    (int(2.5 * RATE), 64, 18000),
+    (3 * RATE, 67, 18000),
+    (int(3.5 * RATE), 72, 24000),
+]
 
 
 def test_jack_midiseq_in_jack_midi_dump_out(
-    jack_server: str, e2e_model: Path, bridge_process: Callable[..., Any],
-    tools: Callable[..., Tool], osc_listener: OscListener,
+    jack_server: str,
+    e2e_model: Path,
+    bridge_process: Callable[..., Any],
+    tools: Callable[..., Tool],
+    osc_listener: OscListener,
 ) -> None:
     client = "E2E-seq"
     bridge = bridge_process(
-        "--backend", "jack", "--client-name", client, "--model", str(e2e_model),
-        "--seed", "3", "--bpm", "120", "--length", "6", "--unit", "events", "--silence", "1",
-        "--out-channel", "3", "--osc-port", "0", "--osc-out", f"127.0.0.1:{osc_listener.port}",
+        "--backend",
+        "jack",
+        "--client-name",
+        client,
+        "--model",
+        str(e2e_model),
+        "--seed",
+        "3",
+        "--bpm",
+        "120",
+        "--length",
+        "6",
+        "--unit",
+        "events",
+        "--silence",
+        "1",
+        "--out-channel",
+        "3",
+        "--osc-port",
+        "0",
+        "--osc-out",
+        f"127.0.0.1:{osc_listener.port}",
     )
     dump = tools("jack_midi_dump", "-a", "e2e-dump")
     run_tool("jack_connect", f"{client}:Antiphon Out", wait_port("e2e-dump:input"))
 
-    seq = tools("jack_midiseq", "e2e-seq", str(LOOP_S * RATE),
-                *(str(v) for note in PHRASE for v in note))
+    seq = tools(
+        "jack_midiseq", "e2e-seq", str(LOOP_S * RATE), *(str(v) for note in PHRASE for v in note)
+    )
     run_tool("jack_connect", wait_port("e2e-seq:out"), f"{client}:Antiphon In")
 
     osc_listener.wait("/antiphon/answer/end", 30)
     seq.stop()
     time.sleep(0.2)  # the last note-off travels through jack_midi_dump's ring buffer
     osc_listener.poll()
-    announced = [args for _, address, args in osc_listener.messages
-                 if address == "/antiphon/note"]
+    announced = [args for _, address, args in osc_listener.messages if address == "/antiphon/note"]
     assert bridge.stop() == 0
     dumped = parse_midi_dump(dump.stop())
 
     log = bridge.log()
-    seed_events = re.search(r"answer 1: seed (\d+) events, answer (\d+) events \((\d+) notes\)",
-                            log)
+    seed_events = re.search(
+        r"answer 1: seed (\d+) events, answer (\d+) events \((\d+) notes\)", log
+    )
     assert seed_events, log
     assert int(seed_events[1]) == len(PHRASE), "the bridge did not hear jack_midiseq's phrase"
     assert int(seed_events[2]) == 6, "--length 6 events"
 
     notes_on = [(f, m) for f, m, _ in dumped if m.type == "note_on" and m.velocity > 0]
-    notes_off = [(f, m) for f, m, _ in dumped
-                 if m.type == "note_off" or (m.type == "note_on" and m.velocity == 0)]
+    notes_off = [
+        (f, m)
+        for f, m, _ in dumped
+        if m.type == "note_off" or (m.type == "note_on" and m.velocity == 0)
+    ]
     assert notes_on, f"jack_midi_dump saw no notes:\n{dumped}"
     assert len(notes_on) == int(seed_events[3]) == len(announced)
     assert len(notes_off) == len(notes_on), "every note gets its note-off"
     assert {m.channel for _, m in notes_on + notes_off} == {2}, "--out-channel 3 (zero-based 2)"
-    assert all("note on" in text or "note off" in text for _, m, text in dumped
-               if m.type in ("note_on", "note_off")), "jack_midi_dump's own decoding disagrees"
+    assert all(
+        "note on" in text or "note off" in text
+        for _, m, text in dumped
+        if m.type in ("note_on", "note_off")
+    ), "jack_midi_dump's own decoding disagrees"
     sounding: dict[int, int] = {}
     for frame, msg in sorted(notes_on + notes_off, key=lambda fm: fm[0]):
         if msg.type == "note_on" and msg.velocity > 0:
@@ -76,15 +109,35 @@ def test_jack_midiseq_in_jack_midi_dump_out(
 
 
 def test_bridge_exit_releases_every_note_jack_midi_dump_sees(
-    jack_server: str, e2e_model: Path, bridge_process: Callable[..., Any],
-    tools: Callable[..., Tool], osc_listener: OscListener,
+    jack_server: str,
+    e2e_model: Path,
+    bridge_process: Callable[..., Any],
+    tools: Callable[..., Tool],
+    osc_listener: OscListener,
 ) -> None:
     """SIGINT in the middle of an answer: jack_midi_dump still gets a note-off for each note."""
     client = "E2E-stop"
     bridge = bridge_process(
-        "--backend", "jack", "--client-name", client, "--model", str(e2e_model), "--seed", "5",
-        "--bpm", "60", "--length", "64", "--unit", "events", "--mode", "trigger",
-        "--osc-port", "0", "--osc-out", f"127.0.0.1:{osc_listener.port}",
+        "--backend",
+        "jack",
+        "--client-name",
+        client,
+        "--model",
+        str(e2e_model),
+        "--seed",
+        "5",
+        "--bpm",
+        "60",
+        "--length",
+        "64",
+        "--unit",
+        "events",
+        "--mode",
+        "trigger",
+        "--osc-port",
+        "0",
+        "--osc-out",
+        f"127.0.0.1:{osc_listener.port}",
     )
     dump = tools("jack_midi_dump", "-a", "e2e-dump-stop")
     run_tool("jack_connect", f"{client}:Antiphon Out", wait_port("e2e-dump-stop:input"))

@@ -33,16 +33,43 @@ pytestmark = pytest.mark.jack
 SEED_PHRASE = "blues_riff"
 
 
-def _answer_under_clock(bpm: float, *, client: str, model: Path, peer: JackPeer,
-                        bridge_process: Callable[..., Any], tools: Callable[..., Tool],
-                        osc: OscListener) -> tuple[list[PlayedNote], float, dict[str, Any]]:
+def _answer_under_clock(
+    bpm: float,
+    *,
+    client: str,
+    model: Path,
+    peer: JackPeer,
+    bridge_process: Callable[..., Any],
+    tools: Callable[..., Tool],
+    osc: OscListener,
+) -> tuple[list[PlayedNote], float, dict[str, Any]]:
     """Play the phrase on the clock's beat at ``bpm``; the recorded answer, beat 0's JACK time
     and the bridge's status while the clock ran."""
     bridge = bridge_process(
-        "--backend", "jack", "--client-name", client, "--model", str(model), "--seed", "11",
-        "--bpm", "120", "--length", "8", "--unit", "events", "--temperature", "0.8",
-        "--silence", "1", "--start", "auto", "--osc-port", "0",
-        "--osc-out", f"127.0.0.1:{osc.port}",
+        "--backend",
+        "jack",
+        "--client-name",
+        client,
+        "--model",
+        str(model),
+        "--seed",
+        "11",
+        "--bpm",
+        "120",
+        "--length",
+        "8",
+        "--unit",
+        "events",
+        "--temperature",
+        "0.8",
+        "--silence",
+        "1",
+        "--start",
+        "auto",
+        "--osc-port",
+        "0",
+        "--osc-out",
+        f"127.0.0.1:{osc.port}",
     )
     bridge_in = peer.connect_out(f"{client}:Antiphon In")
     peer.connect_in(f"{client}:Antiphon Out")
@@ -62,10 +89,19 @@ def _answer_under_clock(bpm: float, *, client: str, model: Path, peer: JackPeer,
         start = wait_for(lambda: clock_messages("start"), 10, "MIDI Start (0xFA)")[0]
     except AssertionError:
         seen = sorted({m.type for _, m in peer.received(since=since, realtime=True)})
-        raise AssertionError(f"no MIDI Start from jack_midi_clock at {bpm:g} BPM; got {seen}; "
-                             f"clock said: {clock.output().strip()[-300:]!r}") from None
-    ticks = wait_for(lambda: [t for t in clock_messages("clock") if t > start]
-                     if len(clock_messages("clock")) >= 48 else None, 10, "48 MIDI clock ticks")
+        raise AssertionError(
+            f"no MIDI Start from jack_midi_clock at {bpm:g} BPM; got {seen}; "
+            f"clock said: {clock.output().strip()[-300:]!r}"
+        ) from None
+    ticks = wait_for(
+        lambda: (
+            [t for t in clock_messages("clock") if t > start]
+            if len(clock_messages("clock")) >= 48
+            else None
+        ),
+        10,
+        "48 MIDI clock ticks",
+    )
     beat = 60.0 / bpm
     # median interval and median phase: a tick this peer missed on a busy machine changes neither
     tick = statistics.median(b - a for a, b in itertools.pairwise(ticks))
@@ -104,32 +140,46 @@ def chords(notes: list[PlayedNote], tolerance: float = 0.005) -> list[list[tuple
 
 
 def test_answer_tempo_follows_midi_clock(
-    jack_server: str, e2e_model: Path, peer: JackPeer, bridge_process: Callable[..., Any],
-    tools: Callable[..., Tool], osc_listener: OscListener,
+    jack_server: str,
+    e2e_model: Path,
+    peer: JackPeer,
+    bridge_process: Callable[..., Any],
+    tools: Callable[..., Tool],
+    osc_listener: OscListener,
 ) -> None:
     results = {}
     for bpm in (90.0, 140.0):
         answer, beat0, status = _answer_under_clock(
-            bpm, client=f"E2E-clock-{bpm:g}", model=e2e_model, peer=peer,
-            bridge_process=bridge_process, tools=tools, osc=osc_listener)
+            bpm,
+            client=f"E2E-clock-{bpm:g}",
+            model=e2e_model,
+            peer=peer,
+            bridge_process=bridge_process,
+            tools=tools,
+            osc=osc_listener,
+        )
         log = status.pop("log")
         assert status["clock_running"] == 1, status
         assert float(status["tempo_bpm"]) == pytest.approx(bpm, rel=0.05), (
-            f"the bridge's tempo under jack_midi_clock at {bpm:g} BPM: {status}\n{log}")
+            f"the bridge's tempo under jack_midi_clock at {bpm:g} BPM: {status}\n{log}"
+        )
         assert len(answer) >= 3, f"answer at {bpm:g} BPM too short to measure: {answer}"
         # --start auto with a running clock: the answer is laid on the clock's beat grid, so
         # its notes sit on sixteenths of it (the median ignores a note a busy machine sent late)
         step = 60.0 / bpm / 4
-        off_grid = [abs((n.onset - beat0) / step - round((n.onset - beat0) / step)) * step
-                    for n in answer]
+        off_grid = [
+            abs((n.onset - beat0) / step - round((n.onset - beat0) / step)) * step for n in answer
+        ]
         assert statistics.median(off_grid) < 0.010, (
             f"answer off the clock's grid at {bpm:g} BPM by {off_grid} s; late notes "
-            f"{status.get('late_notes')}; bridge log:\n{log}")
+            f"{status.get('late_notes')}; bridge log:\n{log}"
+        )
         results[bpm] = answer
 
     slow, fast = results[90.0], results[140.0]
     assert chords(slow) == chords(fast), (
-        "same seed and same phrase must give the same answer at both tempos")
+        "same seed and same phrase must give the same answer at both tempos"
+    )
     ioi_slow = intervals([n.onset for n in slow])
     ioi_fast = intervals([n.onset for n in fast])
     assert len(ioi_slow) == len(ioi_fast) >= 2

@@ -37,31 +37,54 @@ def status(listener: OscListener, port: int) -> dict[str, Any]:
 
 
 def test_oscsend_sets_and_oscdump_hears_every_note(
-    jack_server: str, e2e_model: Path, peer: JackPeer, bridge_process: Callable[..., Any],
-    tools: Callable[..., Tool], osc_listener: OscListener,
+    jack_server: str,
+    e2e_model: Path,
+    peer: JackPeer,
+    bridge_process: Callable[..., Any],
+    tools: Callable[..., Tool],
+    osc_listener: OscListener,
 ) -> None:
     client = "E2E-osc"
     dump, dump_port = start_oscdump(tools)
     bridge = bridge_process(
-        "--backend", "jack", "--client-name", client, "--model", str(e2e_model), "--seed", "8",
-        "--bpm", f"{BPM:g}", "--silence", "1", "--osc-port", "0",
-        "--osc-out", f"127.0.0.1:{dump_port}",
+        "--backend",
+        "jack",
+        "--client-name",
+        client,
+        "--model",
+        str(e2e_model),
+        "--seed",
+        "8",
+        "--bpm",
+        f"{BPM:g}",
+        "--silence",
+        "1",
+        "--osc-port",
+        "0",
+        "--osc-out",
+        f"127.0.0.1:{dump_port}",
     )
     port = str(bridge.osc_port)
     run_tool("oscsend", "127.0.0.1", port, "/antiphon/length", "is", "7", "events")
     run_tool("oscsend", "127.0.0.1", port, "/antiphon/temperature", "f", "0.7")
     run_tool("oscsend", "127.0.0.1", port, "/antiphon/temperature", "f", "99")  # refused
     run_tool("oscsend", "127.0.0.1", port, "/antiphon/nonsense", "s", "x")  # refused
-    settings = wait_for(lambda: (s := status(osc_listener, bridge.osc_port))["length"] == 7
-                        and s, 5, "length 7 in /antiphon/status")
+    settings = wait_for(
+        lambda: (s := status(osc_listener, bridge.osc_port))["length"] == 7 and s,
+        5,
+        "length 7 in /antiphon/status",
+    )
     assert settings["length_unit"] == "events"
     assert float(settings["temperature"]) == pytest.approx(0.7)  # 99 was refused, 0.7 kept
 
     peer.connect_out(f"{client}:Antiphon In")
     peer.connect_in(f"{client}:Antiphon Out")
     _, end = peer.play(phrase_messages(phrase("ode_to_joy"), BPM))
-    wait_for(lambda: "/antiphon/answer/end" in dump.output(), 60 + (end - peer.now()),
-             "/antiphon/answer/end in oscdump")
+    wait_for(
+        lambda: "/antiphon/answer/end" in dump.output(),
+        60 + (end - peer.now()),
+        "/antiphon/answer/end in oscdump",
+    )
     time.sleep(0.1)
     midi = notes_from_messages(peer.received(since=end))
     assert bridge.stop() == 0
@@ -69,7 +92,8 @@ def test_oscsend_sets_and_oscdump_hears_every_note(
     events = parse_oscdump(dump.stop())
     notes = [args for address, args in events if address == "/antiphon/note"]
     assert [a for a, _ in events if a.startswith("/antiphon/answer/")][:1] == [
-        "/antiphon/answer/begin"]
+        "/antiphon/answer/begin"
+    ]
     assert re.search(r"answer 1: seed \d+ events, answer 7 events", bridge.log()), bridge.log()
     assert midi, "no MIDI answer recorded"
     assert len(notes) == len(midi), (notes, midi)
@@ -77,7 +101,8 @@ def test_oscsend_sets_and_oscdump_hears_every_note(
     # paired per key in time order (the notes of a chord may be announced in any order)
     spb = 60.0 / BPM
     assert sorted((int(p), int(v)) for p, v, _ in notes) == sorted(
-        (n.pitch, n.velocity) for n in midi)
+        (n.pitch, n.velocity) for n in midi
+    )
     announced: dict[int, list[float]] = {}
     for p, _, b in notes:
         announced.setdefault(int(p), []).append(float(b) * spb)

@@ -19,8 +19,9 @@ def chorale_paths() -> list[Path]:
 
 @pytest.fixture(scope="session")
 def chorales(chorale_paths: list[Path], tmp_path_factory: pytest.TempPathFactory) -> list[Piece]:
-    corpus = load_corpus(chorale_paths, SCHEME, cache_dir=tmp_path_factory.mktemp("cache"),
-                         progress=False)
+    corpus = load_corpus(
+        chorale_paths, SCHEME, cache_dir=tmp_path_factory.mktemp("cache"), progress=False
+    )
     assert not corpus.skipped
     return corpus.pieces
 
@@ -42,8 +43,21 @@ def midi_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_run(midi_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An uninterrupted tiny training run (4 epochs, no early stop); returns its folder."""
     root = tmp_path_factory.mktemp("tiny")
-    result = run_cli("train", "--midi", str(midi_corpus), "--out", str(root / "tiny.onnx"),
-                     "--run-dir", str(root / "run"), "--cache-dir", str(root / "cache"),
-                     "--epochs", "4", "--patience", "0", *TINY)
+    result = run_cli(
+        "train",
+        "--midi",
+        str(midi_corpus),
+        "--out",
+        str(root / "tiny.onnx"),
+        "--run-dir",
+        str(root / "run"),
+        "--cache-dir",
+        str(root / "cache"),
+        "--epochs",
+        "4",
+        "--patience",
+        "0",
+        *TINY,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return root

@@ -43,13 +43,17 @@ def test_an_opus_gives_one_note_list_per_tune(abc_file: Path) -> None:
     assert len(tunes) == 3 and all(isinstance(t, list) for t in tunes)
     first, second, empty = tunes
     assert [(o, p, d) for o, p, d, _ in first] == [  # type: ignore[misc]
-        (0.0, 67, 1.0), (1.0, 69, 1.0), (2.0, 71, 1.0), (3.0, 72, 1.0), (4.0, 74, 4.0)]
+        (0.0, 67, 1.0),
+        (1.0, 69, 1.0),
+        (2.0, 71, 1.0),
+        (3.0, 72, 1.0),
+        (4.0, 74, 4.0),
+    ]
     assert [p for _, p, _, _ in second] == [62, 64, 66, 69]  # type: ignore[misc]
     assert empty == []
 
 
-def test_each_tune_is_a_piece_named_by_its_place_and_cached(abc_file: Path,
-                                                           tmp_path: Path) -> None:
+def test_each_tune_is_a_piece_named_by_its_place_and_cached(abc_file: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     first = load_corpus([abc_file], SCHEME, cache_dir=cache, progress=False)
     assert [p.name for p in first.pieces] == [f"{abc_file}#0000", f"{abc_file}#0001"]
@@ -78,4 +82,5 @@ def test_real_folk_file_splits_into_tunes_and_held_out_tunes() -> None:
     assert len(set(onsets)) >= 0.98 * len(onsets) > 4000
     split = split_pieces(corpus.pieces, 10)
     assert len(split.held_out) == 5 and not {p.name for p in split.held_out} & {
-        p.name for p in split.train}
+        p.name for p in split.train
+    }

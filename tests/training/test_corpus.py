@@ -60,10 +60,22 @@ def test_read_midi_merges_tracks_skips_drums_and_ignores_tempo(tmp_path: Path) -
     tempo.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(180), time=96))
     midi.tracks.append(tempo)
     # note_on with velocity 0 ends a note, as running-status files write it
-    midi.tracks.append(_track(("note_on", 60, 100, 0, 0), ("note_on", 60, 0, 0, 96),
-                              ("note_on", 64, 50, 0, 48), ("note_off", 64, 0, 0, 48)))
-    midi.tracks.append(_track(("note_on", 36, 90, 9, 0), ("note_off", 36, 0, 9, 96),  # drums
-                              ("note_on", 67, 70, 2, 0), ("note_off", 67, 0, 2, 192)))
+    midi.tracks.append(
+        _track(
+            ("note_on", 60, 100, 0, 0),
+            ("note_on", 60, 0, 0, 96),
+            ("note_on", 64, 50, 0, 48),
+            ("note_off", 64, 0, 0, 48),
+        )
+    )
+    midi.tracks.append(
+        _track(
+            ("note_on", 36, 90, 9, 0),
+            ("note_off", 36, 0, 9, 96),  # drums
+            ("note_on", 67, 70, 2, 0),
+            ("note_off", 67, 0, 2, 192),
+        )
+    )
     midi.save(tmp_path / "mixed.mid")
     notes = sorted(read_midi(tmp_path / "mixed.mid"))
     assert notes == [(0.0, 60, 1.0, 100), (1.0, 67, 2.0, 70), (1.5, 64, 0.5, 50)]
@@ -112,11 +124,15 @@ def test_corrupt_and_empty_files_are_skipped_and_counted(chorales, tmp_path: Pat
     lines: list[str] = []
     for cache in (None, tmp_path / "cache", tmp_path / "cache"):  # uncached, then cold, then warm
         lines.clear()
-        corpus = load_corpus(midi_files([tmp_path]), SCHEME, cache_dir=cache, progress=False,
-                             warn=lines.append)
+        corpus = load_corpus(
+            midi_files([tmp_path]), SCHEME, cache_dir=cache, progress=False, warn=lines.append
+        )
         assert [Path(p.name).name for p in corpus.pieces] == ["good.mid"]
         assert sorted(Path(p).name for p, _ in corpus.skipped) == [
-            "corrupt.mid", "empty.mid", "truncated.mid"]
+            "corrupt.mid",
+            "empty.mid",
+            "truncated.mid",
+        ]
         assert len(lines) == 4 and lines[-1] == "skipped 3 of 4 files"
         assert all(line.startswith("warning: skipped ") for line in lines[:3])
         assert any("no notes" in line for line in lines)
@@ -125,12 +141,14 @@ def test_corrupt_and_empty_files_are_skipped_and_counted(chorales, tmp_path: Pat
 def test_no_readable_piece_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "bad.mid").write_bytes(b"nope")
     with pytest.raises(ValueError, match="no readable pieces"):
-        load_sources(SCHEME, midi_dirs=[tmp_path], cache_dir=None, progress=False,
-                     warn=lambda line: None)
+        load_sources(
+            SCHEME, midi_dirs=[tmp_path], cache_dir=None, progress=False, warn=lambda line: None
+        )
 
 
 def test_max_pieces_keeps_the_first_files(midi_corpus: Path) -> None:
-    corpus = load_sources(SCHEME, midi_dirs=[midi_corpus], max_pieces=3, cache_dir=None,
-                          progress=False)
+    corpus = load_sources(
+        SCHEME, midi_dirs=[midi_corpus], max_pieces=3, cache_dir=None, progress=False
+    )
     assert [p.name for p in corpus.pieces] == [str(p) for p in midi_files([midi_corpus])[:3]]
     assert corpus.summary()["pieces"] == 3

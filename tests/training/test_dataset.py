@@ -20,8 +20,10 @@ from training.dataset import (
 
 
 def _pieces(count: int) -> list[Piece]:
-    return [Piece(f"p{i:03d}", (Note(0, 60 + i % 12, 4), Note(4, 64, 4), Note(4, 67, 4)))
-            for i in range(count)]
+    return [
+        Piece(f"p{i:03d}", (Note(0, 60 + i % 12, 4), Note(4, 64, 4), Note(4, 67, 4)))
+        for i in range(count)
+    ]
 
 
 def test_split_holds_out_every_tenth_piece_by_name() -> None:
@@ -86,8 +88,9 @@ def test_streams_start_with_bos_and_concatenate() -> None:
 
 
 def test_transposition_table_moves_notes_and_known_chords_only() -> None:
-    scheme = SCHEME.with_chords_from([[Note(0, 60, 4, 80), Note(0, 64, 4, 80),
-                                       Note(4, 62, 4, 80), Note(4, 66, 4, 80)]], 8)
+    scheme = SCHEME.with_chords_from(
+        [[Note(0, 60, 4, 80), Note(0, 64, 4, 80), Note(4, 62, 4, 80), Note(4, 66, 4, 80)]], 8
+    )
     table = transposition_table(scheme, 2)
     assert table.shape == (5, scheme.vocab_size)
     assert (table[2] == np.arange(scheme.vocab_size)).all()  # row N is the identity

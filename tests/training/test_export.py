@@ -28,8 +28,7 @@ from training.reference import ReferenceConfig, ReferenceVocabulary, build_refer
 def _shake(model: Any, seed: int) -> None:
     """Random weights large enough that the recurrent state matters (initial ones are tame)."""
     rng = np.random.default_rng(seed)
-    model.set_weights([rng.normal(0, 0.4, w.shape).astype(np.float32)
-                       for w in model.get_weights()])
+    model.set_weights([rng.normal(0, 0.4, w.shape).astype(np.float32) for w in model.get_weights()])
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +68,12 @@ def test_graph_has_contract_names_native_lstm_ops_and_metadata(exported) -> None
     assert ops["LSTM"] == len(config.units) and "Loop" not in ops and "Scan" not in ops
     assert [i.name for i in proto.graph.input] == ["tokens", "h_0", "c_0", "h_1", "c_1"]
     assert [o.name for o in proto.graph.output] == [
-        "logits", "h_0_out", "c_0_out", "h_1_out", "c_1_out"]
+        "logits",
+        "h_0_out",
+        "c_0_out",
+        "h_1_out",
+        "c_1_out",
+    ]
     tokens = proto.graph.input[0].type.tensor_type
     assert tokens.elem_type == onnx.TensorProto.INT64
     assert [d.dim_param for d in tokens.shape.dim] == ["batch", "time"]
@@ -87,8 +91,9 @@ def test_batched_run_matches_single_sequences(exported) -> None:
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     tokens = np.random.default_rng(2).integers(0, SCHEME.vocab_size, (3, 20)).astype(np.int64)
-    zeros = {f"{k}_{i}": np.zeros((3, u), np.float32)
-             for i, u in enumerate((32, 24)) for k in ("h", "c")}
+    zeros = {
+        f"{k}_{i}": np.zeros((3, u), np.float32) for i, u in enumerate((32, 24)) for k in ("h", "c")
+    }
     batched = session.run(["logits"], {"tokens": tokens, **zeros})[0]
     single = load_model(path)
     for row in range(3):
@@ -125,7 +130,8 @@ def test_bridge_loads_an_exported_model_without_tensorflow(exported) -> None:
         "heavy = [m for m in ('tensorflow', 'keras', 'music21', 'onnx') if m in sys.modules]\n"
         "print(logits.shape, heavy)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=REPO, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"(3, {SCHEME.vocab_size}) []"

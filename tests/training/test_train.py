@@ -49,14 +49,33 @@ def test_tiny_run_writes_model_checkpoint_log_and_curve(tiny_run: Path) -> None:
     assert training["held_out"]["bits_per_event"] > 0
 
 
-def test_interrupt_then_resume_ends_at_the_same_epoch(midi_corpus: Path, tiny_run: Path,
-                                                      tmp_path: Path) -> None:
-    args = ["train", "--midi", str(midi_corpus), "--out", str(tmp_path / "r.onnx"),
-            "--run-dir", str(tmp_path / "run"), "--cache-dir", str(tiny_run / "cache"),
-            "--epochs", "4", "--patience", "0", *TINY]
-    process = subprocess.Popen([sys.executable, "-m", "training", *args], cwd=REPO, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+def test_interrupt_then_resume_ends_at_the_same_epoch(
+    midi_corpus: Path, tiny_run: Path, tmp_path: Path
+) -> None:
+    args = [
+        "train",
+        "--midi",
+        str(midi_corpus),
+        "--out",
+        str(tmp_path / "r.onnx"),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--cache-dir",
+        str(tiny_run / "cache"),
+        "--epochs",
+        "4",
+        "--patience",
+        "0",
+        *TINY,
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "training", *args],
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
         state_file = tmp_path / "run" / "state.json"
@@ -80,38 +99,65 @@ def test_interrupt_then_resume_ends_at_the_same_epoch(midi_corpus: Path, tiny_ru
     assert load_model(tmp_path / "r.onnx").training["epochs"] == 4
 
 
-def test_resume_refuses_other_settings_and_missing_runs(midi_corpus: Path, tiny_run: Path,
-                                                        tmp_path: Path) -> None:
-    changed = run_cli("train", "--midi", str(midi_corpus), "--out", str(tmp_path / "x.onnx"),
-                      "--run-dir", str(tiny_run / "run"), "--resume", "--epochs", "4",
-                      *TINY[:-1], "--window", "48")
+def test_resume_refuses_other_settings_and_missing_runs(
+    midi_corpus: Path, tiny_run: Path, tmp_path: Path
+) -> None:
+    changed = run_cli(
+        "train",
+        "--midi",
+        str(midi_corpus),
+        "--out",
+        str(tmp_path / "x.onnx"),
+        "--run-dir",
+        str(tiny_run / "run"),
+        "--resume",
+        "--epochs",
+        "4",
+        *TINY[:-1],
+        "--window",
+        "48",
+    )
     assert changed.returncode == 1
     assert changed.stderr.strip().splitlines()[-1].startswith("antiphon train: error: --resume")
     assert "window" in changed.stderr
-    missing = run_cli("train", "--midi", str(midi_corpus), "--run-dir", str(tmp_path / "none"),
-                      "--resume", *TINY)
+    missing = run_cli(
+        "train", "--midi", str(midi_corpus), "--run-dir", str(tmp_path / "none"), "--resume", *TINY
+    )
     assert missing.returncode == 1 and "nothing to resume" in missing.stderr
 
 
 def test_evaluate_prints_model_and_markov_rows(midi_corpus: Path, tiny_run: Path) -> None:
     model = tiny_run / "tiny.onnx"
-    result = run_cli("evaluate", str(model), "--midi", str(midi_corpus),
-                     "--cache-dir", str(tiny_run / "cache"))
+    result = run_cli(
+        "evaluate", str(model), "--midi", str(midi_corpus), "--cache-dir", str(tiny_run / "cache")
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "bits/event" in lines[1] and "token top-1" in lines[1]
     assert lines[2].startswith("LSTM (tiny.onnx)")
     assert [line.split("  ")[0] for line in lines[3:6]] == [
-        "Markov order 1", "Markov order 2", "Markov order 3"]
-    as_json = run_cli("evaluate", str(model), "--midi", str(midi_corpus), "--json",
-                      "--cache-dir", str(tiny_run / "cache"))
+        "Markov order 1",
+        "Markov order 2",
+        "Markov order 3",
+    ]
+    as_json = run_cli(
+        "evaluate",
+        str(model),
+        "--midi",
+        str(midi_corpus),
+        "--json",
+        "--cache-dir",
+        str(tiny_run / "cache"),
+    )
     rows = json.loads(as_json.stdout)["rows"]
     # the same numbers as the held-out scores the training run stored in the model file
     stored = load_model(model).training
-    assert rows[0]["bits_per_event"] == pytest.approx(stored["held_out"]["bits_per_event"],
-                                                      abs=1e-3)
-    assert rows[3]["bits_per_event"] == pytest.approx(stored["markov"][2]["bits_per_event"],
-                                                      abs=1e-3)
+    assert rows[0]["bits_per_event"] == pytest.approx(
+        stored["held_out"]["bits_per_event"], abs=1e-3
+    )
+    assert rows[3]["bits_per_event"] == pytest.approx(
+        stored["markov"][2]["bits_per_event"], abs=1e-3
+    )
 
 
 def test_evaluate_refuses_a_file_that_is_not_a_model(tmp_path: Path) -> None:
@@ -123,13 +169,34 @@ def test_evaluate_refuses_a_file_that_is_not_a_model(tmp_path: Path) -> None:
 
 
 def test_reference_architecture_trains_and_exports_a_window_model(
-    midi_corpus: Path, tiny_run: Path, tmp_path: Path,
+    midi_corpus: Path,
+    tiny_run: Path,
+    tmp_path: Path,
 ) -> None:
-    result = run_cli("train", "--arch", "reference", "--units", "16,8", "--midi", str(midi_corpus),
-                     "--out", str(tmp_path / "seed.onnx"), "--run-dir", str(tmp_path / "run"),
-                     "--cache-dir", str(tiny_run / "cache"), "--epochs", "2",
-                     "--steps-per-epoch", "3", "--batch", "16", "--held-out-every", "4",
-                     "--no-progress")
+    result = run_cli(
+        "train",
+        "--arch",
+        "reference",
+        "--units",
+        "16,8",
+        "--midi",
+        str(midi_corpus),
+        "--out",
+        str(tmp_path / "seed.onnx"),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--cache-dir",
+        str(tiny_run / "cache"),
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "3",
+        "--batch",
+        "16",
+        "--held-out-every",
+        "4",
+        "--no-progress",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runner = WindowRunner(tmp_path / "seed.onnx")
     assert runner.window == 100 and runner.vocabulary[0] == "<unk>"
@@ -139,18 +206,44 @@ def test_reference_architecture_trains_and_exports_a_window_model(
         load_model(tmp_path / "seed.onnx")
 
 
-def test_transpose_moves_training_windows_only(midi_corpus: Path, tiny_run: Path,
-                                               tmp_path: Path) -> None:
-    result = run_cli("train", "--midi", str(midi_corpus), "--out", str(tmp_path / "t.onnx"),
-                     "--run-dir", str(tmp_path / "run"), "--cache-dir", str(tiny_run / "cache"),
-                     "--epochs", "2", "--steps-per-epoch", "3", "--transpose", "5", *TINY)
+def test_transpose_moves_training_windows_only(
+    midi_corpus: Path, tiny_run: Path, tmp_path: Path
+) -> None:
+    result = run_cli(
+        "train",
+        "--midi",
+        str(midi_corpus),
+        "--out",
+        str(tmp_path / "t.onnx"),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--cache-dir",
+        str(tiny_run / "cache"),
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "3",
+        "--transpose",
+        "5",
+        *TINY,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     training = load_model(tmp_path / "t.onnx").training
     assert training["params"]["transpose"] == 5
     assert training["split"]["transpose_semitones"] == 5
     assert _state(tmp_path / "run")["config"]["transpose"] == 5
-    bad = run_cli("train", "--midi", str(midi_corpus), "--out", str(tmp_path / "u.onnx"),
-                  "--run-dir", str(tmp_path / "run2"), "--transpose", "13", *TINY)
+    bad = run_cli(
+        "train",
+        "--midi",
+        str(midi_corpus),
+        "--out",
+        str(tmp_path / "u.onnx"),
+        "--run-dir",
+        str(tmp_path / "run2"),
+        "--transpose",
+        "13",
+        *TINY,
+    )
     assert bad.returncode == 1 and "--transpose must be 0..12" in bad.stderr
 
 
@@ -169,18 +262,26 @@ PORT_TAKEN = ("Address already in use", "Failed to add port", "Failed to bind")
 """What gRPC says when a worker's port was taken between _free_ports and its bind."""
 
 
-def _run_workers(args: list[str], count: int
-                 ) -> tuple[list[subprocess.Popen[str]], list[tuple[str, str]]]:
+def _run_workers(
+    args: list[str], count: int
+) -> tuple[list[subprocess.Popen[str]], list[tuple[str, str]]]:
     """``count`` training workers on fresh ports, run to completion (stdout, stderr each)."""
     workers = [f"127.0.0.1:{port}" for port in _free_ports(count)]
     processes = []
     for index in range(count):
-        tf_config = json.dumps({"cluster": {"worker": workers},
-                                "task": {"type": "worker", "index": index}})
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "training", *args], cwd=REPO, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={**os.environ, "TF_CONFIG": tf_config, "TF_CPP_MIN_LOG_LEVEL": "2"}))
+        tf_config = json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        )
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "training", *args],
+                cwd=REPO,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={**os.environ, "TF_CONFIG": tf_config, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            )
+        )
     outputs = []
     try:
         for process in processes:
@@ -194,9 +295,22 @@ def _run_workers(args: list[str], count: int
 
 
 def test_two_workers_train_together(midi_corpus: Path, tiny_run: Path, tmp_path: Path) -> None:
-    args = ["train", "--midi", str(midi_corpus), "--out", str(tmp_path / "mw.onnx"),
-            "--run-dir", str(tmp_path / "run"), "--cache-dir", str(tiny_run / "cache"),
-            "--epochs", "2", "--patience", "0", *TINY]
+    args = [
+        "train",
+        "--midi",
+        str(midi_corpus),
+        "--out",
+        str(tmp_path / "mw.onnx"),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--cache-dir",
+        str(tiny_run / "cache"),
+        "--epochs",
+        "2",
+        "--patience",
+        "0",
+        *TINY,
+    ]
     for _ in range(3):  # another process may take a port first: then again on new ones
         processes, outputs = _run_workers(args, 2)
         if not any(taken in err for _, err in outputs for taken in PORT_TAKEN):
@@ -212,7 +326,8 @@ def test_two_workers_train_together(midi_corpus: Path, tiny_run: Path, tmp_path:
     other_epochs = [line for line in outputs[1][0].splitlines() if "val_loss" in line]
     assert len(chief_epochs) == len(other_epochs) == 2
     assert [line.split("val_loss: ")[1] for line in chief_epochs] == [
-        line.split("val_loss: ")[1] for line in other_epochs]
+        line.split("val_loss: ")[1] for line in other_epochs
+    ]
 
 
 def test_the_old_arch_name_seed_still_means_reference() -> None:

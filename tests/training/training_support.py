@@ -12,8 +12,21 @@ from bridge.tokens import Note, TokenScheme
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEME = TokenScheme()
-TINY = ("--units", "16", "--embedding", "8", "--window", "32", "--batch", "16",
-        "--chord-cap", "32", "--held-out-every", "4", "--no-progress")
+TINY = (
+    "--units",
+    "16",
+    "--embedding",
+    "8",
+    "--window",
+    "32",
+    "--batch",
+    "16",
+    "--chord-cap",
+    "32",
+    "--held-out-every",
+    "4",
+    "--no-progress",
+)
 
 
 def notes_to_midi(path: Path, notes: list[Note], scheme: TokenScheme = SCHEME) -> None:
@@ -27,14 +40,27 @@ def notes_to_midi(path: Path, notes: list[Note], scheme: TokenScheme = SCHEME) -
     for n in sorted(notes):
         channel = next(c for c in range(16) if c != 9 and ends.get((c, n.pitch), 0) <= n.onset)
         ends[(channel, n.pitch)] = n.onset + n.duration
-        timed.append(TimedNote(n.onset / scheme.steps_per_beat, n.pitch,
-                               n.duration / scheme.steps_per_beat, n.velocity, channel))
+        timed.append(
+            TimedNote(
+                n.onset / scheme.steps_per_beat,
+                n.pitch,
+                n.duration / scheme.steps_per_beat,
+                n.velocity,
+                channel,
+            )
+        )
     write_midi(path, [("piano", timed)])
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
-            cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path = REPO
+) -> subprocess.CompletedProcess[str]:
     """``python -m training ARGS`` in a subprocess (TensorFlow stays out of the test process)."""
-    return subprocess.run([sys.executable, "-m", "training", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=cwd,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "training", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
+    )
