@@ -4,14 +4,16 @@ Notes arrive in BEATS relative to their answer's anchor beat; each is converted 
 through the :class:`~bridge.clock.TempoTracker` only when it comes due, so an answer follows
 tempo changes while it plays.  Every note that goes out is tracked until its note-off, which is
 sent on time or — on cancel (interrupt, stop, model swap, generation error), panic or exit — at
-once.  The same answer is reported to ``bridge.osc.AnswerEvents`` (OSC out): ``answer_begin``
+once.  The same answer is reported to ``bridge.protocols.AnswerEvents`` (OSC out): ``answer_begin``
 when it opens, ``answer_plan`` for each batch of notes before they play, ``note`` as each note
 starts and ``answer_end`` after its last note-off or when it is cancelled.
 
 Threads: the scheduler thread runs :meth:`Scheduler._run`; the generation worker opens, extends
-and closes answers; the control / OSC threads cancel, pass through and panic.  One Condition
-guards everything and wakes the thread (no polling); ``wait`` is injected so tests run on a fake
-clock.
+and closes answers; the control / OSC threads cancel, pass through and panic (how cancelling
+works across the engine, the worker and this floor of answer ids: :mod:`bridge.engine`).  One
+Condition guards everything and wakes the thread (no polling); ``wait`` is injected so tests run
+on a fake clock.  The thread is a :class:`~bridge.worker.Worker`; the queue holds one ordered
+``_Entry`` per note-on and note-off.
 
 With ``lookahead_s`` > 0 and a sink that has ``send_at`` (the native JACK backend's), note-ons and
 note-offs are handed to the sink that much before they are due, with their due time, and the sink
@@ -28,7 +30,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import mido
@@ -36,6 +38,7 @@ import mido
 from bridge.clock import Clock, TempoTracker
 from bridge.midi_out import MidiSink
 from bridge.protocols import AnswerEvents
+from bridge.worker import Worker
 
 __all__ = [
     "PlannedNote",
@@ -90,6 +93,21 @@ _PASSTHROUGH = -1
 _LATE_S = 0.05
 
 
+@dataclass(order=True, frozen=True, slots=True)
+class _Entry:
+    """One queued note-on or note-off, in the heap's order: by beat, note-offs first at the same
+    beat, then in the order they were queued."""
+
+    beat: float  # absolute beat (the answer's anchor + the note's beat)
+    kind: int  # _OFF or _ON
+    seq: int
+    answer_id: int = field(compare=False)
+    uid: int = field(compare=False)  # the note: its note-off ends only its own note-on
+    pitch: int = field(compare=False)
+    velocity: int = field(compare=False)  # 0 for a note-off
+    duration: float = field(compare=False)  # beats (note-ons)
+
+
 class Scheduler:
     """Sends the notes of open answers at their beats; see the module docstring."""
 
@@ -119,13 +137,12 @@ class Scheduler:
         self._on_answer_end = on_answer_end
         self._max_wait = max_wait_s
         self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, int, int, int, int, float]] = []
+        self._heap: list[_Entry] = []
         self._answers: dict[int, _Answer] = {}
         self._owner: dict[tuple[int, int], tuple[int, int]] = {}  # (ch, pitch) → (answer, uid)
         self._uids = itertools.count(1)
         self._seq = itertools.count()
-        self._thread: threading.Thread | None = None
-        self._stopping = False
+        self.worker = Worker("antiphon-scheduler", self._run, wake=self.wake)
         self._floor = 0  # answers with a lower id may no longer open
         self.sent = 0
         self.late_notes = 0
@@ -133,18 +150,12 @@ class Scheduler:
 
     # ----- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="antiphon-scheduler", daemon=True)
-        self._thread.start()
+        """Start the scheduler thread (idempotent)."""
+        self.worker.start()
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop the thread and send the note-off of every note still sounding."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        """Stop the thread and send the note-off of every note still sounding (idempotent)."""
+        self.worker.stop(timeout)
         with self._cond:
             self._cancel_locked(list(self._answers))
             self._release_passthrough_locked()
@@ -164,7 +175,8 @@ class Scheduler:
         if not 1 <= channel <= 16:
             raise ValueError(f"channel must be 1..16, got {channel}")
         with self._cond:
-            if self._stopping or answer_id in self._answers or answer_id < self._floor:
+            stopping = self.worker.stopping.is_set()
+            if stopping or answer_id in self._answers or answer_id < self._floor:
                 return False
             self._answers[answer_id] = _Answer(anchor_beat, channel - 1, Playback(answer_id))
         self._emit("answer_begin", answer_id)
@@ -194,30 +206,28 @@ class Scheduler:
             for note in batch:
                 uid = next(self._uids)
                 beat = answer.anchor + note.beat
-                heapq.heappush(
-                    self._heap,
-                    (
-                        beat,
-                        _ON,
-                        next(self._seq),
-                        answer_id,
-                        uid,
-                        note.pitch * 128 + note.velocity,
-                        note.duration,
-                    ),
+                on = _Entry(
+                    beat,
+                    _ON,
+                    next(self._seq),
+                    answer_id,
+                    uid,
+                    note.pitch,
+                    note.velocity,
+                    note.duration,
                 )
-                heapq.heappush(
-                    self._heap,
-                    (
-                        beat + max(note.duration, 1e-3),
-                        _OFF,
-                        next(self._seq),
-                        answer_id,
-                        uid,
-                        note.pitch,
-                        0.0,
-                    ),
+                off = _Entry(
+                    beat + max(note.duration, 1e-3),
+                    _OFF,
+                    next(self._seq),
+                    answer_id,
+                    uid,
+                    note.pitch,
+                    0,
+                    0.0,
                 )
+                heapq.heappush(self._heap, on)
+                heapq.heappush(self._heap, off)
                 answer.pending += 2
             self._cond.notify_all()
         if batch:
@@ -261,7 +271,7 @@ class Scheduler:
         with self._cond:
             if not self._heap:
                 return None
-            return self._tempo.time_at_beat(self._heap[0][0])
+            return self._tempo.time_at_beat(self._heap[0].beat)
 
     @property
     def active_answers(self) -> list[int]:
@@ -277,7 +287,7 @@ class Scheduler:
     def passthrough(self, msg: mido.Message) -> None:
         """Send an input message straight out, tracking its notes so they get note-offs too."""
         with self._cond:
-            if self._stopping:
+            if self.worker.stopping.is_set():
                 return
             if msg.type in ("note_on", "note_off"):
                 key = (msg.channel, msg.note)
@@ -312,7 +322,7 @@ class Scheduler:
 
     def _run(self) -> None:
         with self._cond:
-            while not self._stopping:
+            while not self.worker.stopping.is_set():
                 try:
                     due = self._pump_locked()
                 except Exception:  # never let one bad entry stop the music thread
@@ -326,40 +336,38 @@ class Scheduler:
     def _pump_locked(self) -> float | None:
         now = self._clock()
         while self._heap:
-            beat, kind, _, answer_id, uid, value, duration = self._heap[0]
-            due = self._tempo.time_at_beat(beat)
+            entry = self._heap[0]
+            due = self._tempo.time_at_beat(entry.beat)
             if due > now + self._lookahead + 1e-6:
                 return due - self._lookahead
             heapq.heappop(self._heap)
-            answer = self._answers.get(answer_id)
+            answer = self._answers.get(entry.answer_id)
             if answer is None:
                 continue
             answer.pending -= 1
-            key = (answer.channel, value // 128 if kind == _ON else value)
-            if kind == _ON:
-                duration = self._sounding_beats_locked(answer_id, key[1], beat, duration)
-                self._note_on_locked(answer, uid, key, value % 128, duration, now, due)
-            elif self._owner.get(key) == (answer_id, uid):
+            key = (answer.channel, entry.pitch)
+            if entry.kind == _ON:
+                duration = self._sounding_beats_locked(entry)
+                self._note_on_locked(answer, entry.uid, key, entry.velocity, duration, now, due)
+            elif self._owner.get(key) == (entry.answer_id, entry.uid):
                 self._note_off_locked(key, due)
-            self._finish_if_done_locked(answer_id)
+            self._finish_if_done_locked(entry.answer_id)
         return None
 
-    def _sounding_beats_locked(
-        self, answer_id: int, pitch: int, beat: float, duration: float
-    ) -> float:
-        """How long a note starting now will sound: its duration, unless the same answer
-        strikes the same key again before it ends (that note-on ends it: see
-        :meth:`_note_on_locked`).  What ``note`` events report, so they match the MIDI."""
-        end = beat + duration
+    def _sounding_beats_locked(self, on: _Entry) -> float:
+        """How long the note-on ``on`` will sound: its duration, unless the same answer strikes
+        the same key again before it ends (that note-on ends it: see :meth:`_note_on_locked`).
+        What ``note`` events report, so they match the MIDI."""
+        end = on.beat + on.duration
         for entry in self._heap:
             if (
-                entry[1] == _ON
-                and entry[3] == answer_id
-                and entry[5] // 128 == pitch
-                and beat < entry[0] < end
+                entry.kind == _ON
+                and entry.answer_id == on.answer_id
+                and entry.pitch == on.pitch
+                and on.beat < entry.beat < end
             ):
-                end = entry[0]
-        return end - beat
+                end = entry.beat
+        return end - on.beat
 
     def _note_on_locked(
         self,
@@ -402,7 +410,7 @@ class Scheduler:
             answer.closed = True
             self._finish_if_done_locked(answer_id)
         if answer_ids:
-            self._heap = [e for e in self._heap if e[3] in self._answers]
+            self._heap = [e for e in self._heap if e.answer_id in self._answers]
             heapq.heapify(self._heap)
 
     def _release_passthrough_locked(self) -> None:

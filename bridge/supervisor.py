@@ -67,6 +67,7 @@ from bridge.ports import (
     open_input,
     open_output,
 )
+from bridge.worker import Worker
 
 __all__ = ["PortSpec", "PortSupervisor", "SwitchingSink", "jack_server_identity"]
 
@@ -162,8 +163,7 @@ class PortSupervisor:
         self._input_check = input_check
         self._poll_s = poll_s
         self._report_every = report_every_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.worker = Worker("antiphon-ports", self._run)
         self._saved_switch: float | None = None  # the interpreter's switch interval before start
         self._lock = threading.Lock()  # the port objects and counters below
         self._in: OpenedPort | None = None
@@ -232,16 +232,12 @@ class PortSupervisor:
         with self._lock:
             self._listening = True
             self._listen()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="antiphon-ports", daemon=True)
-            self._thread.start()
+        self.worker.start()
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop watching (joined), unhook the input, restore the interpreter's switch interval;
         the output stays until :meth:`close`."""
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        self.worker.stop(timeout)
         with self._lock:
             self._listening = False
             self._release_input()
@@ -292,7 +288,7 @@ class PortSupervisor:
 
     # ----- watcher thread -------------------------------------------------------------------------
     def _run(self) -> None:
-        while not self._stop.wait(self._poll_s):
+        while not self.worker.stopping.wait(self._poll_s):
             try:
                 self.poll()
             except Exception:  # the watcher must outlive any surprise
@@ -307,7 +303,7 @@ class PortSupervisor:
         native = self._native
         if self.up and (server != self._server or (native is not None and native.lost)):
             self._lose(server)
-        if not self.up and server is not None and not self._stop.is_set():
+        if not self.up and server is not None and not self.worker.stopping.is_set():
             self._reopen(server)
 
     def _report_drops(self) -> None:

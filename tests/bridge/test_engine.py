@@ -241,7 +241,7 @@ def test_stop_sends_every_note_off_and_joins(make_rig, sink) -> None:
     assert sink.sounding() == set()
     assert not rig.engine.worker.alive
     assert not rig.engine.generator.worker.alive
-    assert not rig.engine.scheduler._thread.is_alive()
+    assert not rig.engine.scheduler.worker.alive
 
 
 def test_passthrough_and_input_channel_filter(make_rig, sink) -> None:

@@ -178,7 +178,7 @@ def test_worker_streams_ahead_of_the_playhead(rig, tiny_model, until) -> None:
     assert not rig.done.wait(0.2)
     assert rig.gen.busy
     planned = rig.sched._heap  # inspecting the queue is the point
-    assert max(e[0] for e in planned) - rig.tempo.beat_at(rig.sched._clock()) < 2.0 + 8 + 1e-9
+    assert max(e.beat for e in planned) - rig.tempo.beat_at(rig.sched._clock()) < 2.0 + 8 + 1e-9
     rig.gen.cancel()
     assert rig.done.wait(2)
     assert rig.reports[0].cancelled
