@@ -42,6 +42,7 @@ from bridge.audio_transcribe import (
     pair_events,
 )
 from bridge.errors import PortError
+from bridge.ports import check_jack_client_name
 
 __all__ = [
     "AUDIO_CLIENT",
@@ -276,6 +277,7 @@ class AudioInput:
         self.tracker_cpu_s = 0.0
         self.heard: deque[HeardNote] = deque(maxlen=4096)
         self._started_at = 0.0
+        check_jack_client_name(client_name, servername)
         try:
             self._client = jack.Client(client_name, no_start_server=True, servername=servername)
         except jack.JackError as err:

@@ -160,6 +160,9 @@ def real_client(name: str) -> JackClient:
             "install them or use --backend rtmidi-jack"
         ) from None
     from bridge.ports import _quiet_stderr as quiet_stderr
+    from bridge.ports import check_jack_client_name
+
+    check_jack_client_name(name)
 
     try:
         with quiet_stderr():  # libjack prints its own complaints; the PortError says it all

@@ -46,6 +46,7 @@ __all__ = [
     "Backend",
     "OpenedPort",
     "PortList",
+    "check_jack_client_name",
     "choose_backend",
     "find_port",
     "input_hears_itself",
@@ -162,6 +163,21 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+def check_jack_client_name(client_name: str, server: str | None = None) -> None:
+    """PortError if a JACK client would be named like its server (``$JACK_DEFAULT_SERVER``).
+
+    jackd2 names each client's socket like the server's (``jack_<name>_<uid>_0``): such a client
+    replaces the server's socket and deletes it when it closes, so the server runs on but no
+    new client can reach it (found with ``--client-name antiphon-test`` on that server).
+    """
+    server = server or os.environ.get("JACK_DEFAULT_SERVER") or "default"
+    if client_name == server:
+        raise PortError(
+            f"the JACK client name {client_name!r} is the JACK server's own name: it would cut "
+            "the server off from every other client; choose another --client-name"
+        )
+
+
 def jack_server_identity(server: str | None = None) -> tuple[int, int] | None:
     """Which jackd2 server answers on ``server``'s socket (``$JACK_DEFAULT_SERVER``), or None.
 
@@ -255,6 +271,8 @@ class PortList:
 
 
 def _client(kind: Literal["in", "out"], backend: Backend, client_name: str) -> rtmidi.MidiIn:
+    if backend.on_jack:
+        check_jack_client_name(client_name)
     try:
         with _quiet_stderr():
             if kind == "in":

@@ -220,7 +220,7 @@ def test_bridge_answers_a_call_played_into_its_audio_port(
         "0",
         "--audio-in",
         "--client-name",
-        "antiphon-test",
+        "AudioCall",
     )
     port = f"Antiphon Audio:{AUDIO_PORT}"
     osc = SimpleUDPClient("127.0.0.1", bridge.osc_port)

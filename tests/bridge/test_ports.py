@@ -239,3 +239,19 @@ def test_jack_socket_fast_path_sees_the_running_server(
     assert ports._jack_socket_answers() is True
     monkeypatch.setenv("JACK_DEFAULT_SERVER", "antiphon-nobody-runs-this")
     assert ports._jack_socket_answers() is False
+
+
+@pytest.mark.jack
+def test_a_client_named_like_its_server_is_refused(jack_server: str) -> None:
+    """A JACK client named like the server replaced the server's socket and, closing, deleted
+    it: the server ran on, unreachable, and every later test failed (found in CI with
+    ``--client-name antiphon-test``).  The bridge refuses that name with one line."""
+    from bridge.supervisor import PortSpec, PortSupervisor
+
+    sup = PortSupervisor(ports.BACKENDS["jack"], PortSpec(client=jack_server))  # one client
+    with pytest.raises(PortError, match="server's own name"):
+        ports.check_jack_client_name(jack_server)  # RtMidi's clients, "<name> In/Out", too
+    with pytest.raises(PortError, match="server's own name"):
+        sup.open()
+    sup.close()
+    assert ports.jack_server_identity(jack_server) is not None  # still reachable
