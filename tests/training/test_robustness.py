@@ -447,7 +447,12 @@ def test_sigint_at_random_moments_then_resume_reaches_the_same_epochs(
                 # 130 (interrupted, state kept) or 0; killed by the signal itself only if it came
                 # while the finished process was already shutting down, the model written.
                 finished = _phase(err) == "done"
-                assert process.returncode in (0, 130) or finished, err[-3000:]
+                # Seen once in a clean-clone CI run: the trainer handled the signal (its
+                # "interrupted; … kept" line, status 130 returned) and was then killed by SIGINT
+                # while the interpreter shut TensorFlow down (-2).  What matters is checked below:
+                # the run directory is intact and --resume reaches the same epochs.
+                handled = "interrupted; whatever" in err and process.returncode == -signal.SIGINT
+                assert process.returncode in (0, 130) or finished or handled, err[-3000:]
                 assert "Traceback" not in err, err[-3000:]
         _check_run_dir(tmp_path)
     state = _state(tmp_path)
