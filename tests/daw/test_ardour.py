@@ -29,7 +29,8 @@ from daw_take import (
     sounding_at_end,
 )
 
-# A take (Ardour session, recording, up to 3 attempts) is paid by the first test using it.
+# A take (Ardour session, recording, up to daw_take.ATTEMPTS attempts) is paid by the first
+# test using it.
 pytestmark = [pytest.mark.jack, pytest.mark.timeout(1200)]
 
 CLOCK_PHRASES = ("blues_riff", "bach_chorale")
