@@ -32,9 +32,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from bridge.answer_flags import add_answer_flags
-from bridge.config import MODES, STARTS, Settings, parse_cc_binding
+from bridge.config import CC_SCALES, Settings, parse_cc_binding
 from bridge.errors import PROG, AntiphonError, ConfigError, fail
+from bridge.settings_spec import ANSWER_SETTINGS, add_setting_flags, settings_from_args
 
 if TYPE_CHECKING:
     from bridge.follow import Follower
@@ -60,26 +60,6 @@ class _Parser(argparse.ArgumentParser):
 # ---- argument types ------------------------------------------------------------------------------
 
 
-def _channel_or_all(text: str) -> int | None:
-    if text.strip().lower() in ("all", "omni", "0"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 1..16 or 'all', got {text!r}") from None
-
-
-def _optional_int(text: str) -> int | None:
-    if text.strip().lower() in ("none", "off"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number or 'off', got {text!r}"
-        ) from None
-
-
 def _queue_size(text: str) -> int:
     try:
         size = int(text)
@@ -102,9 +82,15 @@ def _port_number(text: str) -> int:
 
 # ---- parsers -------------------------------------------------------------------------------------
 
+PORT_SETTINGS = ("in_channel", "out_channel", "passthrough")
+TEMPO_SETTINGS = ("bpm", "beats_per_bar", "start")
+WHEN_SETTINGS = ("mode", "silence_beats", "chord_window_ms", "trigger_cc", "trigger_note")
+BRIDGE_SETTINGS = (*PORT_SETTINGS, *TEMPO_SETTINGS, *WHEN_SETTINGS, *ANSWER_SETTINGS)
+"""The settings ``antiphon bridge`` takes as flags (all but ``cc_bindings``: ``--cc``), by group
+in ``--help``; :mod:`bridge.settings_spec` defines each flag."""
+
 
 def _add_bridge(subparsers: Any) -> None:
-    d = Settings()
     p = subparsers.add_parser(
         "bridge",
         help="run the call-and-response partner on virtual MIDI ports (Ctrl-C stops it)",
@@ -180,26 +166,7 @@ def _add_bridge(subparsers: Any) -> None:
         "ports (NAME:Antiphon In); on RtMidi the ports' clients are 'NAME In' "
         "and 'NAME Out' (default %(default)r)",
     )
-    g.add_argument(
-        "--in-channel",
-        type=_channel_or_all,
-        default=d.in_channel,
-        metavar="N",
-        help="only listen to MIDI channel N (1..16; 0 = all, the default)",
-    )
-    g.add_argument(
-        "--out-channel",
-        "--channel",
-        type=int,
-        default=d.out_channel,
-        metavar="N",
-        help="MIDI channel the answer plays on, 1..16 (default %(default)s)",
-    )
-    g.add_argument(
-        "--passthrough",
-        action="store_true",
-        help="also send what you play straight to the output port",
-    )
+    add_setting_flags(g, PORT_SETTINGS)
     g.add_argument(
         "--input-queue",
         type=_queue_size,
@@ -210,75 +177,20 @@ def _add_bridge(subparsers: Any) -> None:
     )
 
     g = p.add_argument_group("tempo and timing")
-    g.add_argument(
-        "--bpm",
-        type=float,
-        default=d.bpm,
-        help="tempo while no MIDI clock arrives, 20..300 (default %(default)g); "
-        "incoming MIDI clock overrides it",
-    )
-    g.add_argument(
-        "--beats-per-bar",
-        type=int,
-        default=d.beats_per_bar,
-        metavar="N",
-        help="beats in a bar, for --start bar and --unit bars (default %(default)s)",
-    )
-    g.add_argument(
-        "--start",
-        choices=STARTS,
-        default=d.start,
-        help="when the answer starts: now, on the next beat or bar; auto = now "
-        "without MIDI clock, beat while a clock runs (default %(default)s)",
-    )
+    add_setting_flags(g, TEMPO_SETTINGS)
 
     g = p.add_argument_group("when to answer")
-    g.add_argument(
-        "--mode",
-        choices=MODES,
-        default=d.mode,
-        help="call: answer after a silence; trigger: only on OSC /antiphon/trigger, "
-        "--trigger-cc or --trigger-note; listen: never (default %(default)s)",
-    )
-    g.add_argument(
-        "--silence",
-        type=float,
-        default=d.silence_beats,
-        metavar="BEATS",
-        help="silence that ends a phrase, 0.25..16 beats (default %(default)g)",
-    )
-    g.add_argument(
-        "--chord-window",
-        type=float,
-        default=d.chord_window_ms,
-        metavar="MS",
-        help="notes starting within MS milliseconds form one chord, 0..200 (default %(default)g)",
-    )
-    g.add_argument(
-        "--trigger-cc",
-        type=_optional_int,
-        default=d.trigger_cc,
-        metavar="CC",
-        help="a MIDI CC (value >= 64) that triggers an answer (default: none)",
-    )
-    g.add_argument(
-        "--trigger-note",
-        type=_optional_int,
-        default=d.trigger_note,
-        metavar="NOTE",
-        help="a MIDI note that triggers an answer and is not part of the phrase (default: none)",
-    )
+    add_setting_flags(g, WHEN_SETTINGS)
 
     g = p.add_argument_group("the answer")
-    add_answer_flags(g, d)  # the same flags as `antiphon continue`
+    add_setting_flags(g, ANSWER_SETTINGS)  # the same flags as `antiphon continue`
     g.add_argument(
         "--cc",
         action="append",
         default=[],
         metavar="SETTING=CC",
         help="let a MIDI CC drive a setting, e.g. --cc temperature=21; repeatable; "
-        "settings: length, temperature, top_k, top_p, bpm, silence_beats, "
-        "chord_window_ms (CC 0..127 spans the setting's range)",
+        f"settings: {', '.join(CC_SCALES)} (CC 0..127 spans the setting's range)",
     )
 
     g = p.add_argument_group("audio in (hum, sing or play the call; needs the audio extra)")
@@ -441,28 +353,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         if name in bindings:
             raise ConfigError(f"--cc binds {name} twice ({bindings[name]} and {cc})")
         bindings[name] = cc
-    return Settings(
-        length=args.length,
-        length_unit=args.length_unit,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        bpm=args.bpm,
-        mode=args.mode,
-        in_channel=args.in_channel,
-        out_channel=args.out_channel,
-        silence_beats=args.silence,
-        start=args.start,
-        beats_per_bar=args.beats_per_bar,
-        seed=args.seed,
-        passthrough=args.passthrough,
-        chord_window_ms=args.chord_window,
-        trigger_cc=args.trigger_cc,
-        trigger_note=args.trigger_note,
-        cc_bindings=bindings,
-        key=args.key,
-        key_lock=args.key_lock,
-    )
+    return Settings(**settings_from_args(args, BRIDGE_SETTINGS), cc_bindings=bindings)
 
 
 def _load_model(value: str | None, extra_dirs: Sequence[Path] = ()) -> tuple[LstmModel, list[Path]]:

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bridge.answer_flags import add_answer_flags
 from bridge.config import Settings
 from bridge.errors import AntiphonError, ConfigError, ModelError, fail
 from bridge.midifile import MidiFileError, MidiSong, TimedNote, read_midi, write_midi
+from bridge.settings_spec import ANSWER_SETTINGS, add_setting_flags, settings_from_args, spec
 from bridge.tokens import Note, TokenScheme
 
 if TYPE_CHECKING:
@@ -61,7 +61,6 @@ class Continuation:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``continue`` subcommand to ``antiphon`` (called by :mod:`bridge.cli`)."""
-    defaults = Settings()
     parser = subparsers.add_parser(
         "continue",
         help="continue MIDI files offline: several files in, the music plus its continuation out",
@@ -105,19 +104,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a directory to find --model NAME in; repeatable (the shipped "
         "models/ are always searched too)",
     )
-    add_answer_flags(parser, defaults)  # the same flags as `antiphon bridge`
-    parser.add_argument(
-        "--beats-per-bar",
-        type=int,
-        default=defaults.beats_per_bar,
-        metavar="N",
-        help="beats in a bar, for --unit bars (default %(default)s)",
-    )
-    parser.add_argument(
-        "--bpm",
-        type=float,
-        default=None,
-        help="tempo of the output file (default: the first input's tempo)",
+    add_setting_flags(parser, ANSWER_SETTINGS)  # the same flags as `antiphon bridge`
+    add_setting_flags(
+        parser,
+        ("beats_per_bar", "bpm"),
+        overrides={
+            "bpm": {
+                "default": None,
+                "help": f"tempo of the output file, {spec('bpm').range_text} (default: the "
+                "first input's tempo)",
+            }
+        },
     )
     parser.set_defaults(func=run)
 
@@ -127,16 +124,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         tempo = {} if args.bpm is None else {"bpm": args.bpm}
         settings = Settings(
-            length=args.length,
-            length_unit=args.length_unit,
-            temperature=args.temperature,
-            top_k=args.top_k,
-            top_p=args.top_p,
-            seed=args.seed,
-            beats_per_bar=args.beats_per_bar,
-            key=args.key,
-            key_lock=args.key_lock,
-            **tempo,
+            **settings_from_args(args, (*ANSWER_SETTINGS, "beats_per_bar")), **tempo
         )
         output_kind = _output_kind(args.output)
     except ConfigError as exc:

@@ -5,12 +5,14 @@ parses the datagrams and builds the replies; the loop and the dispatch are ours,
 bad datagram is counted, logged and answered with ``/antiphon/error <address> <reason>`` to its
 sender (python-osc's own servers drop malformed packets silently and sleep on bundle time tags).
 
-Addresses (numbers may be int or float; whole-number settings accept a float like ``16.0``):
+Addresses (numbers may be int or float; whole-number settings accept a float like ``16.0``).  The
+setting addresses are :data:`bridge.settings_spec.SPECS`' (``osc``): their argument types, ranges
+and special values come from that table.
 
 =============================  =============================================================
-``/antiphon/length N [unit]``  answer length, unit ``events`` | ``beats`` | ``bars``
+``/antiphon/length N [unit]``  answer length 1..512, unit ``events`` | ``beats`` | ``bars``
 ``/antiphon/temperature f``    sampling temperature 0.05..5
-``/antiphon/top_k n``          keep the n likeliest tokens (0 = off)
+``/antiphon/top_k n``          keep the n likeliest tokens, 0..1000, 0 = off
 ``/antiphon/top_p f``          nucleus sampling (0, 1]
 ``/antiphon/tempo bpm``        tempo when no MIDI clock runs, 20..300
 ``/antiphon/silence beats``    silence that ends a phrase, 0.25..16 beats
@@ -18,10 +20,10 @@ Addresses (numbers may be int or float; whole-number settings accept a float lik
 ``/antiphon/mode s``           ``call`` | ``trigger`` | ``listen``
 ``/antiphon/channel n``        output channel 1..16
 ``/antiphon/in_channel n``     input channel 1..16, 0 = all
-``/antiphon/seed n``           reproducible answers; -1 = random
+``/antiphon/seed n``           reproducible answers, ≥ 0; -1 = random
 ``/antiphon/passthrough b``    1 = echo the input to the output
 ``/antiphon/key s``            ``auto`` (heard from each call) or a key: ``C``, ``F#m``, ``Bb``…
-``/antiphon/key_lock f``       0 = free … 1 = scale tones only (in between: out-of-key notes rarer)
+``/antiphon/key_lock f``       0..1: 0 = free, 1 = scale tones only (in between: out-of-key rarer)
 ``/antiphon/trigger``          answer now (``/antiphon/stop``, ``/antiphon/panic`` likewise)
 ``/antiphon/model name``       hot-swap to a model in the model directories, or ``auto`` (chosen
                               per answer from the call: a single line gets the melody model)
@@ -51,6 +53,7 @@ from pythonosc.osc_packet import OscPacket
 
 from bridge.errors import AntiphonError, ConfigError, PortError
 from bridge.protocols import AnswerEvents, Controller, NullEvents
+from bridge.settings_spec import SPECS, SettingSpec, spec
 from bridge.worker import Worker
 
 __all__ = [
@@ -109,6 +112,18 @@ def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise _Bad(f"expects a string, got {_describe(value)}")
     return value
+
+
+def _argument(setting: SettingSpec, value: Any) -> Any:
+    """An OSC argument as the value of ``setting`` (Settings checks its range)."""
+    if setting.kind == "float":
+        return _number(value)
+    if setting.kind == "bool":
+        return _flag(value)
+    if setting.kind != "int":
+        return _text(value)
+    number = _whole(value)
+    return None if number == setting.none_number else number
 
 
 def _describe(value: Any) -> str:
@@ -180,20 +195,9 @@ class OscControl:
             ) from None
         self._sock.settimeout(poll_interval)
         self._handlers: dict[str, Handler] = {
-            f"{PREFIX}/length": self._length,
-            f"{PREFIX}/temperature": self._setter("temperature", _number),
-            f"{PREFIX}/top_k": self._setter("top_k", _whole),
-            f"{PREFIX}/top_p": self._setter("top_p", _number),
-            f"{PREFIX}/tempo": self._setter("bpm", _number),
-            f"{PREFIX}/silence": self._setter("silence_beats", _number),
-            f"{PREFIX}/start": self._setter("start", _text),
-            f"{PREFIX}/mode": self._setter("mode", _text),
-            f"{PREFIX}/channel": self._setter("out_channel", _whole),
-            f"{PREFIX}/in_channel": self._setter("in_channel", lambda v: _whole(v) or None),
-            f"{PREFIX}/seed": self._setter("seed", self._seed_value),
-            f"{PREFIX}/passthrough": self._setter("passthrough", _flag),
-            f"{PREFIX}/key": self._setter("key", _text),
-            f"{PREFIX}/key_lock": self._setter("key_lock", _number),
+            f"{PREFIX}/{s.osc}": self._setter(s) for s in SPECS if s.osc is not None
+        }
+        self._handlers |= {
             f"{PREFIX}/trigger": self._action(controller.trigger),
             f"{PREFIX}/stop": self._action(controller.stop_answer),
             f"{PREFIX}/panic": self._action(controller.panic),
@@ -289,24 +293,19 @@ class OscControl:
 
     # ---- handlers (server thread) ----
 
-    def _setter(self, setting: str, convert: Callable[[Any], Any]) -> Handler:
+    def _setter(self, setting: SettingSpec) -> Handler:
+        """The handler of a setting's address: one argument (two with ``osc_also``: ``/length
+        N unit``), converted as the setting's kind says; its ``none_number`` means None."""
+        also = None if setting.osc_also is None else spec(setting.osc_also)
+
         def handle(args: list[Any]) -> None:
-            _count(args, 1)
-            self._controller.update_settings(**{setting: convert(args[0])})
+            _count(args, 1, 1 if also is None else 2)
+            changes = {setting.name: _argument(setting, args[0])}
+            if also is not None and len(args) == 2:
+                changes[also.name] = _argument(also, args[1])
+            self._controller.update_settings(**changes)
 
         return handle
-
-    @staticmethod
-    def _seed_value(value: Any) -> int | None:
-        seed = _whole(value)
-        return None if seed == -1 else seed
-
-    def _length(self, args: list[Any]) -> None:
-        _count(args, 1, 2)
-        changes: dict[str, Any] = {"length": _whole(args[0])}
-        if len(args) == 2:
-            changes["length_unit"] = _text(args[1])
-        self._controller.update_settings(**changes)
 
     def _action(self, action: Callable[[], None]) -> Handler:
         def handle(args: list[Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import threading
@@ -18,6 +19,7 @@ from bridge.config import (
     parse_cc_binding,
 )
 from bridge.errors import ConfigError
+from bridge.settings_spec import ANSWER_SETTINGS, SPECS, settings_from_args
 
 
 def make(**fields: Any) -> Settings:
@@ -25,31 +27,19 @@ def make(**fields: Any) -> Settings:
     return Settings(**fields)
 
 
-def test_defaults() -> None:
-    """What a bridge started without flags uses (the OSC docs' ranges and defaults are checked
-    against Settings in test_docs_ranges.py)."""
-    assert Settings().to_dict() == {
-        "length": 32,
-        "length_unit": "events",
-        "temperature": 1.0,
-        "top_k": 0,
-        "top_p": 0.95,
-        "bpm": 120.0,
-        "mode": "call",
-        "in_channel": None,
-        "out_channel": 1,
-        "silence_beats": 1.0,
-        "start": "auto",
-        "beats_per_bar": 4,
-        "seed": None,
-        "passthrough": False,
-        "chord_window_ms": 30.0,
-        "trigger_cc": None,
-        "trigger_note": None,
-        "cc_bindings": {},
-        "key": "auto",
-        "key_lock": 0.8,
-    }
+def test_defaults_are_the_tables() -> None:
+    """A bridge started without flags uses the defaults of the settings table, which are what
+    README.md, examples/OSC.md and --help document (test_docs_ranges.py checks those)."""
+    table = {s.name: s.default for s in SPECS}
+    assert Settings().to_dict() == table
+    assert [f.name for f in dataclasses.fields(Settings)] == list(table)
+    from bridge import cli
+
+    parser = cli.build_parser()  # `antiphon bridge` / `antiphon continue` without setting flags
+    assert cli._settings(parser.parse_args(["bridge"])) == Settings()
+    args = parser.parse_args(["continue", "in.mid", "-o", "out.mid"])
+    answer = settings_from_args(args, (*ANSWER_SETTINGS, "beats_per_bar"))
+    assert answer == {name: table[name] for name in answer} and args.bpm is None
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,17 @@
-"""The OSC tables people read — README.md, examples/OSC.md and bridge/osc.py's docstring — checked
-against what the bridge does: every address it answers is listed in each, every documented
-``lo..hi`` range is accepted at both ends and refused just outside (unless the doc names that
-value, like ``0 = all``), and every documented default is ``Settings()``'s.
+"""Every place that describes a setting, checked against the one table, ``bridge.settings_spec``.
 
-Until the settings live in one spec table, this is what keeps the copies from drifting.
+- the OSC tables people read (README.md, examples/OSC.md, bridge/osc.py's docstring): every
+  address the bridge answers is listed, and each setting's row gives the table's argument type,
+  range, special values (``0 = all``), choices and default;
+- the OSC server and Settings: each range is accepted at both ends and refused just outside;
+- the setting flags of ``antiphon bridge`` and ``antiphon continue``: the table's names, defaults
+  and range in ``--help``, accepted at both ends and refused outside; README lists each flag;
+- the setting keys of ``/antiphon/status`` and the settings ``--cc`` may bind.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 import socket
 from collections.abc import Iterator
@@ -18,13 +22,16 @@ import pytest
 from pythonosc.osc_message_builder import build_msg
 
 import bridge.osc
-from bridge.config import Settings, SettingsBox
+from bridge import cli
+from bridge.config import CC_SCALES, Settings, SettingsBox
+from bridge.errors import ConfigError
 from bridge.osc import OscControl
+from bridge.settings_spec import ANSWER_SETTINGS, SPECS, SettingSpec, spec
 
 REPO = Path(__file__).resolve().parents[2]
 ADDRESS = re.compile(r"/antiphon/[a-z_/]+")
 RANGE = re.compile(r"(-?\d+(?:\.\d+)?)\.\.(-?\d+(?:\.\d+)?)")
-DEFAULT = re.compile(r"\((?:default )?(-?\d+(?:\.\d+)?)\)")
+DEFAULT = re.compile(r"\((?:default )?(-?\d+(?:\.\d+)?|all|random|none)\)")
 SENT = {
     "/antiphon/note",
     "/antiphon/error",
@@ -34,18 +41,19 @@ SENT = {
 }
 """Addresses the bridge sends (events out, refusals), documented beside those it answers."""
 
+OSC_SETTINGS = [s for s in SPECS if s.osc is not None]
+RANGED = [s for s in SPECS if s.low is not None and s.high is not None]
+FLAGGED = [s for s in SPECS if s.flags]
+
 
 class RecordingController:
-    """The engine's Controller on a real SettingsBox; remembers what was accepted."""
+    """The engine's Controller on a real SettingsBox."""
 
     def __init__(self) -> None:
         self.box = SettingsBox()
-        self.accepted: list[dict[str, Any]] = []
 
     def update_settings(self, **changes: Any) -> Settings:
-        new = self.box.update(**changes)
-        self.accepted.append(changes)
-        return new
+        return self.box.update(**changes)
 
     def trigger(self) -> None: ...
 
@@ -57,18 +65,24 @@ class RecordingController:
         return name
 
     def status(self) -> dict[str, object]:
-        return {}
+        return self.box.get().to_dict()
 
 
 def _table_rows(path: Path) -> dict[str, tuple[str, str]]:
-    """address → (argument types, range text) of every row of the markdown OSC tables."""
+    """address → (argument types, range text) of every row of the markdown OSC tables (the
+    first row naming it; a later row for a setting's address is recorded in ``TWICE``)."""
     rows: dict[str, tuple[str, str]] = {}
     for line in path.read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) >= 3 and cells[0].startswith("`/antiphon/"):
             for address in ADDRESS.findall(cells[0]):
+                if address in rows:
+                    TWICE.add((path.name, address))
                 rows.setdefault(address, (cells[1], cells[2]))
     return rows
+
+
+TWICE: set[tuple[str, str]] = set()
 
 
 def _docstring_rows() -> dict[str, tuple[str, str]]:
@@ -83,12 +97,79 @@ def _docstring_rows() -> dict[str, tuple[str, str]]:
     return rows
 
 
-README = _table_rows(REPO / "README.md")
+README_TEXT = (REPO / "README.md").read_text()
 SOURCES = {
-    "README.md": README,
+    "README.md": _table_rows(REPO / "README.md"),
     "examples/OSC.md": _table_rows(REPO / "examples" / "OSC.md"),
     "bridge/osc.py": _docstring_rows(),
 }
+
+
+def _address(setting: SettingSpec) -> str:
+    return f"/antiphon/{setting.osc}"
+
+
+# ---- the docs ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", sorted(SOURCES))
+def test_every_address_is_documented(source: str) -> None:
+    control = OscControl("127.0.0.1", 0, RecordingController())
+    answered = set(control.addresses)
+    control.stop()
+    missing = answered - set(SOURCES[source])
+    unknown = set(SOURCES[source]) - answered - SENT  # the bridge's own messages may be listed
+    assert (missing, unknown) == (set(), set()), (
+        f"{source}: undocumented {sorted(missing)}, not answered {sorted(unknown)}"
+    )
+
+
+@pytest.mark.parametrize("source", sorted(SOURCES))
+@pytest.mark.parametrize("setting", OSC_SETTINGS, ids=lambda s: s.name)
+def test_documented_setting_rows_are_the_tables(source: str, setting: SettingSpec) -> None:
+    types, text = SOURCES[source][_address(setting)]
+    where = f"{source}, {_address(setting)}"
+    assert (Path(source).name, _address(setting)) not in TWICE, f"{where}: two rows"
+    if types:  # the markdown tables name each argument's OSC type
+        assert types.startswith(f"`{setting.osc_type}`"), f"{where}: type {types}"
+    bounds = setting.bounds_text  # "1..16", "(0, 1]", "≥ 0"
+    found = RANGE.search(text)
+    if found and ".." in bounds:  # "5.0" and "5" are the same bound
+        assert (float(found[1]), float(found[2])) == (setting.low, setting.high), (
+            f"{where}: documents {found[0]}, the table says {bounds}"
+        )
+    else:
+        assert bounds in text, f"{where}: {text!r} does not say {bounds}"
+    for special in setting.notes:  # "0 = all", "-1 = random", "0 = off"
+        number = special.split(" = ")[0]
+        assert re.search(rf"(?<![\d.]){re.escape(number)} = ", text), f"{where}: no {special}"
+    also = [] if setting.osc_also is None else spec(setting.osc_also).choices
+    for choice in (*setting.choices, *also):
+        assert f"`{choice}`" in text, f"{where}: {choice} not listed"
+    default = DEFAULT.search(text)
+    if default:
+        shown = default[1]
+        if setting.kind in ("int", "float") and shown[0].isdigit():
+            assert float(shown) == setting.default, f"{where}: default {shown}"
+        else:
+            assert shown == setting.default_text, f"{where}: default {shown}"
+
+
+def test_readme_lists_every_setting_flag() -> None:
+    flags = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", README_TEXT))
+    missing = [s.flags[0] for s in FLAGGED if s.flags[0] not in flags]
+    assert missing == [], f"README.md does not mention {missing}"
+
+
+def test_status_reply_names_settings_by_their_table_names() -> None:
+    sheet = (REPO / "examples" / "OSC.md").read_text()
+    row = next(line for line in sheet.splitlines() if "every setting (" in line)
+    named = re.findall(r"`([a-z_]+)`", row.split("every setting (")[1].split(")")[0])
+    assert named and set(named) <= {s.name for s in SPECS}, named
+    assert list(Settings().to_dict()) == [s.name for s in SPECS]  # the status' setting keys
+
+
+# ---- the OSC server and Settings ----------------------------------------------------------------
 
 
 @pytest.fixture
@@ -113,97 +194,106 @@ def _accepts(
     return control.errors == errors
 
 
-@pytest.mark.parametrize("source", sorted(SOURCES))
-def test_every_address_is_documented(source: str) -> None:
-    control = OscControl("127.0.0.1", 0, RecordingController())
-    answered = set(control.addresses)
-    control.stop()
-    missing = answered - set(SOURCES[source])
-    unknown = set(SOURCES[source]) - answered - SENT  # the bridge's own messages may be listed
-    assert (missing, unknown) == (set(), set()), (
-        f"{source}: undocumented {sorted(missing)}, not answered {sorted(unknown)}"
-    )
+def _edges(setting: SettingSpec) -> tuple[list[float], list[float]]:
+    """Values the table says are accepted, and values just outside it that are refused."""
+    low, high = float(setting.low or 0), float(setting.high or 0)
+    step = 1.0 if setting.kind == "int" else 0.001
+    inside = [low + step if setting.low_open else low, min(high, 2**31 - 1)]
+    outside = [low if setting.low_open else low - step] + ([high + step] if high < 2**31 else [])
+    return inside, [v for v in outside if v != setting.none_number]
 
 
-CASES = [
-    (source, address)
-    for source, rows in sorted(SOURCES.items())
-    for address, (_, text) in sorted(rows.items())
-    if RANGE.search(text)
-]
+@pytest.mark.parametrize("setting", [s for s in RANGED if s.osc], ids=lambda s: s.name)
+def test_osc_takes_the_tables_range(setting: SettingSpec, osc: Any) -> None:
+    cast = int if setting.kind == "int" else float
+    address = _address(setting)
+    inside, outside = _edges(setting)
+    for value in inside:
+        assert _accepts(osc, address, cast(value)), f"{address} refuses {value:g}"
+        assert getattr(osc[1].box.get(), setting.name) == pytest.approx(value)  # float32
+    for value in outside:
+        assert not _accepts(osc, address, cast(value)), f"{address} accepts {value:g}"
+    if setting.none_number is not None:
+        assert _accepts(osc, address, setting.none_number)
+        assert getattr(osc[1].box.get(), setting.name) is None
 
 
-@pytest.mark.parametrize(("source", "address"), CASES)
-def test_documented_ranges_hold(source: str, address: str, osc: Any) -> None:
-    text = SOURCES[source][address][1]
-    whole = README[address][0].startswith("`i`")  # README says each argument's OSC type
-    low, high = (float(x) for x in RANGE.search(text).groups())  # type: ignore[union-attr]
-    step = 1.0 if whole else 0.001
-    cast = int if whole else float
-    assert _accepts(osc, address, cast(low)), f"{source}: {address} refuses {low:g}"
-    assert _accepts(osc, address, cast(high)), f"{source}: {address} refuses {high:g}"
-    for outside in (low - step, high + step):
-        if re.search(rf"(?<![\d.]){re.escape(f'{cast(outside):g}')} = ", text):
-            continue  # a documented special value, like "0 = all"
-        assert not _accepts(osc, address, cast(outside)), (
-            f"{source}: {address} documents {low:g}..{high:g} but accepts {outside:g}"
-        )
-    default = DEFAULT.search(text)
-    if default:
-        _, controller, _ = osc
-        (name,) = controller.accepted[0]  # the setting this address sets
-        assert getattr(Settings(), name) == pytest.approx(float(default[1])), (
-            f"{source}: {address} documents the default {default[1]}"
-        )
+@pytest.mark.parametrize("setting", RANGED, ids=lambda s: s.name)
+def test_settings_take_the_tables_range(setting: SettingSpec) -> None:
+    inside, outside = _edges(setting)
+    for value in inside:
+        number = int(value) if setting.kind == "int" else value
+        if setting.name == "trigger_cc" and number in (64, 127):
+            number = 119  # reserved CCs (sustain, channel mode) are refused, see test_config
+        assert getattr(Settings(**{setting.name: number}), setting.name) == number
+    for value in outside:
+        with pytest.raises(ConfigError, match=setting.name):
+            Settings(**{setting.name: int(value) if setting.kind == "int" else value})
 
 
 # ---- the command line ------------------------------------------------------------------------
 
 
-def _bridge_options() -> list[Any]:
-    from bridge.cli import build_parser
+def _options(command: str) -> dict[str, argparse.Action]:
+    parser = cli.build_parser(None if command == "continue" else command)
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return {a.dest: a for a in commands.choices[command]._actions if a.option_strings}
 
-    parser = build_parser("bridge")
-    (commands,) = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
-    return [
-        a
-        for a in commands.choices["bridge"]._actions  # numbers (not --cc NAME=CC)
-        if a.option_strings and a.help and RANGE.search(a.help) and a.type not in (None, str)
-    ]
+
+BRIDGE = _options("bridge")
+CONTINUE = _options("continue")
 
 
 def _bridge_settings(flag: str, value: float) -> Settings | None:
     """The Settings ``antiphon bridge FLAG VALUE`` runs with; None if refused."""
-    from bridge import cli
-    from bridge.errors import ConfigError
-
+    text = str(int(value)) if float(value).is_integer() else f"{value:g}"
     try:
-        args = cli.build_parser("bridge").parse_args(["bridge", flag, f"{value:g}"])
+        args = cli.build_parser("bridge").parse_args(["bridge", flag, text])
         return cli._settings(args)
     except (ConfigError, SystemExit):
         return None
 
 
-@pytest.mark.parametrize("option", _bridge_options(), ids=lambda a: a.option_strings[0])
-def test_bridge_help_ranges_hold(option: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    flag = option.option_strings[0]
-    low, high = (float(x) for x in RANGE.search(option.help).groups())  # type: ignore[union-attr]
-    step = 1.0 if low.is_integer() and high.is_integer() else 0.001
-    default = Settings()
-    at_low = _bridge_settings(flag, low)
-    assert at_low is not None and _bridge_settings(flag, high) is not None, (
-        f"{flag} refuses its documented {low:g}..{high:g}"
-    )
-    for outside in (low - step, high + step):
-        if re.search(rf"(?<![\d.]){re.escape(f'{outside:g}')} = ", option.help):
-            continue
-        assert _bridge_settings(flag, outside) is None, (
-            f"{flag} documents {low:g}..{high:g} but accepts {outside:g}"
+@pytest.mark.parametrize("setting", FLAGGED, ids=lambda s: s.name)
+def test_bridge_flags_are_the_tables(
+    setting: SettingSpec, capsys: pytest.CaptureFixture[str]
+) -> None:
+    option = BRIDGE[setting.name]
+    assert tuple(option.option_strings) == setting.flags
+    assert option.default == setting.default
+    assert option.choices == (setting.choices or None)
+    if "{range}" in setting.help:
+        assert setting.range_text in (option.help or "")
+    if setting.low is None or setting.high is None or setting.name == "trigger_cc":
+        return  # trigger_cc: reserved CCs inside the range, see test_config
+    inside, outside = _edges(setting)
+    for value in inside:
+        parsed = _bridge_settings(setting.flags[0], value)
+        assert parsed is not None and getattr(parsed, setting.name) == value, (
+            f"{setting.flags[0]} {value:g}"
         )
-    changed = [
-        name for name in default.to_dict() if getattr(at_low, name) != getattr(default, name)
-    ]
-    if changed and option.default is not None:  # the flag's default is the setting's
-        (name,) = changed
-        assert option.default == getattr(default, name), f"{flag} default"
+    for value in outside:
+        assert _bridge_settings(setting.flags[0], value) is None, f"{setting.flags[0]} {value:g}"
+    if setting.none_number is not None:
+        parsed = _bridge_settings(setting.flags[0], setting.none_number)
+        assert parsed is not None and getattr(parsed, setting.name) is None
     capsys.readouterr()  # argparse's complaints about the values refused on purpose
+
+
+def test_every_flagged_setting_is_a_bridge_flag_and_continue_shares_the_answer_flags() -> None:
+    assert {s.name for s in FLAGGED} <= set(BRIDGE)
+    for name in (*ANSWER_SETTINGS, "beats_per_bar"):
+        ours, theirs = BRIDGE[name], CONTINUE[name]
+        assert (ours.option_strings, ours.help, ours.default, ours.type) == (
+            theirs.option_strings,
+            theirs.help,
+            theirs.default,
+            theirs.type,
+        ), name
+    assert CONTINUE["bpm"].type is float and CONTINUE["bpm"].default is None  # the file's tempo
+    assert spec("bpm").range_text in (CONTINUE["bpm"].help or "")
+
+
+def test_cc_flag_lists_the_bindable_settings() -> None:
+    assert f"settings: {', '.join(CC_SCALES)} (" in (BRIDGE["cc"].help or "")
+    assert set(CC_SCALES) == {s.name for s in SPECS if s.cc is not None}
