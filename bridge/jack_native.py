@@ -11,31 +11,32 @@ cffi, so it also runs under PipeWire's JACK: ``pw-jack antiphon bridge``):
 * the engine's clock is the client's frame counter (:class:`~bridge.jack_native_clock.FrameClock`):
   input, tempo grid and scheduling all happen in frame time, so answers stay on the DAW's grid
   after xruns;
-* input: the process callback copies each event and its exact frame time
-  (``last_frame_time + offset``) into a preallocated :class:`~bridge.jack_native_clock.EventRing`;
-  :class:`JackMidiInput`'s thread decodes it, converts the frame to the engine's clock once and
-  feeds the engine's queue like :class:`~bridge.midi_poll.PolledMidiInput`;
+* the process callback is C (:mod:`bridge.jack_native_process`, ``bridge/_jack_process.c``):
+  JACK's realtime thread never waits for Python's GIL, so a busy Python thread or a loaded
+  machine cannot make it miss its period;
+* input: the callback copies each event and its exact frame time (``last_frame_time +
+  offset``) into the core's lock-free input ring; :class:`JackMidiInput`'s thread decodes it,
+  converts the frame to the engine's clock once and feeds the engine's queue like
+  :class:`~bridge.midi_poll.PolledMidiInput`;
 * output: :class:`JackOutput` is the sink; the scheduler hands it notes ahead of time
-  (:meth:`JackOutput.send_at` with their due time, :data:`LOOKAHEAD_PERIODS` periods early) and
-  the process callback writes each at its exact frame offset in the period where it is due.
-  Messages sent "now" (passthrough, panic, note-offs on stop) go out at the start of the next
-  period; the wire order is always the order of the calls (frames never decrease), so a
-  note-off can never overtake its note-on.
+  (:meth:`JackOutput.send_at` with their due time, :data:`LOOKAHEAD_PERIODS` periods early)
+  through the core's output ring, and the callback writes each at its exact frame offset in the
+  period where it is due.  Messages sent "now" (passthrough, panic, note-offs on stop) go out at
+  the start of the next period; the wire order is always the order of the calls (frames never
+  decrease), so a note-off can never overtake its note-on.
 
-The process callback never blocks, never logs, and allocates little: it takes no lock, only
-the GIL (kept short by the supervisor's switch interval).  Bad input is counted, not raised.
-The GIL is this backend's weak spot: while another thread holds it (C code that does not release
-it, or a thread preempted on a loaded machine) the callback misses periods, and on an
-asynchronous JACK server the clients after it then read its last buffer again (its note-ons
-repeat) or lose what it writes late.  So a callback that finds periods missing holds its output
-for the next period (counted: ``jack_late_periods``) and owes one extra note-off per missed
-period for each note-on of its last buffer, written with that key's next note-off
+The callback never blocks, never logs and never allocates; bad input is counted, not raised.
+A callback can still run late (the machine is overloaded, the server's own thread is late):
+on an asynchronous JACK server the clients after it then read its last buffer again (its
+note-ons repeat) or lose what it writes late.  So a callback that finds periods missing holds
+its output for the next period (counted: ``jack_late_periods``) and owes one extra note-off per
+missed period for each note-on of its last buffer, written with that key's next note-off
 (``jack_extra_note_offs``): a receiver that stacks repeated note-ons still ends every one.  The
 same happens to the clients before it: an input buffer identical to the previous period's is
 that client's last buffer handed over again and is left out (``jack_input_repeats``).
 
 Threads: :meth:`JackMidiPorts.open` / :meth:`~JackMidiPorts.close` run in the main or the
-supervisor's watcher thread; :meth:`JackMidiPorts.process` in JACK's realtime thread;
+supervisor's watcher thread; the C callback in JACK's realtime thread;
 the shutdown and xrun callbacks in libjack's notification thread; :class:`JackOutput` is called
 by the scheduler and control threads; :class:`JackMidiInput` has its own thread.
 """
@@ -46,14 +47,15 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from queue import Full, Queue
 from typing import Any, Protocol
 
 import mido
 
 from bridge.errors import PortError
-from bridge.jack_native_clock import FRAME_MASK, EventRing, FrameClock, SpscRing, frame_delta
+from bridge.jack_native_clock import FRAME_MASK, FrameClock, frame_delta
+from bridge.jack_native_process import ProcessCore, jack_client_api, pointer_of
 
 __all__ = [
     "DEFAULT_CLIENT",
@@ -61,6 +63,7 @@ __all__ = [
     "JackMidiInput",
     "JackMidiPorts",
     "JackOutput",
+    "bind_jack_client",
 ]
 
 log = logging.getLogger(__name__)
@@ -87,12 +90,6 @@ class JackPort(Protocol):
 
     @property
     def name(self) -> str: ...
-
-    def incoming_midi_events(self) -> Iterator[tuple[int, Any]]: ...
-
-    def clear_buffer(self) -> None: ...
-
-    def write_midi_event(self, time: int, event: bytes) -> None: ...
 
 
 class JackPorts(Protocol):
@@ -123,8 +120,6 @@ class JackClient(Protocol):
     @property
     def midi_outports(self) -> Any: ...
 
-    def set_process_callback(self, callback: Callable[[int], None]) -> None: ...
-
     def set_shutdown_callback(self, callback: Callable[[Any, str], None]) -> None: ...
 
     def set_xrun_callback(self, callback: Callable[[float], None]) -> None: ...
@@ -148,6 +143,8 @@ class JackClient(Protocol):
 
 
 ClientFactory = Callable[[str], JackClient]
+Binder = Callable[[ProcessCore, JackClient, JackPort, JackPort], None]
+"""Attaches the C core to a client's ports and makes it the client's process callback."""
 
 
 def real_client(name: str) -> JackClient:
@@ -176,16 +173,30 @@ def real_client(name: str) -> JackClient:
     return client
 
 
+def bind_jack_client(
+    core: ProcessCore, client: JackClient, in_port: JackPort, out_port: JackPort
+) -> None:
+    """The :data:`Binder` for JACK-Client clients: the core gets the libjack functions
+    JACK-Client loaded and becomes the process callback (client not yet active)."""
+    import jack
+
+    api, set_process_callback = jack_client_api(jack)
+    client_ptr = pointer_of(jack, client)
+    core.attach(api, client_ptr, pointer_of(jack, in_port), pointer_of(jack, out_port))
+    if core.register(set_process_callback, client_ptr) != 0:
+        raise PortError("JACK refused the process callback")
+
+
 class JackOutput:
     """The native backend's :class:`~bridge.midi_out.MidiSink`: hands messages to the process
-    callback through a lock-free ring.  Never raises.
+    callback through the core's lock-free output ring.  Never raises.
 
     Producers (scheduler, control threads) serialise on one lock among themselves; the callback
     never takes it.  Counters: ``sent`` (handed over), ``failed`` (ring full, detached, closed).
     """
 
-    def __init__(self, ring: SpscRing[tuple[int, bytes, bool]], clock: FrameClock) -> None:
-        self._ring = ring
+    def __init__(self, core: ProcessCore, clock: FrameClock) -> None:
+        self._core = core
         self._clock = clock
         self._lock = threading.Lock()
         self._last: int | None = None  # the frame of the newest event handed over
@@ -224,8 +235,9 @@ class JackOutput:
             except Exception as err:  # not a message object
                 self._failure(msg, str(err) or type(err).__name__)
                 return
-            if not self._ring.push((frame, data, due is not None)):
-                self._failure(msg, "output ring full")
+            handed = self._core.out_push(frame, data, due is not None)
+            if handed <= 0:
+                self._failure(msg, "output ring full" if handed == 0 else "message too long")
                 return
             self._last = frame
             self.sent += 1
@@ -238,7 +250,7 @@ class JackOutput:
     @property
     def pending(self) -> int:
         """Events handed over and not yet written by the callback."""
-        return len(self._ring)
+        return self._core.out_pending
 
     def stats(self) -> dict[str, int]:
         return {"sent": self.sent, "failed": self.failed}
@@ -257,18 +269,19 @@ class JackMidiInput:
 
     def __init__(
         self,
-        ring: EventRing,
+        core: ProcessCore,
         queue: Queue[tuple[float, mido.Message]],
         clock: FrameClock,
         *,
         poll_s: float = POLL_S,
         start: bool = True,
     ) -> None:
-        self._ring = ring
+        self._core = core
         self._queue = queue
         self._clock = clock
         self._poll_s = poll_s
-        self._rejected0, self._oversized0 = ring.rejected, ring.oversized
+        counts = core.stats()
+        self._rejected0, self._oversized0 = counts["in_rejected"], counts["in_oversized"]
         self._heard_until = clock()
         self.received = 0
         self._queue_full = 0
@@ -280,11 +293,11 @@ class JackMidiInput:
 
     @property
     def dropped(self) -> int:
-        return self._queue_full + self._ring.rejected - self._rejected0
+        return self._queue_full + self._core.stats()["in_rejected"] - self._rejected0
 
     @property
     def malformed(self) -> int:
-        return self._undecodable + self._ring.oversized - self._oversized0
+        return self._undecodable + self._core.stats()["in_oversized"] - self._oversized0
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -300,8 +313,8 @@ class JackMidiInput:
     def drain(self) -> int:
         """Decode and deliver everything in the ring (this class's thread; tests call it)."""
         delivered = 0
-        watermark = self._ring.watermark  # read first: events before it are in the ring now
-        while (event := self._ring.pop()) is not None:
+        watermark = self._core.in_watermark()  # read first: events before it are in the ring
+        while (event := self._core.in_pop()) is not None:
             frame, data = event
             if data[0] in _IGNORED:
                 continue
@@ -335,9 +348,10 @@ class JackMidiPorts:
     """One JACK client with a MIDI input and output port, running on ``clock``.
 
     :meth:`open` creates, activates and (``in_existing`` / ``out_existing``) connects; it
-    attaches ``clock`` to the client's frame counter.  :attr:`output` is the sink,
-    :meth:`listen` starts a :class:`JackMidiInput`.  :attr:`lost` turns True when the server
-    shuts the client down.  Counters in :meth:`jack_stats`.
+    attaches ``clock`` to the client's frame counter and the C core (``binder``) to its ports.
+    :attr:`output` is the sink, :meth:`listen` starts a :class:`JackMidiInput`.  :attr:`lost`
+    turns True when the server shuts the client down.  Counters in :meth:`jack_stats`.
+    PortError at construction when the C core is not built.
     """
 
     def __init__(
@@ -350,6 +364,7 @@ class JackMidiPorts:
         in_existing: str | None = None,
         out_existing: str | None = None,
         client_factory: ClientFactory = real_client,
+        binder: Binder = bind_jack_client,
         in_ring: int = IN_RING,
         out_ring: int = OUT_RING,
     ) -> None:
@@ -361,9 +376,9 @@ class JackMidiPorts:
         self.in_name, self.out_name = in_name, out_name
         self._in_existing, self._out_existing = in_existing, out_existing
         self._factory = client_factory
-        self._in_ring = EventRing(in_ring)
-        self._out_ring: SpscRing[tuple[int, bytes, bool]] = SpscRing(out_ring)
-        self.output = JackOutput(self._out_ring, clock)
+        self._binder = binder
+        self._core = ProcessCore(in_ring, out_ring)
+        self.output = JackOutput(self._core, clock)
         self._client: JackClient | None = None
         self._in_port: JackPort | None = None
         self._out_port: JackPort | None = None
@@ -371,25 +386,7 @@ class JackMidiPorts:
         self.period = 0
         self.rate = 0
         self.in_shown, self.out_shown = in_name, out_name
-        # written by the process callback only
-        self.cycles = 0
-        self.out_written = 0
-        self.out_late = 0  # timed events written after the period they were due in
-        self.out_late_frames_max = 0
-        self.out_full = 0  # the port's buffer was full: retried next period
-        self.callback_errors = 0
-        self.skipped = 0  # periods whose output was held back: the callback ran late
-        self.extra_note_offs = 0  # note-offs repeated for note-ons another client read twice
-        self.repeated = 0  # calls for a period already handled (after a late call)
-        self._period_start: int | None = None
-        self._held = False  # the last period's output was held back
-        self.input_repeats = 0  # input buffers that were the last one again (left out)
-        self._last_input: list[tuple[int, bytes]] = []
-        self._next_start: int | None = None
-        self._last_ons: list[int] = []  # channel * 128 + key of the note-ons last written
-        self._owed: dict[int, int] = {}  # extra note-offs owed per channel * 128 + key
-        # written by the xrun callback only
-        self.xruns = 0
+        self.xruns = 0  # written by the xrun callback only
 
     # ----- main / watcher thread --------------------------------------------------------------
     @property
@@ -413,7 +410,7 @@ class JackMidiPorts:
             self.output.asap_back = self.period
             client.set_shutdown_callback(self._on_shutdown)
             client.set_xrun_callback(self._on_xrun)
-            client.set_process_callback(self.process)
+            self._binder(self._core, client, self._in_port, self._out_port)
             self.lost = False
             self.clock.attach(lambda: client.frame_time, self.rate)
             self._client = client
@@ -427,6 +424,7 @@ class JackMidiPorts:
             self._client = None
             self.clock.detach()
             _close_client(client)
+            self._core.detach()
             if isinstance(err, PortError):
                 raise
             raise PortError(
@@ -454,20 +452,25 @@ class JackMidiPorts:
 
     def listen(self, queue: Queue[tuple[float, mido.Message]]) -> JackMidiInput:
         """Start feeding ``queue`` from the input (events already in the ring are dropped)."""
-        while self._in_ring.pop() is not None:
+        while self._core.in_pop() is not None:
             pass
-        return JackMidiInput(self._in_ring, queue, self.clock)
+        return JackMidiInput(self._core, queue, self.clock)
+
+    def process(self, frames: int) -> None:
+        """Run the C callback for one period now: tests on a fake client do what JACK's
+        realtime thread does."""
+        self._core.process(frames)
 
     def drain(self, timeout: float = DRAIN_S) -> bool:
         """Wait until the callback wrote every event handed over (True), at most ``timeout``."""
         deadline = time.monotonic() + timeout
-        while self._out_ring and not self.lost and self._client is not None:
+        while self._core.out_pending and not self.lost and self._client is not None:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.001)
         if self.rate > 0:  # the clients after us read this period's buffer: let them
             time.sleep(2 * self.period / self.rate)
-        return not self._out_ring
+        return not self._core.out_pending
 
     def close(self, *, drain: bool = True) -> None:
         """Send what is queued (``drain``), then deactivate and close the client. Idempotent."""
@@ -480,114 +483,34 @@ class JackMidiPorts:
         self.clock.detach()
         self._client = None
         _close_client(client)
+        self._core.detach()
 
     def jack_stats(self) -> dict[str, int]:
         """The backend's own counters (any thread)."""
+        core = self._core.stats()
         return {
             "jack_xruns": self.xruns,
-            "jack_out_late": self.out_late,
-            "jack_out_late_frames_max": self.out_late_frames_max,
-            "jack_out_buffer_full": self.out_full,
-            "jack_callback_errors": self.callback_errors,
-            "jack_late_periods": self.skipped,
-            "jack_repeated_periods": self.repeated,
-            "jack_input_repeats": self.input_repeats,
-            "jack_extra_note_offs": self.extra_note_offs,
+            "jack_out_late": core["out_late"],
+            "jack_out_late_frames_max": core["out_late_frames_max"],
+            "jack_out_buffer_full": core["out_full"],
+            "jack_late_periods": core["skipped"],
+            "jack_repeated_periods": core["repeated"],
+            "jack_input_repeats": core["input_repeats"],
+            "jack_extra_note_offs": core["extra_note_offs"],
         }
 
-    # ----- libjack's threads --------------------------------------------------------------------
+    def core_stats(self) -> dict[str, int]:
+        """The C callback's own counters (cycles, events written, …; any thread)."""
+        return self._core.stats()
+
+    # ----- libjack's notification thread ----------------------------------------------------------
     def _on_shutdown(self, status: object, reason: str) -> None:
-        """Notification thread: the server closed us.  Nothing that talks to JACK here."""
+        """The server closed us.  Nothing that talks to JACK here."""
         self.lost = True
         self.clock.detach()
 
     def _on_xrun(self, delayed_usecs: float) -> None:
         self.xruns += 1
-
-    def process(self, frames: int) -> None:
-        """JACK's realtime thread, once per period: input to the ring, due output to the port.
-
-        No locks, no logging, no waiting; an exception is counted and the period goes on.
-        """
-        client, in_port, out_port = self._client, self._in_port, self._out_port
-        if client is None or in_port is None or out_port is None:
-            return
-        try:
-            start = client.last_frame_time
-            if start == self._period_start:
-                # A late call of ours already handled this period (it ran when the server was
-                # on to this one): reading the input again would duplicate every event, and
-                # the output buffer already holds what is due.
-                self.repeated += 1
-                return
-            self._period_start = start
-            expected, self._next_start = self._next_start, (start + frames) & FRAME_MASK
-            ring = self._in_ring
-            events = [(offset, bytes(data)) for offset, data in in_port.incoming_midi_events()]
-            previous, self._last_input = self._last_input, events
-            if events and start == expected and events == previous:
-                # The very same events at the very same offsets as in the period before: the
-                # client playing into us missed this period and JACK handed us its last buffer
-                # again (a repeated clock tick would move the tempo grid by a tick).
-                self.input_repeats += 1
-            else:
-                for offset, data in events:
-                    ring.push((start + offset) & FRAME_MASK, data)
-            ring.watermark = self._next_start  # this period's input is all in the ring
-            out_port.clear_buffer()
-            if expected is not None and start != expected and not self._held:
-                # Periods went by without us (this thread waited for the GIL): the server has
-                # likely given up on this one, so what we wrote now would be lost.  Keep the
-                # output for the next period (once: a server whose frames jump every period
-                # must not silence us).  Meanwhile the clients after us may have read our
-                # last buffer again in every missed period: its note-ons now owe that many
-                # extra note-offs.
-                self.skipped += 1
-                missed = max(1, frame_delta(start, expected) // max(frames, 1))
-                owed = self._owed
-                for key in self._last_ons:
-                    owed[key] = owed.get(key, 0) + missed
-                self._last_ons.clear()
-                self._held = True
-            else:  # in time, or held once already: never more than one period in a row
-                self._held = False
-                self._write_due(out_port, start, frames)
-            self.cycles += 1
-        except Exception:
-            self.callback_errors += 1
-
-    def _write_due(self, port: JackPort, start: int, frames: int) -> None:
-        ring = self._out_ring
-        floor = 0  # JACK wants the events of a period in frame order
-        last_ons, owed = self._last_ons, self._owed
-        last_ons.clear()
-        while (item := ring.peek()) is not None:
-            frame, data, timed = item
-            offset = frame_delta(frame, start)
-            if offset >= frames:
-                return
-            if offset < 0:
-                if timed:
-                    self.out_late += 1
-                    self.out_late_frames_max = max(self.out_late_frames_max, -offset)
-                offset = 0
-            offset = max(offset, floor)
-            try:
-                port.write_midi_event(offset, data)
-                kind = data[0] & 0xF0
-                if kind == 0x90 and data[2] > 0:
-                    last_ons.append((data[0] & 0x0F) * 128 + data[1])
-                elif owed and (kind == 0x80 or kind == 0x90):
-                    key = (data[0] & 0x0F) * 128 + data[1]
-                    for _ in range(owed.pop(key, 0)):
-                        port.write_midi_event(offset, data)
-                        self.extra_note_offs += 1
-            except Exception:  # the period's buffer is full: the rest goes next period
-                self.out_full += 1
-                return
-            ring.pop()
-            floor = offset
-            self.out_written += 1
 
 
 def _close_client(client: JackClient) -> None:

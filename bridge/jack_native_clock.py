@@ -1,4 +1,4 @@
-"""JACK frame time for the native JACK backend: the engine's clock, and lock-free rings.
+"""JACK frame time for the native JACK backend: the engine's clock.
 
 JACK counts time in frames (``jack_nframes_t``, 32 bits, wrapping after 24.8 hours at 48 kHz);
 a DAW on JACK places its notes and MIDI clock ticks in frames.  On a loaded machine (and always
@@ -13,12 +13,10 @@ While no JACK client is attached (before opening, after the server went away) th
 the monotonic fallback; it never goes backwards, across detach and re-attach to a restarted
 server (whose frame counter starts again at 0).
 
-:class:`SpscRing` and :class:`EventRing` hand events between the JACK process callback and one
-Python thread without a lock: one producer, one consumer, each index written by one side only
-(safe under the GIL; the callback never waits for a lock held by another thread).
+The rings between the process callback and Python live in the C core
+(:mod:`bridge.jack_native_process`).
 
-Threads: :class:`FrameClock` is called by any non-realtime thread (one short lock); the rings'
-``push``/``pop`` by exactly one producer and one consumer thread each.
+Threads: :class:`FrameClock` is called by any non-realtime thread (one short lock).
 """
 
 from __future__ import annotations
@@ -26,20 +24,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Generic, TypeVar
 
 __all__ = [
     "FRAME_MASK",
-    "EventRing",
     "FrameClock",
-    "SpscRing",
     "frame_delta",
 ]
 
 FRAME_MASK = 0xFFFF_FFFF
 """JACK frame times are unsigned 32-bit and wrap."""
-
-T = TypeVar("T")
 
 
 def frame_delta(later: int, earlier: int) -> int:
@@ -146,118 +139,3 @@ class FrameClock:
         if t > self._latest:
             self._latest = t
         return self._latest
-
-
-class SpscRing(Generic[T]):
-    """A bounded single-producer single-consumer FIFO of preallocated slots.
-
-    ``push`` never blocks: False when full (``rejected`` counts it).  The producer writes only
-    ``_head`` and the slots ahead of it, the consumer only ``_tail``.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1 or capacity & (capacity - 1):
-            raise ValueError(f"ring capacity must be a power of two, got {capacity}")
-        self._slots: list[T | None] = [None] * capacity
-        self._mask = capacity - 1
-        self._head = 0
-        self._tail = 0
-        self.rejected = 0
-
-    @property
-    def capacity(self) -> int:
-        return self._mask + 1
-
-    def __len__(self) -> int:
-        return self._head - self._tail
-
-    def push(self, item: T) -> bool:
-        """Producer: append ``item``; False (counted) when the ring is full."""
-        head = self._head
-        if head - self._tail > self._mask:
-            self.rejected += 1
-            return False
-        self._slots[head & self._mask] = item
-        self._head = head + 1  # published after the slot is written
-        return True
-
-    def peek(self) -> T | None:
-        """Consumer: the oldest item without removing it (None when empty)."""
-        tail = self._tail
-        if tail == self._head:
-            return None
-        return self._slots[tail & self._mask]
-
-    def pop(self) -> T | None:
-        """Consumer: remove and return the oldest item (None when empty)."""
-        tail = self._tail
-        if tail == self._head:
-            return None
-        index = tail & self._mask
-        item = self._slots[index]
-        self._slots[index] = None
-        self._tail = tail + 1
-        return item
-
-
-class EventRing:
-    """Raw MIDI events with their frame times, copied into preallocated byte slots.
-
-    The JACK process callback pushes (no allocation beyond the frame integer); one thread pops
-    ``(frame, bytes)``.  Events longer than ``width`` bytes are not stored (``oversized``); a
-    full ring rejects (``rejected``).
-    """
-
-    def __init__(self, capacity: int, width: int = 3) -> None:
-        if capacity < 1 or capacity & (capacity - 1):
-            raise ValueError(f"ring capacity must be a power of two, got {capacity}")
-        if width < 1:
-            raise ValueError(f"slot width must be >= 1, got {width}")
-        self._mask = capacity - 1
-        self._width = width
-        self._frames = [0] * capacity
-        self._sizes = [0] * capacity
-        self._views = [memoryview(bytearray(width)) for _ in range(capacity)]
-        self._head = 0
-        self._tail = 0
-        self.rejected = 0
-        self.oversized = 0
-        self.watermark: int | None = None
-        """Producer: the frame time before which every event has been pushed."""
-
-    @property
-    def capacity(self) -> int:
-        return self._mask + 1
-
-    def __len__(self) -> int:
-        return self._head - self._tail
-
-    def push(self, frame: int, data: bytes | memoryview) -> bool:
-        """Producer (the process callback): copy one event; False (counted) if it cannot.
-        System exclusive longer than a slot is left out uncounted (the bridge ignores it)."""
-        size = len(data)
-        if size > self._width:
-            if data[0] == 0xF0:
-                return False
-            self.oversized += 1
-            return False
-        head = self._head
-        if head - self._tail > self._mask:
-            self.rejected += 1
-            return False
-        index = head & self._mask
-        self._views[index][:size] = data
-        self._sizes[index] = size
-        self._frames[index] = frame
-        self._head = head + 1
-        return True
-
-    def pop(self) -> tuple[int, bytes] | None:
-        """Consumer: the oldest event as ``(frame, bytes)``, None when empty."""
-        tail = self._tail
-        if tail == self._head:
-            return None
-        index = tail & self._mask
-        item = (self._frames[index], self._views[index][: self._sizes[index]].tobytes())
-        self._tail = tail + 1
-        return item

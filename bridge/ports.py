@@ -28,6 +28,7 @@ Called from the main thread at start-up only.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import sys
@@ -55,6 +56,8 @@ __all__ = [
     "open_input",
     "open_output",
 ]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_IN = "Antiphon In"
 DEFAULT_OUT = "Antiphon Out"
@@ -110,10 +113,7 @@ def _lookup(name: str, source: str) -> Backend:
     if backend.native:
         problem = _native_missing()
         if problem:
-            raise PortError(
-                f"the native JACK backend needs JACK-Client and libjack ({problem}); install "
-                "them or use --backend rtmidi-jack"
-            )
+            raise PortError(f"{problem}; or use --backend rtmidi-jack")
         return backend
     if backend.api not in rtmidi.get_compiled_api():
         raise PortError(
@@ -124,12 +124,18 @@ def _lookup(name: str, source: str) -> Backend:
 
 
 def _native_missing() -> str:
-    """Why the native JACK backend cannot load ("" when it can)."""
+    """Why the native JACK backend cannot load, in one clause ("" when it can)."""
     try:
         import jack  # noqa: F401  (JACK-Client loads libjack when imported)
     except (ImportError, OSError) as err:
-        return str(err) or type(err).__name__
-    return ""
+        return (
+            f"the native JACK backend needs JACK-Client and libjack "
+            f"({str(err) or type(err).__name__}); install them"
+        )
+    from bridge.jack_native_process import load_error
+
+    problem = load_error()
+    return f"the native JACK backend is unavailable: {problem}" if problem else ""
 
 
 def _from_mido_env(value: str) -> Backend | None:
@@ -253,8 +259,12 @@ def choose_backend(
         return _lookup("coremidi", "macOS")
     if plat.startswith("win"):
         return _lookup("winmm", "Windows")
-    if _jack_socket_answers() and _works(BACKENDS["jack"]):  # a JACK server runs: its own API
-        return BACKENDS["jack"]
+    if _jack_socket_answers():  # a JACK server runs: its own API
+        if _works(BACKENDS["jack"]):
+            return BACKENDS["jack"]
+        problem = _native_missing()
+        if problem:
+            log.warning("%s: using RtMidi on JACK (--backend rtmidi-jack)", problem)
     for name in ("alsa", "jack", "rtmidi-jack"):
         if _works(BACKENDS[name]):
             return BACKENDS[name]

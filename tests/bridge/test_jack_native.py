@@ -1,12 +1,14 @@
 """The native JACK backend on a fake JACK client: frame clock, rings, input stamps, output offsets.
 
-The fake client runs no thread: a test sets its frame counter and calls the process callback for
-one period, exactly as JACK's realtime thread would.
+The fake client runs no thread: a test sets its frame counter and runs the C process callback
+for one period, exactly as JACK's realtime thread would; the callback reaches the fake ports
+through fake libjack functions (:class:`FakeJackLib`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import ctypes
+from collections.abc import Callable
 from queue import Queue
 from typing import Any
 
@@ -16,7 +18,8 @@ import pytest
 from bridge.clock import TempoTracker
 from bridge.errors import PortError
 from bridge.jack_native import JackMidiPorts
-from bridge.jack_native_clock import EventRing, FrameClock, SpscRing, frame_delta
+from bridge.jack_native_clock import FrameClock, frame_delta
+from bridge.jack_native_process import JackApi, MidiEvent, ProcessCore
 from bridge.schedule import PlannedNote, Scheduler
 
 RATE = 48000
@@ -38,20 +41,58 @@ class FakePort:
         self.written: list[tuple[int, bytes]] = []
         self.capacity = 1000  # events one period's buffer takes
 
-    def incoming_midi_events(self) -> Iterator[tuple[int, memoryview]]:
-        for offset, data in self.incoming:
-            yield offset, memoryview(data)
 
-    def clear_buffer(self) -> None:
-        self.written = []
+ENOBUFS = 105
 
-    def write_midi_event(self, time: int, event: bytes) -> None:
-        if len(self.written) >= self.capacity:
-            raise RuntimeError("Error writing MIDI event")
-        if self.written and time < self.written[-1][0]:
-            raise RuntimeError("out of order")
-        assert 0 <= time < PERIOD
-        self.written.append((time, bytes(event)))
+
+class FakeJackLib:
+    """libjack's MIDI functions over a fake client's two ports, as C function pointers.
+
+    Port ``1`` is the input, ``2`` the output, client ``3``.  Like JACK, every event read hands
+    out the same buffer (the core must copy); writes out of frame order, outside the period or
+    beyond the buffer's ``capacity`` are refused and recorded in :attr:`misuse`.
+    """
+
+    def __init__(self, client: FakeClient, in_port: FakePort, out_port: FakePort) -> None:
+        self.client, self.ports = client, {1: in_port, 2: out_port}
+        self.shared = (ctypes.c_uint8 * 64)()
+        self.misuse: list[str] = []
+        u32, vp = ctypes.c_uint32, ctypes.c_void_p
+        self._functions = (
+            ctypes.CFUNCTYPE(vp, vp, u32)(lambda port, n: port),
+            ctypes.CFUNCTYPE(u32, vp)(lambda buf: len(self.ports[buf].incoming)),
+            ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(MidiEvent), vp, u32)(self._get),
+            ctypes.CFUNCTYPE(None, vp)(lambda buf: self.ports[buf].written.clear()),
+            ctypes.CFUNCTYPE(
+                ctypes.c_int, vp, u32, ctypes.POINTER(ctypes.c_uint8), ctypes.c_size_t
+            )(self._write),
+            ctypes.CFUNCTYPE(u32, vp)(lambda _client: self.client.last_frame_time),
+        )
+        self.api = JackApi(*(ctypes.cast(f, ctypes.c_void_p).value for f in self._functions))
+
+    def _get(self, event: Any, buf: int, index: int) -> int:
+        offset, data = self.ports[buf].incoming[index]
+        self.shared[: len(data)] = list(data)
+        event.contents.time, event.contents.size = offset, len(data)
+        event.contents.buffer = ctypes.cast(self.shared, ctypes.POINTER(ctypes.c_uint8))
+        return 0
+
+    def _write(self, buf: int, time: int, data: Any, size: int) -> int:
+        port = self.ports[buf]
+        if len(port.written) >= port.capacity:
+            return ENOBUFS
+        if (port.written and time < port.written[-1][0]) or not 0 <= time < PERIOD:
+            self.misuse.append(f"event at offset {time} after {port.written[-1:]}")
+            return ENOBUFS
+        port.written.append((time, ctypes.string_at(data, size)))
+        return 0
+
+
+def fake_binder(core: ProcessCore, client: Any, in_port: Any, out_port: Any) -> None:
+    """The test :data:`~bridge.jack_native.Binder`: the core runs when ``client.cycle()`` does."""
+    client.lib = FakeJackLib(client, in_port, out_port)
+    core.attach(client.lib.api, 3, 1, 2)
+    client.process = core.process
 
 
 class FakeRegistry:
@@ -76,15 +117,13 @@ class FakeClient:
         self.ports: list[FakePort] = []
         self.midi_inports = FakeRegistry(self)
         self.midi_outports = FakeRegistry(self)
-        self.process: Callable[[int], None] | None = None
+        self.process: Callable[[int], int] | None = None
+        self.lib: FakeJackLib | None = None
         self.shutdown: Callable[[Any, str], None] | None = None
         self.active = False
         self.closed = False
         self.connections: list[tuple[object, object]] = []
         self.others: list[FakePort] = []
-
-    def set_process_callback(self, callback: Callable[[int], None]) -> None:
-        self.process = callback
 
     def set_shutdown_callback(self, callback: Callable[[Any, str], None]) -> None:
         self.shutdown = callback
@@ -119,10 +158,12 @@ class FakeClient:
         start = self.frame_time
         self.last_frame_time = start
         self.ports[0].incoming = incoming or []
-        assert self.process is not None
-        self.process(PERIOD)
+        assert self.process is not None and self.lib is not None
+        if self.active:  # JACK calls an active client only
+            self.process(PERIOD)
+        assert self.lib.misuse == []
         self.frame_time = (start + PERIOD) & 0xFFFF_FFFF
-        return self.ports[1].written
+        return list(self.ports[1].written)
 
 
 @pytest.fixture
@@ -139,7 +180,9 @@ def open_ports(
         made.append(FakeClient(name, start_frame))
         return made[-1]
 
-    ports = JackMidiPorts(FrameClock(fallback), client_factory=factory, **kwargs)
+    ports = JackMidiPorts(
+        FrameClock(fallback), client_factory=factory, binder=fake_binder, **kwargs
+    )
     ports.open()
     return ports, made[0]
 
@@ -202,31 +245,32 @@ def test_frame_clock_holds_while_frames_step_back(fallback: FakeFallback) -> Non
     assert clock() == later
 
 
-# ----- rings ------------------------------------------------------------------------------------
-def test_spsc_ring_is_fifo_and_counts_rejects() -> None:
-    ring: SpscRing[int] = SpscRing(4)
-    assert [ring.push(i) for i in range(6)] == [True] * 4 + [False] * 2
-    assert ring.rejected == 2 and len(ring) == 4
-    assert ring.peek() == 0
-    assert [ring.pop() for _ in range(5)] == [0, 1, 2, 3, None]
-    assert ring.push(9) and ring.pop() == 9
+# ----- the C core's rings ------------------------------------------------------------------------
+def test_core_output_ring_is_fifo_and_counts_rejects() -> None:
+    core = ProcessCore(4, 4)
+    assert [core.out_push(i, b"\xf8", True) for i in range(6)] == [1] * 4 + [0] * 2
+    assert core.out_pending == 4 and core.stats()["out_rejected"] == 2
+    assert core.out_push(9, b"", False) == -1  # nothing to send
+    assert core.out_push(9, bytes(17), False) == -1  # longer than a slot
+    assert core.in_pop() is None and core.in_watermark() is None
     with pytest.raises(ValueError, match="power of two"):
-        SpscRing(3)
+        ProcessCore(3, 4)
 
 
-def test_event_ring_copies_the_bytes() -> None:
-    ring = EventRing(2, width=3)
-    buffer = bytearray(b"\x90\x3c\x40")
-    assert ring.push(7, memoryview(buffer))
-    buffer[1] = 0x3E  # JACK reuses its buffer: the ring must hold a copy
-    assert ring.push(8, b"\xf8")
-    assert not ring.push(9, b"\x80\x3c\x00")
-    assert not ring.push(9, b"\xf0\x7d\x01\xf7")  # SysEx: ignored, as by the RtMidi backends
-    assert not ring.push(9, b"\x90\x3c\x40\x00")
-    assert (ring.rejected, ring.oversized) == (1, 1)
-    assert ring.pop() == (7, b"\x90\x3c\x40")
-    assert ring.pop() == (8, b"\xf8")
-    assert ring.pop() is None
+def test_core_copies_the_input_bytes_and_counts_what_it_cannot_keep(
+    fallback: FakeFallback,
+) -> None:
+    ports, client = open_ports(fallback, in_ring=2)
+    # the fake hands every event in one shared buffer, as JACK may: the ring must hold copies
+    client.cycle([(7, b"\x90\x3c\x40"), (8, b"\xf8"), (9, b"\x80\x3c\x00")])
+    client.cycle([(1, b"\xf0\x7d\x01\x02\xf7"), (2, b"\x90\x3c\x40\x00\x00")])
+    core = ports._core
+    assert core.in_pop() == (7, b"\x90\x3c\x40")
+    assert core.in_pop() == (8, b"\xf8")
+    assert core.in_pop() is None
+    # the third event found the ring full; long SysEx is ignored (as by RtMidi), 5 bytes not
+    assert (core.stats()["in_rejected"], core.stats()["in_oversized"]) == (1, 1)
+    ports.close()
 
 
 # ----- input --------------------------------------------------------------------------------------
@@ -276,7 +320,8 @@ def test_output_lands_on_its_exact_frame(fallback: FakeFallback) -> None:
     ports.output.send_at(note_off, t0 + 300 / RATE)  # frame 1300: fifth period, offset 44
     periods = [list(client.cycle()) for _ in range(5)]
     assert periods == [[], [(36, note_on.bin())], [], [], [(44, note_off.bin())]]
-    assert ports.out_late == 0 and ports.output.stats() == {"sent": 2, "failed": 0}
+    assert ports.core_stats()["out_late"] == 0
+    assert ports.output.stats() == {"sent": 2, "failed": 0}
     ports.close()
 
 
@@ -288,7 +333,8 @@ def test_late_output_goes_at_offset_zero_and_is_counted(fallback: FakeFallback) 
     msg = mido.Message("note_on", note=61, velocity=80)
     ports.output.send_at(msg, t0 + 10 / RATE)
     assert client.cycle() == [(0, msg.bin())]
-    assert (ports.out_late, ports.out_late_frames_max) == (1, 118)
+    stats = ports.core_stats()
+    assert (stats["out_late"], stats["out_late_frames_max"]) == (1, 118)
     ports.close()
 
 
@@ -307,7 +353,7 @@ def test_sent_now_goes_at_the_next_period_start_and_never_overtakes(fallback: Fa
     ports.output.send(passthrough)
     client.frame_time -= 5
     assert client.cycle() == [(0, passthrough.bin())]
-    assert ports.out_late == 0  # "as soon as possible" is never late
+    assert ports.core_stats()["out_late"] == 0  # "as soon as possible" is never late
     ports.close()
 
 
@@ -330,7 +376,7 @@ def test_a_full_port_buffer_retries_next_period(fallback: FakeFallback) -> None:
         ports.output.send_at(msg, t0 + 3 / RATE)
     assert [d for _, d in client.cycle()] == [msgs[0].bin(), msgs[1].bin()]
     assert client.cycle() == [(0, msgs[2].bin())]
-    assert ports.out_full == 1 and ports.out_late == 1
+    assert ports.core_stats()["out_full"] == 1 and ports.core_stats()["out_late"] == 1
     ports.close()
 
 
@@ -355,7 +401,7 @@ def test_close_waits_for_queued_note_offs(fallback: FakeFallback) -> None:
     ports.close()
     runner.join()
     assert client.closed and not client.active
-    assert ports.out_written == 1 and not ports.clock.attached
+    assert ports.core_stats()["out_written"] == 1 and not ports.clock.attached
 
 
 # ----- lifecycle ----------------------------------------------------------------------------------
@@ -378,7 +424,9 @@ def test_existing_ports_are_connected(fallback: FakeFallback) -> None:
         made.append(client)
         return client
 
-    ports = JackMidiPorts(FrameClock(fallback), client_factory=factory, in_existing="ardour")
+    ports = JackMidiPorts(
+        FrameClock(fallback), client_factory=factory, binder=fake_binder, in_existing="ardour"
+    )
     ports.open()
     assert ports.in_shown == "Ardour:MIDI out"
     assert made[0].connections == [("Ardour:MIDI out", made[0].ports[0])]
@@ -392,7 +440,9 @@ def test_open_failure_is_one_port_error_and_closes_the_client(fallback: FakeFall
         made.append(FakeClient(name))
         return made[-1]
 
-    ports = JackMidiPorts(FrameClock(fallback), client_factory=factory, in_existing="nothing")
+    ports = JackMidiPorts(
+        FrameClock(fallback), client_factory=factory, binder=fake_binder, in_existing="nothing"
+    )
     with pytest.raises(PortError, match="no MIDI input port named 'nothing'"):
         ports.open()
     assert made[0].closed and not ports.up and not ports.clock.attached
@@ -400,17 +450,14 @@ def test_open_failure_is_one_port_error_and_closes_the_client(fallback: FakeFall
         JackMidiPorts(FrameClock(fallback), in_name=" ")
 
 
-def test_callback_errors_are_counted_not_raised(fallback: FakeFallback) -> None:
+def test_a_closed_client_leaves_the_core_idle(fallback: FakeFallback) -> None:
     ports, client = open_ports(fallback)
-
-    def broken() -> Iterator[tuple[int, memoryview]]:
-        raise RuntimeError("port gone")
-        yield  # pragma: no cover
-
-    client.ports[0].incoming_midi_events = broken  # type: ignore[method-assign]
     client.cycle()
-    assert ports.callback_errors == 1
     ports.close()
+    assert ports.core_stats()["cycles"] == 1
+    client.active = True  # a stray call after close: the detached core does nothing
+    assert client.cycle([(0, b"\x90\x3c\x40")]) == []
+    assert ports.core_stats()["cycles"] == 1 and ports._core.in_pending == 0
 
 
 # ----- the scheduler hands notes ahead -----------------------------------------------------------
@@ -475,11 +522,11 @@ def test_a_late_period_holds_its_output_and_owes_note_offs(fallback: FakeFallbac
     ports.output.send(mido.Message("note_on", note=62, velocity=90))
     client.frame_time += 3 * PERIOD  # three periods went by without the callback
     assert client.cycle() == []  # late: held back, and the last note-on may have been re-read
-    assert ports.skipped == 1
+    assert ports.core_stats()["skipped"] == 1
     assert [d for _, d in client.cycle()] == [mido.Message("note_on", note=62, velocity=90).bin()]
     ports.output.send(off)
     assert client.cycle() == [(0, off.bin())] * 4  # once, plus once per missed period
-    assert ports.extra_note_offs == 3
+    assert ports.core_stats()["extra_note_offs"] == 3
     ports.output.send(off)
     assert client.cycle() == [(0, off.bin())]  # paid off
     ports.close()
@@ -495,7 +542,7 @@ def test_a_period_handled_by_a_late_call_is_not_read_twice(fallback: FakeFallbac
     client.frame_time -= PERIOD  # JACK calls again for the same period (the last call was late)
     ports.output.send(mido.Message("note_on", note=60, velocity=9))
     client.cycle([(10, tick)])
-    assert reader.drain() == 1 and ports.repeated == 1  # one tick, not two
+    assert reader.drain() == 1 and ports.core_stats()["repeated"] == 1  # one tick, not two
     assert ports.output.pending == 1  # the note goes in the next period, not twice
     assert client.cycle() == [(0, mido.Message("note_on", note=60, velocity=9).bin())]
     ports.close()
@@ -510,7 +557,7 @@ def test_output_is_held_for_one_period_at_most(fallback: FakeFallback) -> None:
     assert client.cycle() == []  # a gap: held
     client.frame_time += PERIOD
     assert client.cycle() == [(0, msg.bin())]  # another gap at once: written all the same
-    assert ports.skipped == 1
+    assert ports.core_stats()["skipped"] == 1
     ports.close()
 
 
@@ -524,5 +571,5 @@ def test_an_input_buffer_handed_over_again_is_left_out(fallback: FakeFallback) -
     client.cycle([(30, b"\xf8")])
     client.cycle([])
     client.cycle([(30, b"\xf8")])  # not the period right before: a real tick
-    assert reader.drain() == 3 and ports.input_repeats == 1
+    assert reader.drain() == 3 and ports.core_stats()["input_repeats"] == 1
     ports.close()

@@ -81,10 +81,32 @@ def test_a_running_jack_server_gets_the_native_backend(monkeypatch: pytest.Monke
     monkeypatch.setattr(ports, "_jack_socket_answers", lambda: True)
     monkeypatch.setattr(ports, "_works", lambda b: True)
     assert choose_backend(environ=LINUX, platform="linux").name == "jack"
-    monkeypatch.setattr(ports, "_native_missing", lambda: "No module named 'jack'")
     monkeypatch.setattr(ports, "_works", lambda b: b.name == "rtmidi-jack")
+    monkeypatch.setattr(
+        ports,
+        "_native_missing",
+        lambda: (
+            "the native JACK backend needs JACK-Client and libjack (No module named "
+            "'jack'); install them"
+        ),
+    )
     assert choose_backend(environ=LINUX, platform="linux").name == "rtmidi-jack"
-    with pytest.raises(PortError, match=r"needs JACK-Client.*--backend rtmidi-jack"):
+    with pytest.raises(PortError, match=r"needs JACK-Client.*; or use --backend rtmidi-jack"):
+        choose_backend("jack")
+
+
+def test_an_unbuilt_c_callback_falls_back_to_rtmidi_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bridge import jack_native_process
+
+    monkeypatch.setattr(ports, "_jack_socket_answers", lambda: True)
+    monkeypatch.setattr(jack_native_process, "_lib", None)
+    monkeypatch.setattr(jack_native_process, "_load_error", "its C process callback is not built")
+    caplog.set_level("WARNING", logger="bridge.ports")
+    assert choose_backend(environ=LINUX, platform="linux").name == "rtmidi-jack"
+    assert "C process callback is not built: using RtMidi on JACK" in caplog.text
+    with pytest.raises(PortError, match=r"unavailable: its C process callback is not built; or"):
         choose_backend("jack")
 
 
