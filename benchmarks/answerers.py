@@ -45,14 +45,14 @@ class MarkovStream:
         temperature: float,
         rng: np.random.Generator,
     ) -> None:
-        from bridge.generate import seed_tokens
+        from bridge.generate import call_tokens
         from bridge.tokens import Decoder
 
         self.markov = markov
         self.scheme = scheme
         self.temperature = temperature
         self.rng = rng
-        tokens, self.seed_events = seed_tokens(scheme, seed)
+        tokens, self.call_events = call_tokens(scheme, seed)
         self.tokens = list(tokens)
         self._decoder = Decoder(scheme)
         for token in self.tokens:

@@ -63,7 +63,7 @@ def time_antiphon(
         "step": summarize(step_times),
         "prime": summarize(prime_times),
         "tokens_per_event": tokens_per_event,
-        "seed_events": stream.seed_events,
+        "seed_events": stream.call_events,
         "seed_tokens": len(model.scheme.encode(seed)),
     }
 

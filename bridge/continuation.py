@@ -170,15 +170,15 @@ def continue_song(
     ``settings.key_lock``) and, when ``auto``, the follower chooses the model."""
     from bridge.generate import continue_notes  # onnxruntime loads here, not at `antiphon --help`
 
-    seed = model.scheme.quantize([n.as_tuple() for n in joined], origin=0.0)
+    call = model.scheme.quantize([n.as_tuple() for n in joined], origin=0.0)
     bias = None
     if follower is not None:
-        plan = follower.plan(seed, None if auto else model, settings.key, settings.key_lock)
+        plan = follower.plan(call, None if auto else model, settings.key, settings.key_lock)
         model, bias = plan.model, plan.bias
     scheme = model.scheme
     answer = continue_notes(
         model,
-        seed,
+        call,
         bias=bias,
         length=settings.length,
         length_unit=settings.length_unit,
@@ -188,7 +188,7 @@ def continue_song(
         seed=settings.seed,
         beats_per_bar=settings.beats_per_bar,
     )
-    offset = max(n.onset for n in seed)
+    offset = max(n.onset for n in call)
     return Continuation(
         inputs=tuple(joined),
         continuation=tuple(_to_beats(answer, scheme, offset)),

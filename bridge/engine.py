@@ -10,7 +10,7 @@ answer as soon as the musician plays.  An answer is an :class:`~bridge.generate.
 the generation worker, which streams notes into the :class:`~bridge.schedule.Scheduler`.
 
 :class:`Engine` also implements ``bridge.protocols.Controller``, the protocol the OSC thread
-calls.  One log line per answer: seed (call) events, answer events, milliseconds from the phrase
+calls.  One log line per answer: call events, answer events, milliseconds from the phrase
 end to the first note out.
 
 A key whose note-off never arrives (lost on the wire, a port unplugged mid-note) would hold the
@@ -54,7 +54,7 @@ from bridge.follow import AUTO, Follower
 from bridge.generate import AnswerGenerator, AnswerJob, AnswerReport, SamplingParams, answer_rng
 from bridge.midi_out import MidiSink
 from bridge.model import LstmModel, load_model, resolve_model
-from bridge.phrase import PhraseCapture, quantize_seed
+from bridge.phrase import PhraseCapture, quantize_call
 from bridge.protocols import AnswerEvents
 from bridge.sampling import mask_table
 from bridge.schedule import Playback, Scheduler, Wait, condition_wait
@@ -177,7 +177,7 @@ class Engine:
         self._next_id = 1
         self._answers_started = 0
         self._records: dict[int, _Record] = {}
-        self._last_seed: tuple[Note, ...] = ()
+        self._last_call: tuple[Note, ...] = ()
         self.worker = Worker("antiphon-control", self._run, wake=self.wake)
         self._started = False
         # Counted by the input callback (dropped), the control thread, the generation worker and
@@ -509,19 +509,19 @@ class Engine:
         notes = self.capture.take(now)
         if settings.mode == "listen":
             return
-        self._answer(quantize_seed(notes, self._model.scheme, self.tempo), phrase_end)
+        self._answer(quantize_call(notes, self._model.scheme, self.tempo), phrase_end)
 
     def _trigger(self, t: float) -> None:
         if self._settings.get().mode == "listen":
             self._count("triggers_ignored")
             log.info("trigger ignored: mode is listen")
             return
-        seed = list(self._last_seed)
+        call = list(self._last_call)
         if self.capture.has_notes:
-            seed = quantize_seed(self.capture.take(t), self._model.scheme, self.tempo)
-        self._answer(seed, t)
+            call = quantize_call(self.capture.take(t), self._model.scheme, self.tempo)
+        self._answer(call, t)
 
-    def _answer(self, seed: list[Note], phrase_end: float) -> None:
+    def _answer(self, call: list[Note], phrase_end: float) -> None:
         settings = self._settings.get()
         self._interrupt()
         with self._lock:
@@ -535,18 +535,18 @@ class Engine:
         bias = None
         if self._follower is not None:
             plan = self._follower.plan(
-                seed, None if auto else model, settings.key, settings.key_lock
+                call, None if auto else model, settings.key, settings.key_lock
             )
             model, bias = plan.model, plan.bias
             self.heard_key = None if plan.key is None else str(plan.key)
         self.answer_model = model.name
-        self._last_seed = tuple(seed)
+        self._last_call = tuple(call)
         self._count("answers")
         self.generator.submit(
             AnswerJob(
                 answer_id=answer_id,
                 model=model,
-                seed=tuple(seed),
+                call=tuple(call),
                 length=settings.length,
                 length_unit=settings.length_unit,
                 beats_per_bar=settings.beats_per_bar,
@@ -607,10 +607,10 @@ class Engine:
         elif report.cancelled or (playback is not None and playback.cancelled):
             how = ", interrupted"
         log.info(
-            "answer %d: seed %d events, answer %d events (%d notes), phrase end → first note %s "
+            "answer %d: call %d events, answer %d events (%d notes), phrase end → first note %s "
             "(prime %.1f ms, compute %.1f ms)%s",
             answer_id,
-            report.seed_events,
+            report.call_events,
             report.answer_events,
             report.notes,
             latency,

@@ -1,7 +1,7 @@
-"""Continue a phrase: prime the LSTM with the seed once, then sample one event at a time.
+"""Continue a phrase: prime the LSTM with the call once, then sample one event at a time.
 
-:class:`EventStream` is the core (any thread, one user at a time): the seed's tokens go through the
-model in ONE call, then each token is sampled under the grammar mask and fed back, and
+:class:`EventStream` is the core (any thread, one user at a time): the call's tokens go through the
+model in ONE run, then each token is sampled under the grammar mask and fed back, and
 :class:`~bridge.tokens.Decoder` turns tokens into events.  :func:`answer_events` cuts the stream
 to a length in events, beats or bars.  :func:`continue_notes` runs it synchronously (offline
 ``antiphon continue``); :class:`AnswerGenerator` runs it on the generation worker thread and hands
@@ -30,7 +30,7 @@ from bridge.worker import Worker
 __all__ = [
     "FLUSH_MARGIN_S",
     "LENGTH_UNITS",
-    "MAX_SEED_EVENTS",
+    "MAX_CALL_EVENTS",
     "AnswerGenerator",
     "AnswerJob",
     "AnswerReport",
@@ -38,13 +38,13 @@ __all__ = [
     "SamplingParams",
     "answer_events",
     "answer_rng",
+    "call_tokens",
     "continue_notes",
-    "seed_tokens",
 ]
 
 log = logging.getLogger(__name__)
 
-MAX_SEED_EVENTS = 64
+MAX_CALL_EVENTS = 64
 """A longer phrase primes with its last 64 events."""
 
 FLUSH_MARGIN_S = 0.05
@@ -71,10 +71,10 @@ def answer_rng(seed: int | None, answer_number: int = 0) -> np.random.Generator:
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, answer_number])
 
 
-def seed_tokens(
-    scheme: TokenScheme, seed: Sequence[Note], max_events: int = MAX_SEED_EVENTS
+def call_tokens(
+    scheme: TokenScheme, call: Sequence[Note], max_events: int = MAX_CALL_EVENTS
 ) -> tuple[list[int], int]:
-    """BOS + the tokens of the seed's last ``max_events`` events; also returns the event count.
+    """BOS + the tokens of the call's last ``max_events`` events; also returns the event count.
 
     When events are dropped the first one kept starts the phrase (shift 0).  Silences longer
     than ``max_events`` full shifts are shortened to that first: the last ``max_events`` events
@@ -84,7 +84,7 @@ def seed_tokens(
     # Gaps beyond ``max_events`` full shifts lose whole shifts: the shift of the note after the
     # gap and the ``max_events`` rests before it come out the same.
     events = scheme.events_from_notes(
-        close_gaps(seed, max_events * scheme.max_shift, quantum=scheme.max_shift)
+        close_gaps(call, max_events * scheme.max_shift, quantum=scheme.max_shift)
     )
     if len(events) > max_events:
         events = events[-max_events:]
@@ -97,16 +97,16 @@ def seed_tokens(
 
 
 class EventStream:
-    """Primes ``model`` with ``seed`` (one call) and then yields sampled events one by one."""
+    """Primes ``model`` with the ``call`` (one run) and then yields sampled events one by one."""
 
     def __init__(
         self,
         model: LstmModel,
-        seed: Sequence[Note],
+        call: Sequence[Note],
         params: SamplingParams,
         rng: np.random.Generator,
         *,
-        max_seed_events: int = MAX_SEED_EVENTS,
+        max_call_events: int = MAX_CALL_EVENTS,
         bias: np.ndarray | None = None,
     ) -> None:
         from bridge.tokens import Decoder
@@ -119,9 +119,9 @@ class EventStream:
         self.scheme = model.scheme
         self.params = params
         self.rng = rng
-        tokens, self.seed_events = seed_tokens(self.scheme, seed, max_seed_events)
-        # The seed ends on an event boundary, where the grammar state is the same as right after
-        # BOS (a SHIFT comes next), so the decoder needs only that, not the whole seed.
+        tokens, self.call_events = call_tokens(self.scheme, call, max_call_events)
+        # The call ends on an event boundary, where the grammar state is the same as right after
+        # BOS (a SHIFT comes next), so the decoder needs only that, not the whole call.
         self._decoder = Decoder(self.scheme)
         self._decoder.feed(self.scheme.bos)
         started = time.perf_counter()
@@ -158,7 +158,7 @@ def answer_events(
     stream: EventStream, length: int, unit: str = "events", *, beats_per_bar: int = 4
 ) -> Iterator[tuple[int, Event]]:
     """``(position, event)`` for each note event of the answer, ``position`` in grid steps from
-    the seed's last onset.  Leading rests are skipped (their time still counts in ``position``).
+    the call's last onset.  Leading rests are skipped (their time still counts in ``position``).
 
     A pitch the model strikes again at the same onset is dropped (MIDI cannot sound one key
     twice at once).  ``events``: stops after ``length`` note events; ``beats`` / ``bars``: stops
@@ -211,7 +211,7 @@ def continue_notes(
     beats_per_bar: int = 4,
     bias: np.ndarray | None = None,
 ) -> list[Note]:
-    """Continue ``phrase`` (the seed notes, positional) synchronously, for offline use.
+    """Continue ``phrase`` (the call's notes, positional) synchronously, for offline use.
 
     Returns grid notes whose onsets count from the phrase's last onset, so the first sits at the
     shift the model chose; add the phrase's last onset to place them after it.  ``seed=N`` makes
@@ -236,7 +236,7 @@ class AnswerJob:
 
     answer_id: int
     model: LstmModel
-    seed: tuple[Note, ...]
+    call: tuple[Note, ...]
     length: int = 32
     length_unit: str = "events"
     beats_per_bar: int = 4
@@ -252,7 +252,7 @@ class AnswerReport:
     """How generating one answer went (given to ``on_report`` by the worker thread)."""
 
     answer_id: int
-    seed_events: int = 0
+    call_events: int = 0
     answer_events: int = 0
     notes: int = 0
     prime_ms: float = 0.0
@@ -387,8 +387,8 @@ class AnswerGenerator:
         :data:`FLUSH_MARGIN_S`."""
         started = time.perf_counter()
         self._waited = 0.0
-        stream = EventStream(job.model, job.seed, job.params, job.rng, bias=job.bias)
-        report.seed_events = stream.seed_events
+        stream = EventStream(job.model, job.call, job.params, job.rng, bias=job.bias)
+        report.call_events = stream.call_events
         report.prime_ms = stream.prime_seconds * 1e3
         scheme = job.model.scheme
         steps_per_beat = scheme.steps_per_beat

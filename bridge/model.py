@@ -1,4 +1,4 @@
-"""Load an Antiphon ONNX model and run it one step (or one seed) at a time in onnxruntime.
+"""Load an Antiphon ONNX model and run it one step (or one whole call) at a time in onnxruntime.
 
 The file contract is ``models/FORMAT.md``: input ``tokens`` int64 ``[batch, time]`` plus every LSTM
 layer's ``h_i`` / ``c_i`` state, outputs ``logits`` ``[batch, time, vocab]`` and ``h_i_out`` /
@@ -98,7 +98,7 @@ class LstmModel:
     def run(self, tokens: Sequence[int] | np.ndarray, state: State) -> tuple[np.ndarray, State]:
         """Feed ``tokens`` after ``state``; returns logits ``[time, vocab]`` and the new state.
 
-        A whole seed primes in one call; generation passes one token at a time.
+        A whole call primes in one run; generation passes one token at a time.
         """
         ids = np.asarray(tokens, dtype=np.int64).reshape(1, -1)
         if ids.shape[1] == 0:

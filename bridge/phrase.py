@@ -1,4 +1,4 @@
-"""Capture what the musician plays into a phrase, and quantize it into the model's seed.
+"""Capture what the musician plays into a phrase, and quantize it into the call the model continues.
 
 :class:`PhraseCapture` turns timestamped MIDI into :class:`CapturedNote` s: a note-on with
 velocity 0 is a note-off; while the sustain pedal (CC64 ≥ 64) is down, released notes keep
@@ -26,10 +26,10 @@ import mido
 from bridge.clock import TempoTracker
 from bridge.tokens import Note, TokenScheme
 
-__all__ = ["CapturedNote", "PhraseCapture", "quantize_seed"]
+__all__ = ["CapturedNote", "PhraseCapture", "quantize_call"]
 
 MAX_NOTES = 1024
-"""Notes kept per phrase; older ones are dropped (a seed uses only the last events anyway)."""
+"""Notes kept per phrase; older ones are dropped (a call primes with its last events anyway)."""
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ class PhraseCapture:
         self._notes.append(CapturedNote(pitch, onset, max(0.0, end - onset), velocity))
 
 
-def quantize_seed(
+def quantize_call(
     notes: list[CapturedNote], scheme: TokenScheme, tempo: TempoTracker
 ) -> list[Note]:
     """Snap captured notes to the model grid at the tempo map's beats.

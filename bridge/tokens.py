@@ -444,7 +444,7 @@ def close_gaps(notes: Iterable[Note], max_gap: int, quantum: int = 1) -> list[No
     """``notes`` by onset, every gap between consecutive onsets longer than ``max_gap`` steps
     shortened by whole multiples of ``quantum`` steps (to ``max_gap`` exactly when ``quantum`` is
     1); everything after a gap moves earlier with it.  Keeps a 2^28-beat silence in a hostile
-    file from becoming millions of rest tokens (the corpus reader and the seed both call it)."""
+    file from becoming millions of rest tokens (the corpus reader and call priming use it)."""
     if max_gap < 0 or quantum < 1:
         raise ValueError(f"max_gap must be >= 0 and quantum >= 1, got {max_gap}, {quantum}")
     closed: list[Note] = []

@@ -10,7 +10,7 @@ What happens, in order:
 3. a separate JACK client (``examples/jack_peer.py``) plays the phrase into "Antiphon In" and
    records "Antiphon Out"; the bridge's OSC events (``/antiphon/answer/end``) say when the
    answer is complete;
-4. ``demo-out/answer.mid`` (tracks "seed" and "answer"), ``demo-out/pianoroll.png`` (seed and
+4. ``demo-out/answer.mid`` (tracks "call" and "answer"), ``demo-out/pianoroll.png`` (call and
    answer in two colours) and ``demo-out/answer.wav`` (rendered with FluidSynth and a General
    MIDI soundfont, when both are installed) are written and listed;
 5. the bridge is stopped with SIGINT (it must exit 0) and the JACK server is stopped.
@@ -205,7 +205,7 @@ def answer_in_beats(notes: Sequence[PlayedNote], start: float, bpm: float) -> li
 
 
 def write_pianoroll(
-    path: Path, seed: Sequence[TimedNote], answer: Sequence[TimedNote], title: str
+    path: Path, call: Sequence[TimedNote], answer: Sequence[TimedNote], title: str
 ) -> None:
     import matplotlib
 
@@ -213,9 +213,9 @@ def write_pianoroll(
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    colours = {"seed": "#3b6fb6", "answer": "#e07b39"}
+    colours = {"call": "#3b6fb6", "answer": "#e07b39"}
     fig, ax = plt.subplots(figsize=(12, 4.5), dpi=120)
-    for label, notes in (("seed", seed), ("answer", answer)):
+    for label, notes in (("call", call), ("answer", answer)):
         for n in notes:
             ax.broken_barh(
                 [(n.onset, n.duration)],
@@ -227,9 +227,9 @@ def write_pianoroll(
             )
     if answer:
         ax.axvline(min(n.onset for n in answer), color="grey", linestyle="--", linewidth=0.8)
-    pitches = [n.pitch for n in (*seed, *answer)]
+    pitches = [n.pitch for n in (*call, *answer)]
     ax.set_ylim(min(pitches) - 2, max(pitches) + 2)
-    ax.set_xlim(0, max(n.end for n in (*seed, *answer)) + 0.5)
+    ax.set_xlim(0, max(n.end for n in (*call, *answer)) + 0.5)
     ax.set_xlabel("beats")
     ax.set_ylabel("MIDI pitch")
     ax.set_title(title)
@@ -289,7 +289,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--phrase",
         type=Path,
         default=HERE / "phrases" / "ode_to_joy.mid",
-        help="seed phrase (.mid), played at its own tempo (default: %(default)s)",
+        help="the call: a phrase (.mid), played at its own tempo (default: %(default)s)",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("demo-out"), help="output folder (default: %(default)s)"
@@ -412,19 +412,19 @@ def run(args: argparse.Namespace) -> list[Path]:
             raise DemoError(f"the bridge exited with status {status}: {bridge.last_log_line()}")
         say("bridge stopped (SIGINT, exit 0)")
 
-    seed = list(song.notes)
+    call = list(song.notes)
     answer = answer_in_beats(recorded, start, song.bpm)
     midi_path = args.out / "answer.mid"
-    write_midi(midi_path, [("seed", seed), ("answer", answer)], bpm=song.bpm)
+    write_midi(midi_path, [("call", call), ("answer", answer)], bpm=song.bpm)
     written.append(midi_path)
     png_path = args.out / "pianoroll.png"
     model_name = Path(args.model).stem if args.model else "default"
     write_pianoroll(
         png_path,
-        seed,
+        call,
         answer,
-        f"{args.phrase.stem} (seed) and Antiphon's answer — model {model_name}, "
-        f"seed {args.seed}, temperature {args.temperature:g}",
+        f"{args.phrase.stem} (call) and Antiphon's answer — model {model_name}, "
+        f"--seed {args.seed}, temperature {args.temperature:g}",
     )
     written.append(png_path)
     wav_path = args.out / "answer.wav"

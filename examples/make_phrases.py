@@ -1,4 +1,4 @@
-"""Write the example seed phrases in ``examples/phrases/`` (run once; the .mid files are committed).
+"""Write the example call phrases in ``examples/phrases/`` (run once; the .mid files are committed).
 
 Every phrase is public-domain music or was written for Antiphon:
 

@@ -6,7 +6,7 @@ Start the bridge with its events pointed at this script, then run it::
     antiphon bridge --osc-port 9000 --osc-out 127.0.0.1:9001 &
     python examples/osc_controller.py --bridge 127.0.0.1:9000 --listen 9001
 
-Play a phrase into "Antiphon In" first (or let the bridge answer from an empty seed).  For every
+Play a phrase into "Antiphon In" first (or let the bridge answer from an empty call).  For every
 (temperature, length) pair the script sets both, sends ``/antiphon/trigger``, and prints each note
 of the answer as it arrives, until ``/antiphon/answer/end``.  One UDP socket sends and receives,
 so the bridge's replies (``/antiphon/status``, ``/antiphon/error``) come back here too.  Only

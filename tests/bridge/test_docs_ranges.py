@@ -140,6 +140,8 @@ def test_documented_setting_rows_are_the_tables(source: str, setting: SettingSpe
         )
     else:
         assert bounds in text, f"{where}: {text!r} does not say {bounds}"
+    if setting.unit in ("BPM", "beats", "ms"):  # units of measure; "events" etc. are implied
+        assert re.search(rf"\d {setting.unit}\b", text), f"{where}: no unit {setting.unit}"
     for special in setting.notes:  # "0 = all", "-1 = random", "0 = off"
         number = special.split(" = ")[0]
         assert re.search(rf"(?<![\d.]){re.escape(number)} = ", text), f"{where}: no {special}"

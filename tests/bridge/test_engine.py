@@ -113,7 +113,7 @@ def test_a_phrase_then_silence_is_answered(make_rig, sink, events, caplog) -> No
     assert events.names()[0] == "answer_begin" and events.names()[-1] == "answer_end"
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("answer 1:")]
     assert len(lines) == 1
-    match = re.search(r"seed (\d+) events, answer (\d+) events .* first note ([\d.]+) ms", lines[0])
+    match = re.search(r"call (\d+) events, answer (\d+) events .* first note ([\d.]+) ms", lines[0])
     assert match and match.group(1) == "4" and match.group(2) == "8"
     assert 0 <= float(match.group(3)) <= STEP * 1000
     assert rig.engine.stats()["last_latency_ms"] == pytest.approx(float(match.group(3)), abs=0.1)
@@ -214,7 +214,7 @@ def test_trigger_mode_answers_on_demand_only(make_rig, caplog) -> None:
     seeds = [
         int(m.group(1))
         for r in caplog.records
-        if (m := re.search(r"seed (\d+) events", r.getMessage()))
+        if (m := re.search(r"call (\d+) events", r.getMessage()))
     ]
     assert seeds == [4, 4, 1]  # a trigger repeats the last phrase; the trigger note is no seed
 

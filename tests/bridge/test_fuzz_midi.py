@@ -730,8 +730,8 @@ def test_passthrough_restrike_without_note_off_still_pairs_every_note(
 # ---- seeds with absurd silences ------------------------------------------------------------------
 
 
-def _reference_seed_tokens(scheme: Any, seed: list[Any], max_events: int) -> tuple[list[int], int]:
-    """seed_tokens as it was: every event of the seed, then the last ``max_events``."""
+def _reference_call_tokens(scheme: Any, seed: list[Any], max_events: int) -> tuple[list[int], int]:
+    """call_tokens as it was: every event of the seed, then the last ``max_events``."""
     from bridge.tokens import Event
 
     events = scheme.events_from_notes(seed)
@@ -759,13 +759,13 @@ def _reference_seed_tokens(scheme: Any, seed: list[Any], max_events: int) -> tup
     ),
     st.integers(1, 6),
 )
-def test_seed_tokens_keep_the_last_events_exactly(
+def test_call_tokens_keep_the_last_events_exactly(
     gaps: list[tuple[int, int, int, int]],
     max_events: int,
 ) -> None:
     """Shortening silences before tokenizing (against 2^28-beat gaps) changes nothing that the
     last ``max_events`` events contain."""
-    from bridge.generate import seed_tokens
+    from bridge.generate import call_tokens
     from bridge.tokens import Note, TokenScheme
 
     scheme = TokenScheme(steps_per_beat=4, max_shift=16, max_duration=16, velocity_buckets=4)
@@ -773,15 +773,15 @@ def test_seed_tokens_keep_the_last_events_exactly(
     for gap, pitch, duration, velocity in gaps:
         onset += gap
         seed.append(Note(onset, pitch, duration, velocity))
-    assert seed_tokens(scheme, seed, max_events) == _reference_seed_tokens(scheme, seed, max_events)
+    assert call_tokens(scheme, seed, max_events) == _reference_call_tokens(scheme, seed, max_events)
 
 
 def test_a_seed_with_a_2_to_the_28_beat_silence_is_quick() -> None:
-    from bridge.generate import MAX_SEED_EVENTS, seed_tokens
+    from bridge.generate import MAX_CALL_EVENTS, call_tokens
     from bridge.tokens import Note, TokenScheme
 
     scheme = TokenScheme()
     seed = [Note(0, 60, 4, 80), Note(2**28 * scheme.steps_per_beat, 62, 4, 80)]
     started = time.monotonic()
-    _, events = seed_tokens(scheme, seed)
-    assert events == MAX_SEED_EVENTS and time.monotonic() - started < 1.0
+    _, events = call_tokens(scheme, seed)
+    assert events == MAX_CALL_EVENTS and time.monotonic() - started < 1.0

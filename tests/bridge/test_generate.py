@@ -18,8 +18,8 @@ from bridge.generate import (
     SamplingParams,
     answer_events,
     answer_rng,
+    call_tokens,
     continue_notes,
-    seed_tokens,
 )
 from bridge.schedule import Scheduler
 from bridge.tokens import Note, TokenScheme
@@ -51,28 +51,28 @@ class CountingModel:
         return self._model.run(tokens, state)
 
 
-def test_seed_tokens_keep_the_last_events(tiny_model) -> None:
+def test_call_tokens_keep_the_last_events(tiny_model) -> None:
     scheme = tiny_model.scheme
-    tokens, count = seed_tokens(scheme, SEED)
+    tokens, count = call_tokens(scheme, SEED)
     assert tokens == scheme.encode(SEED) and count == 4
     long = [Note(3 * i, 48 + i % 24, 2, 80) for i in range(100)]
-    tokens, count = seed_tokens(scheme, long, max_events=10)
+    tokens, count = call_tokens(scheme, long, max_events=10)
     assert count == 10 and len(tokens) == 1 + 40
     assert scheme.decode(tokens) == [Note(3 * i, 48 + (90 + i) % 24, 2, 80) for i in range(10)]
 
 
-def test_seed_is_primed_in_one_call_then_one_token_per_step(tiny_model) -> None:
+def test_call_is_primed_in_one_run_then_one_token_per_step(tiny_model) -> None:
     model = CountingModel(tiny_model)
     stream = EventStream(model, SEED, SamplingParams(), answer_rng(1))  # type: ignore[arg-type]
     assert model.calls == [1 + 4 * 4]
-    assert stream.seed_events == 4
+    assert stream.call_events == 4
     for _ in range(5):
         stream.next_event()
     assert model.calls[1:] == [1] * stream.tokens_sampled
     assert stream.tokens_sampled >= 10
 
 
-def test_empty_seed_primes_with_bos(tiny_model) -> None:
+def test_empty_call_primes_with_bos(tiny_model) -> None:
     notes = continue_notes(tiny_model, [], length=4, seed=3)
     assert notes
 
@@ -165,7 +165,7 @@ def rig(fake_clock, sink, events):
 
 
 def job(model, answer_id: int = 1, **kwargs) -> AnswerJob:
-    values: dict[str, Any] = {"length": 24, "rng": answer_rng(9, answer_id), "seed": tuple(SEED)}
+    values: dict[str, Any] = {"length": 24, "rng": answer_rng(9, answer_id), "call": tuple(SEED)}
     values.update(kwargs)
     return AnswerJob(answer_id=answer_id, model=model, **values)
 

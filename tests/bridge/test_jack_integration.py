@@ -255,7 +255,7 @@ def test_a_phrase_is_answered_on_antiphon_out_with_every_note_off(
     log = bridge.log()
     assert status == 0, log
     assert "Traceback" not in log
-    assert re.search(r"answer 1: seed 4 events, answer \d+ events .*first note [\d.]+ ms", log), log
+    assert re.search(r"answer 1: call 4 events, answer \d+ events .*first note [\d.]+ ms", log), log
     assert [p for p in jack_port_names() if p.startswith("Antiphon")] == []
 
 

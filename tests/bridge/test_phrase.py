@@ -1,4 +1,4 @@
-"""PhraseCapture and seed quantization, with injected timestamps."""
+"""PhraseCapture and call quantization, with injected timestamps."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import mido
 import pytest
 
 from bridge.clock import TempoTracker
-from bridge.phrase import CapturedNote, PhraseCapture, quantize_seed
+from bridge.phrase import CapturedNote, PhraseCapture, quantize_call
 from bridge.tokens import Note, TokenScheme
 
 
@@ -126,7 +126,7 @@ def test_unrelated_messages_are_ignored() -> None:
     assert cap.last_activity is None
 
 
-def test_quantize_seed_on_the_beat_grid(fake_clock) -> None:
+def test_quantize_call_on_the_beat_grid(fake_clock) -> None:
     scheme = TokenScheme(steps_per_beat=4)
     tempo = TempoTracker(120, fake_clock)  # beat 0 at the fake start, 0.5 s per beat
     t0 = fake_clock()
@@ -135,17 +135,17 @@ def test_quantize_seed_on_the_beat_grid(fake_clock) -> None:
         CapturedNote(64, t0 + 0.51, 0.49, 64),  # beat 1.02 → step 4 → onset 2
         CapturedNote(67, t0 + 0.87, 1.0, 30),  # beat 1.74 → step 7 → onset 5, 8 steps
     ]
-    seed = quantize_seed(notes, scheme, tempo)
+    seed = quantize_call(notes, scheme, tempo)
     assert [(n.onset, n.pitch, n.duration) for n in seed] == [(0, 60, 2), (2, 64, 4), (5, 67, 8)]
     assert all(isinstance(n, Note) for n in seed)
-    assert quantize_seed([], scheme, tempo) == []
+    assert quantize_call([], scheme, tempo) == []
 
 
-def test_quantize_seed_follows_the_tempo(fake_clock) -> None:
+def test_quantize_call_follows_the_tempo(fake_clock) -> None:
     scheme = TokenScheme(steps_per_beat=4)
     tempo = TempoTracker(60, fake_clock)  # one beat per second
     t0 = fake_clock()
-    seed = quantize_seed(
+    seed = quantize_call(
         [CapturedNote(60, t0, 0.5, 80), CapturedNote(62, t0 + 0.5, 0.5, 80)], scheme, tempo
     )
     assert [(n.onset, n.duration) for n in seed] == [(0, 2), (2, 2)]

@@ -46,20 +46,20 @@ def test_demo_writes_its_three_files(e2e_model: Path, tmp_path: Path) -> None:
         assert "demo: stopped the JACK server 'antiphon-demo'" in lines
 
     midi = mido.MidiFile(out / "answer.mid")
-    assert [t.name for t in midi.tracks[1:]] == ["seed", "answer"]
-    seed = read_midi(EXAMPLES / "phrases" / "ode_to_joy.mid")
+    assert [t.name for t in midi.tracks[1:]] == ["call", "answer"]
+    call = read_midi(EXAMPLES / "phrases" / "ode_to_joy.mid")
     tracks = {}
     for track in midi.tracks[1:]:
         single = mido.MidiFile(type=1, ticks_per_beat=midi.ticks_per_beat)
         single.tracks.extend([midi.tracks[0], track])
         single.save(tmp_path / f"{track.name}.mid")
         tracks[track.name] = read_midi(tmp_path / f"{track.name}.mid")
-    assert tracks["seed"].notes == seed.notes
+    assert tracks["call"].notes == call.notes
     answer = tracks["answer"].notes
     assert answer, "the answer track is empty"
-    assert min(n.onset for n in answer) >= seed.end  # the answer comes after the call
+    assert min(n.onset for n in answer) >= call.end  # the answer comes after the call
 
     assert (out / "pianoroll.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with wave.open(str(out / "answer.wav")) as wav:
         seconds = wav.getnframes() / wav.getframerate()
-    assert seconds > seed.end * 60.0 / seed.bpm  # seed and answer are both rendered
+    assert seconds > call.end * 60.0 / call.bpm  # call and answer are both rendered

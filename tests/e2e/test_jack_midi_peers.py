@@ -75,12 +75,12 @@ def test_jack_midiseq_in_jack_midi_dump_out(
     dumped = parse_midi_dump(dump.stop())
 
     log = bridge.log()
-    seed_events = re.search(
-        r"answer 1: seed (\d+) events, answer (\d+) events \((\d+) notes\)", log
+    call_events = re.search(
+        r"answer 1: call (\d+) events, answer (\d+) events \((\d+) notes\)", log
     )
-    assert seed_events, log
-    assert int(seed_events[1]) == len(PHRASE), "the bridge did not hear jack_midiseq's phrase"
-    assert int(seed_events[2]) == 6, "--length 6 events"
+    assert call_events, log
+    assert int(call_events[1]) == len(PHRASE), "the bridge did not hear jack_midiseq's phrase"
+    assert int(call_events[2]) == 6, "--length 6 events"
 
     notes_on = [(f, m) for f, m, _ in dumped if m.type == "note_on" and m.velocity > 0]
     notes_off = [
@@ -89,7 +89,7 @@ def test_jack_midiseq_in_jack_midi_dump_out(
         if m.type == "note_off" or (m.type == "note_on" and m.velocity == 0)
     ]
     assert notes_on, f"jack_midi_dump saw no notes:\n{dumped}"
-    assert len(notes_on) == int(seed_events[3]) == len(announced)
+    assert len(notes_on) == int(call_events[3]) == len(announced)
     assert len(notes_off) == len(notes_on), "every note gets its note-off"
     assert {m.channel for _, m in notes_on + notes_off} == {2}, "--out-channel 3 (zero-based 2)"
     assert all(

@@ -94,7 +94,7 @@ def test_oscsend_sets_and_oscdump_hears_every_note(
     assert [a for a, _ in events if a.startswith("/antiphon/answer/")][:1] == [
         "/antiphon/answer/begin"
     ]
-    assert re.search(r"answer 1: seed \d+ events, answer 7 events", bridge.log()), bridge.log()
+    assert re.search(r"answer 1: call \d+ events, answer 7 events", bridge.log()), bridge.log()
     assert midi, "no MIDI answer recorded"
     assert len(notes) == len(midi), (notes, midi)
     # one for one: the same (pitch, velocity) notes, each with the duration OSC announced,
