@@ -84,12 +84,11 @@ _BRIDGE_PORTS = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("backend", ["rtmidi-jack"])
+@pytest.mark.parametrize("backend", ["rtmidi-jack", "jack"])
 def test_every_start_hears_every_message(sync_server: JackServer, backend: str) -> None:
-    """Each start is a fresh process, as a user's is (libjack's first clients of a process), on
-    RtMidi-JACK: two clients, the input's self-test.  The native backend (one client, issue 10)
-    lost 1 message of 960 in one clean-clone CI run (its Python callback); it is not listed here
-    until that is fixed, so this test stays about the deaf start it was written for."""
+    """Each start is a fresh process, as a user's is (libjack's first clients of a process):
+    RtMidi-JACK (two clients, the input's self-test) and the native backend (one client, its
+    C process callback)."""
     spec = PortSpec()
     client = f"{spec.client} In" if backend == "rtmidi-jack" else spec.client
     target = f"{client}:{spec.in_name}"

@@ -1,6 +1,6 @@
 """The native JACK backend on a real dummy JACK server: exact frames in and out.
 
-A :class:`~reliability_support.MidiPeer` (another JACK-Client client) plays messages at chosen
+A :class:`~support.jack.JackPeer` (another JACK-Client client) plays messages at chosen
 frames into "Antiphon:Antiphon In" and records "Antiphon:Antiphon Out" with the frame of every
 event.  The server runs in synchronous mode (``jackd -S``): these tests count deliveries, and in
 asynchronous mode a client late under CPU load is skipped for that cycle (its MIDI is lost); in
@@ -20,7 +20,8 @@ from typing import NamedTuple
 
 import mido
 import pytest
-from reliability_support import JackServer, MidiPeer, private_server
+from reliability_support import JackServer, private_server
+from support.jack import JackPeer
 
 from bridge.jack_native import JackMidiPorts
 from bridge.jack_native_clock import FRAME_MASK, FrameClock
@@ -41,8 +42,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JackServer]:
 
 class Peers(NamedTuple):
     ports: JackMidiPorts
-    player: MidiPeer
-    recorder: MidiPeer
+    player: JackPeer
+    recorder: JackPeer
 
 
 @pytest.fixture
@@ -53,8 +54,8 @@ def peers(server: JackServer) -> Iterator[Peers]:
     graph, and JACK delays one edge of a loop by a period."""
     ports = JackMidiPorts(FrameClock(), client_name="Antiphon")
     ports.open()
-    player = MidiPeer("native-player", server.name)
-    recorder = MidiPeer("native-recorder", server.name)
+    player = JackPeer("native-player", server=server.name)
+    recorder = JackPeer("native-recorder", server=server.name)
     try:
         player.client.connect(player.outport, "Antiphon:Antiphon In")
         recorder.client.connect("Antiphon:Antiphon Out", recorder.inport)
@@ -116,7 +117,8 @@ def test_output_lands_on_the_frame_it_was_due(peers: Peers) -> None:
     assert [round(t * recorder.rate) & FRAME_MASK for t, _ in heard] == [
         ports.clock.to_frame(due) for due in dues
     ]
-    assert (ports.out_late, ports.output.sent - sent, ports.output.failed) == (0, COUNT, 0)
+    late = ports.core_stats()["out_late"]
+    assert (late, ports.output.sent - sent, ports.output.failed) == (0, COUNT, 0)
 
 
 def test_close_sends_what_was_queued(peers: Peers) -> None:
