@@ -1,21 +1,26 @@
 """A separate JACK client that plays MIDI into Antiphon and records what comes out.
 
-Used by ``examples/demo.py``, the end-to-end tests (``tests/e2e``) and the benchmarks: it is a
-peer Antiphon does not control — its own JACK client on the JACK-Client package, with every
-timestamp taken from JACK frame time, so onsets are sample-accurate and independent of Python's
-scheduling.
+The one JACK MIDI peer: used by ``examples/demo.py``, the end-to-end, reliability (MIDI flood,
+JACK faults) and DAW tests, and the benchmarks.  It is a peer Antiphon does not control — its own
+JACK client on the JACK-Client package, with every timestamp taken from JACK frame time, so
+onsets are sample-accurate and independent of Python's scheduling.  It plays scheduled messages,
+floods at a fixed rate (:meth:`JackPeer.flood`) and records everything arriving.
 
 Threads: :class:`JackPeer`'s ``_process`` runs in JACK's realtime thread every period (it only
-pops due events from a deque and appends what arrives to a list — both atomic under the GIL);
-everything else runs in the caller's thread.  Creating a peer lowers Python's thread switch
-interval to 0.5 ms so the realtime callback gets the GIL in time.
+pops due events from a deque, writes at most :data:`MAX_EVENTS_PER_PERIOD`, and appends what
+arrives to a list — all atomic under the GIL); everything else runs in the caller's thread.
+Creating a peer lowers Python's thread switch interval to 0.5 ms so the realtime callback gets
+the GIL in time.
 """
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import itertools
 import re
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -25,12 +30,17 @@ import jack
 import mido
 
 __all__ = [
+    "MAX_EVENTS_PER_PERIOD",
     "JackPeer",
     "JackPeerError",
     "PlayedNote",
     "notes_from_messages",
     "phrase_messages",
 ]
+
+
+MAX_EVENTS_PER_PERIOD = 48
+"""The peer writes at most this many events per JACK period (a 64-frame buffer holds 64)."""
 
 
 class JackPeerError(RuntimeError):
@@ -116,10 +126,22 @@ class JackPeer:
         self.inport = self.client.midi_inports.register("in")
         self._pending: deque[tuple[int, bytes]] = deque()
         self._received: list[tuple[int, bytes]] = []
-        self._parsed: list[tuple[float, mido.Message | None]] = []
+        self._parsed_upto = 0  # caller's thread: how much of _received is parsed
+        self._parsed: list[tuple[float, mido.Message]] = []  # without system real-time
+        self._parsed_all: list[tuple[float, mido.Message]] = []
+        self._flood: Sequence[bytes] = ()
+        self._flood_start = 0
+        self._flood_rate = 0.0
+        self.flood_written = 0
+        self.flood_first_frame: int | None = None
+        self.flood_last_frame: int | None = None
+        self.write_errors = 0
+        self.shutdown = threading.Event()
+        """Set when the JACK server shuts the client down (it went away)."""
         # The process callback needs the GIL every period (1.3 ms at 64 frames / 48 kHz); with
         # Python's default 5 ms switch interval a busy thread would make it miss periods.
         sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
+        self.client.set_shutdown_callback(lambda status, reason: self.shutdown.set())
         self.client.set_process_callback(self._process)
         self.client.activate()
 
@@ -130,10 +152,30 @@ class JackPeer:
             self._received.append((start + offset, bytes(data)))
         self.outport.clear_buffer()
         end = start + frames
+        written = 0
         pending = self._pending
-        while pending and pending[0][0] < end:
-            frame, data = pending.popleft()
-            self.outport.write_midi_event(max(0, frame - start), data)
+        try:
+            while pending and pending[0][0] < end and written < MAX_EVENTS_PER_PERIOD:
+                frame, data = pending.popleft()
+                self.outport.write_midi_event(max(0, frame - start), data)
+                written += 1
+            flood = self._flood
+            if self.flood_written < len(flood) and end > self._flood_start:
+                due = min(
+                    len(flood), int((end - self._flood_start) * self._flood_rate / self.rate) + 1
+                )
+                count = min(due - self.flood_written, MAX_EVENTS_PER_PERIOD - written)
+                for i in range(count):
+                    self.outport.write_midi_event(
+                        i * frames // max(count, 1), flood[self.flood_written]
+                    )
+                    self.flood_written += 1
+                if count > 0:
+                    if self.flood_first_frame is None:
+                        self.flood_first_frame = start
+                    self.flood_last_frame = end
+        except jack.JackError:  # the buffer is full: counted, the rest waits for the next period
+            self.write_errors += 1
 
     # ----- caller's thread -----------------------------------------------------------------------
     def now(self) -> float:
@@ -167,36 +209,65 @@ class JackPeer:
 
     def send_now(self, msg: mido.Message) -> None:
         """Send one message in the next period (e.g. a panic)."""
-        self._pending.append((self.client.frame_time, bytes(msg.bytes())))
+        self.send_raw(bytes(msg.bytes()))
+
+    def send_raw(self, data: bytes) -> None:
+        """Send bytes as they are (malformed ones too) in the next period."""
+        self._pending.append((self.client.frame_time, data))
+
+    def flood(self, messages: Sequence[bytes], rate: float, delay: float = 0.05) -> None:
+        """Write ``messages`` (raw bytes) at ``rate`` per second from ``delay`` s from now, at
+        most :data:`MAX_EVENTS_PER_PERIOD` a period; ``flood_written`` counts what went out."""
+        self.flood_written = 0
+        self.flood_first_frame = self.flood_last_frame = None
+        self._flood_rate = rate
+        self._flood_start = self.client.frame_time + round(delay * self.rate)
+        self._flood = messages
 
     @property
     def playing(self) -> bool:
         return bool(self._pending)
 
+    @property
+    def flooding(self) -> bool:
+        return self.flood_written < len(self._flood)
+
+    @property
+    def idle(self) -> bool:
+        return not self._pending and not self.flooding
+
+    def raw_count(self) -> int:
+        """Events that arrived on ``in``, malformed and real-time ones included."""
+        return len(self._received)
+
     def received(
-        self, *, since: float = 0.0, realtime: bool = False
+        self, since: float = 0.0, *, realtime: bool = False
     ) -> list[tuple[float, mido.Message]]:
         """What arrived on ``in`` at or after JACK time ``since``: ``(seconds, message)``.
 
-        System real-time messages (clock, start, stop, active sensing) only if ``realtime``.
-        """
+        System real-time messages (clock, start, stop, active sensing) only if ``realtime``;
+        malformed bytes never.  Only what is new is parsed, so polling this stays cheap (a slow
+        poll would hold the GIL and make the process callback miss JACK cycles)."""
         raw = self._received
-        for frame, data in raw[len(self._parsed) : len(raw)]:  # parse only what is new
+        end = len(raw)
+        for frame, data in raw[self._parsed_upto : end]:
             try:
-                msg = mido.Message.from_bytes(list(data)) if data else None
-            except ValueError:
-                msg = None
-            self._parsed.append((frame / self.rate, msg))
-        return [
-            (t, msg)
-            for t, msg in self._parsed
-            if msg is not None and t >= since and (realtime or not msg.is_realtime)
-        ]
+                msg = mido.Message.from_bytes(list(data))
+            except (ValueError, IndexError):
+                continue
+            self._parsed_all.append((frame / self.rate, msg))
+            if not msg.is_realtime:
+                self._parsed.append((frame / self.rate, msg))
+        self._parsed_upto = end
+        parsed = self._parsed_all if realtime else self._parsed
+        return parsed[bisect.bisect_left(parsed, since, key=lambda item: item[0]) :]
 
     def clear(self) -> None:
         """Forget everything received so far (caller's thread, while nothing arrives)."""
         del self._received[:]
         del self._parsed[:]
+        del self._parsed_all[:]
+        self._parsed_upto = 0
 
     def wait_quiet(
         self, *, after: float, quiet: float, timeout: float, first_timeout: float | None = None
@@ -249,12 +320,21 @@ class JackPeer:
         self.client.connect(port, self.inport)
         return port
 
+    def connect(
+        self,
+        bridge_in: str = "Antiphon:Antiphon In",
+        bridge_out: str = "Antiphon:Antiphon Out",
+        timeout: float = 10.0,
+    ) -> None:
+        """Our ``out`` → ``bridge_in`` and ``bridge_out`` → our ``in`` (waits for both)."""
+        self.connect_out(bridge_in, timeout)
+        self.connect_in(bridge_out, timeout)
+
     def close(self) -> None:
-        """Deactivate and close the client (unregisters both ports)."""
-        try:
+        """Deactivate and close the client (unregisters both ports); the server may be gone."""
+        with contextlib.suppress(jack.JackError):
             self.client.deactivate()
-        finally:
-            self.client.close()
+        self.client.close()
 
     def __enter__(self) -> JackPeer:
         return self

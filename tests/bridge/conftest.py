@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import mido
 import numpy as np
 import pytest
-from waiting import wait_until
+from support.waiting import wait_until
 
 from bridge.tokens import TokenScheme
 

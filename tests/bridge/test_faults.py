@@ -35,15 +35,15 @@ import pytest
 from reliability_support import (
     FAULT_SERVER,
     JackServer,
-    MidiPeer,
-    Osc,
     note_ons,
     phrase,
     quick_model,
     unmatched,
     wait_answer,
-    wait_for,
 )
+from support.jack import JackPeer
+from support.osc import OscClient
+from support.waiting import wait_for
 
 from bridge.errors import PortError
 from bridge.ports import BACKENDS, OpenedPort
@@ -361,8 +361,8 @@ def test_jack_server_killed_and_restarted_while_an_answer_plays(
         "0",
         env=fault_jack.env,
     )
-    osc = Osc(bridge.osc_port)
-    peer = MidiPeer("h6-fault-peer", fault_jack.name)
+    osc = OscClient(bridge.osc_port)
+    peer = JackPeer("h6-fault-peer", server=fault_jack.name)
     try:
         peer.connect(FAULT_IN, FAULT_OUT)
         _, end = peer.play(phrase([60, 62, 64, 65], 0.2, 0.15))
@@ -386,7 +386,7 @@ def test_jack_server_killed_and_restarted_while_an_answer_plays(
         status = osc.status()
         assert (status["midi_ports"], status["port_reopens"]) == ("up", 1)
 
-        peer = MidiPeer("h6-fault-peer2", fault_jack.name)  # the DAW connects again
+        peer = JackPeer("h6-fault-peer2", server=fault_jack.name)  # the DAW connects again
         peer.connect(FAULT_IN, FAULT_OUT)
         osc.send("/antiphon/length", 6)
         _, end = peer.play(phrase([67, 65, 64], 0.2, 0.15))
@@ -476,8 +476,8 @@ def test_ports_unplugged_and_replugged_and_a_corrupt_model_keep_answers_flowing(
         "0",
     )
     ins, outs = f"{DAW_CLIENT}:Antiphon In", f"{DAW_CLIENT}:Antiphon Out"
-    osc = Osc(bridge.osc_port)
-    peer = MidiPeer("h6-daw", jack_server)
+    osc = OscClient(bridge.osc_port)
+    peer = JackPeer("h6-daw", server=jack_server)
     unplugs = 0
     try:
         peer.connect(ins, outs)

@@ -171,33 +171,25 @@ def test_auto_needs_a_follower(auto_rig) -> None:
 
 
 def test_osc_sets_key_key_lock_and_model_auto(auto_rig) -> None:
-    from pythonosc.osc_message import OscMessage
-    from pythonosc.udp_client import SimpleUDPClient
+    from support.osc import OscClient
 
     from bridge.osc import OscControl
 
     rig = auto_rig(auto=False)
     osc = OscControl("127.0.0.1", 0, rig.engine)
     osc.start()
+    client = OscClient(osc.address[1])
     try:
-        client = SimpleUDPClient("127.0.0.1", osc.address[1])
-
-        def ask(address: str, *args: object) -> tuple[str, list[object]]:
-            client.send_message(address, list(args))
-            data = client.receive(5.0)
-            message = OscMessage(data)
-            return message.address, list(message.params)
-
-        client.send_message("/antiphon/key", ["F#m"])
-        client.send_message("/antiphon/key_lock", [0.75])
-        assert ask("/antiphon/model", "auto") == ("/antiphon/model", ["auto"])
-        _, flat = ask("/antiphon/status")
-        status = dict(zip(flat[::2], flat[1::2], strict=True))
+        client.send("/antiphon/key", "F#m")
+        client.send("/antiphon/key_lock", 0.75)
+        assert client.ask("/antiphon/model", "auto") == ("/antiphon/model", ["auto"])
+        status = client.status()
         assert (status["key"], status["key_lock"], status["model"]) == ("F#m", 0.75, "auto")
         assert status["heard_key"] == "none"  # nothing heard yet
-        assert ask("/antiphon/key", "H")[0] == "/antiphon/error"
+        assert client.ask("/antiphon/key", "H")[0] == "/antiphon/error"
         assert rig.engine.status()["key"] == "F#m"
     finally:
+        client.close()
         osc.stop()
 
 

@@ -31,8 +31,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reliability_support import (
-    MidiPeer,
-    Osc,
     RecorderProcess,
     note_ons,
     phrase,
@@ -40,6 +38,9 @@ from reliability_support import (
     unmatched,
     wait_answer,
 )
+from support.jack import JackPeer
+from support.osc import OscClient
+from support.waiting import wait_for
 
 from bridge.config import Settings, SettingsBox
 from bridge.engine import Engine
@@ -259,8 +260,13 @@ class EngineRig:
     def settle(self) -> None:
         assert self.engine.flush(5.0), "the control thread stopped answering"
         gen, sched = self.engine.generator, self.engine.scheduler
-        _until(lambda: not gen.busy or gen.waiting)
-        _until(lambda: (due := sched.next_due()) is None or due > self.clock())
+        wait_for(lambda: not gen.busy or gen.waiting, 5.0, "the generator", interval=0.001)
+        wait_for(
+            lambda: (due := sched.next_due()) is None or due > self.clock(),
+            5.0,
+            "the scheduler to catch up",
+            interval=0.001,
+        )
 
     def advance(self, seconds: float, step: float = STEP) -> None:
         for _ in range(max(1, round(seconds / step))):
@@ -273,13 +279,6 @@ class EngineRig:
                 return
             self.advance(0.25, 0.125)
         raise AssertionError("the answer did not end")
-
-
-def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "a bridge thread did not catch up"
-        time.sleep(0.001)
 
 
 @pytest.fixture
@@ -627,7 +626,7 @@ def test_a_10k_per_second_flood_through_jack(
         "--input-queue",
         str(FLOOD_QUEUE),
     )
-    peer = MidiPeer("h6-flood-peer", jack_server)
+    peer = JackPeer("h6-flood-peer", server=jack_server)
     recorder = None
     try:
         peer.connect(f"{FLOOD_CLIENT} In:Antiphon In", f"{FLOOD_CLIENT} Out:Antiphon Out")
@@ -637,7 +636,7 @@ def test_a_10k_per_second_flood_through_jack(
             f"{FLOOD_CLIENT} Out:Antiphon Out",
             tmp_path / "out.txt",
         )
-        osc = Osc(bridge.osc_port)
+        osc = OscClient(bridge.osc_port)
         messages = flood_messages(int(FLOOD_RATE * FLOOD_SECONDS))
         peer.flood(messages, FLOOD_RATE)
         samples: list[dict[str, Any]] = []

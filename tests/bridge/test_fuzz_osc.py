@@ -16,7 +16,6 @@ barrier message proves the server handled it, and:
 from __future__ import annotations
 
 import math
-import socket
 import struct
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pythonosc.osc_message import OscMessage
+from support.osc import OscClient
 
 from bridge.config import Settings, SettingsBox
 from bridge.engine import Engine
@@ -183,38 +182,33 @@ datagrams = st.one_of(messages, messages, messages, bundles, nested, truncated, 
 
 
 class Rig:
-    """OscControl + a real Engine (real clock, a recording sink) + one UDP client socket."""
+    """OscControl + a real Engine (real clock, a recording sink) + one OSC client."""
 
     def __init__(self, engine: Engine, server: OscControl) -> None:
         self.engine, self.server = engine, server
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(5.0)
-        self.target = server.address
+        self.client = OscClient(server.address)
         self.error_replies = 0
         self.sent = 0
 
     def exchange(self, data: bytes) -> list[tuple[str, list[Any]]]:
         """Send ``data`` and then the barrier; the replies that came before the barrier's."""
-        self.sock.sendto(data, self.target)
-        self.sock.sendto(message(BARRIER, []), self.target)
+        self.client.send_raw(data)
+        self.client.send_raw(message(BARRIER, []))
         self.sent += 1
         replies: list[tuple[str, list[Any]]] = []
         while True:
             try:
-                raw = self.sock.recv(65536)
-            except TimeoutError:
+                address, params = self.client.receive(5.0)  # every reply parses
+            except AssertionError:
                 raise AssertionError(f"no reply to the barrier after {data!r}") from None
-            msg = OscMessage(raw)  # every reply parses
-            params = list(msg.params)
-            if msg.address == ERROR_ADDRESS:
+            if address == ERROR_ADDRESS:
                 self.error_replies += 1
                 assert len(params) == 2 and all(isinstance(p, str) for p in params), params
                 if params[0] == BARRIER:
                     assert params[1] == "unknown address"
                     return replies
                 assert params[1], "an error without a reason"
-            replies.append((msg.address, params))
+            replies.append((address, params))
 
     def status(self) -> dict[str, Any]:
         replies = self.exchange(message("/antiphon/status", []))
@@ -223,7 +217,7 @@ class Rig:
         return dict(zip(params[::2], params[1::2], strict=True))
 
     def close(self) -> None:
-        self.sock.close()
+        self.client.close()
 
 
 class CountingSink:
@@ -350,7 +344,7 @@ def test_a_burst_of_garbage_is_counted_and_the_server_keeps_answering(rig: Rig) 
     before = rig.server.stats()
     burst = [b"\xff" * n for n in range(1, 60)] + [b"#bundle\0" + b"\x00" * n for n in range(20)]
     for data in burst:  # small enough for the socket's receive buffer: none lost by the kernel
-        rig.sock.sendto(data, rig.target)
+        rig.client.send_raw(data)
     status = rig.status()  # handled in order: every garbage datagram came before it
     after = rig.server.stats()
     assert after["malformed"] - before["malformed"] == len(burst)

@@ -27,8 +27,8 @@ import mido
 import pytest
 import rtmidi
 from pythonosc.osc_message import OscMessage
-from pythonosc.udp_client import SimpleUDPClient
 from reliability_support import quick_model, unmatched
+from support.osc import OscClient
 
 from bridge.ports import find_port
 
@@ -168,28 +168,6 @@ def pitches(messages: list[tuple[float, mido.Message]]) -> list[int]:
     return [m.note for _, m in note_ons(messages)]
 
 
-class Osc:
-    """python-osc client; replies come back to its own socket."""
-
-    def __init__(self, port: int) -> None:
-        self.client = SimpleUDPClient("127.0.0.1", port)
-
-    def send(self, address: str, *args: Any) -> None:
-        self.client.send_message(address, list(args))
-
-    def ask(self, address: str, *args: Any) -> tuple[str, list[Any]]:
-        self.send(address, *args)
-        data = self.client.receive(5.0)
-        assert data, f"no reply to {address}"
-        msg = OscMessage(data)
-        return msg.address, list(msg.params)
-
-    def status(self) -> dict[str, Any]:
-        address, args = self.ask("/antiphon/status")
-        assert address == "/antiphon/status"
-        return dict(zip(args[::2], args[1::2], strict=True))
-
-
 def jack_port_names() -> list[str]:
     """Every port on the JACK server (jack_lsp)."""
     out = subprocess.run(["jack_lsp"], capture_output=True, text=True, check=True, timeout=10)
@@ -271,7 +249,7 @@ def test_osc_length_and_temperature_change_the_next_answer(
 
     first = bridge_process(*flags)
     player, recorder = peers()
-    osc = Osc(first.osc_port)
+    osc = OscClient(first.osc_port)
     _, a0 = answer_of(player, recorder)
     osc.send("/antiphon/length", 12)
     assert osc.status()["length"] == 12
@@ -282,7 +260,7 @@ def test_osc_length_and_temperature_change_the_next_answer(
 
     second = bridge_process(*flags)
     player, recorder = peers()
-    osc = Osc(second.osc_port)
+    osc = OscClient(second.osc_port)
     _, b0 = answer_of(player, recorder)
     osc.send("/antiphon/length", 12)
     osc.send("/antiphon/temperature", 0.3)
@@ -310,7 +288,7 @@ def test_osc_control_over_udp_against_the_real_engine(
     bridge = bridge_process(
         "--model", str(model_dir / "quick.onnx"), "--cc", "temperature=21", *START
     )
-    osc = Osc(bridge.osc_port)
+    osc = OscClient(bridge.osc_port)
     status = osc.status()
     assert status["model"] == "quick" and status["bpm"] == pytest.approx(BPM)
     assert status["mode"] == "call" and status["in_channel"] == "none"

@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
-from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 from pythonosc.osc_server import BlockingOSCUDPServer
-from pythonosc.udp_client import SimpleUDPClient
+from support.osc import OscClient
 
 from bridge.config import Settings, SettingsBox
 from bridge.errors import ConfigError, ModelError, PortError
@@ -61,34 +60,6 @@ class FakeController:
         return {"model": self.model, **self.box.get().to_dict()}
 
 
-class Peer:
-    """A python-osc client that also reads the replies sent back to it."""
-
-    def __init__(self, port: int) -> None:
-        self.client = SimpleUDPClient("127.0.0.1", port)
-
-    def send(self, address: str, *args: Any) -> None:
-        self.client.send_message(address, list(args))
-
-    def send_raw(self, data: bytes) -> None:
-        self.client._sock.sendto(data, (self.client._address, self.client._port))
-
-    def reply(self, timeout: float = 5.0) -> tuple[str, list[Any]]:
-        data = self.client.receive(timeout)
-        assert data, "no reply from the OSC server"
-        msg = OscMessage(data)
-        return msg.address, list(msg.params)
-
-    def ask(self, address: str, *args: Any) -> tuple[str, list[Any]]:
-        self.send(address, *args)
-        return self.reply()
-
-    def status(self) -> dict[str, Any]:
-        address, args = self.ask("/antiphon/status")
-        assert address == "/antiphon/status"
-        return dict(zip(args[::2], args[1::2], strict=True))
-
-
 @pytest.fixture
 def controller() -> FakeController:
     return FakeController()
@@ -103,8 +74,9 @@ def server(controller: FakeController) -> Iterator[OscControl]:
 
 
 @pytest.fixture
-def peer(server: OscControl) -> Peer:
-    return Peer(server.address[1])
+def peer(server: OscControl) -> Iterator[OscClient]:
+    with OscClient(server.address[1]) as client:
+        yield client
 
 
 def test_binds_loopback_and_reports_the_chosen_port(server: OscControl) -> None:
@@ -135,14 +107,14 @@ def test_binds_loopback_and_reports_the_chosen_port(server: OscControl) -> None:
     ],
 )
 def test_valid_settings_are_applied(
-    peer: Peer, address: str, args: list[Any], field: str, value: Any
+    peer: OscClient, address: str, args: list[Any], field: str, value: Any
 ) -> None:
     peer.send(address, *args)
     status = peer.status()
     assert status[field] == pytest.approx(value) if isinstance(value, float) else value
 
 
-def test_length_with_a_unit(peer: Peer, controller: FakeController) -> None:
+def test_length_with_a_unit(peer: OscClient, controller: FakeController) -> None:
     peer.send("/antiphon/length", 4, "bars")
     peer.status()
     assert (controller.box.get().length, controller.box.get().length_unit) == (4, "bars")
@@ -180,7 +152,7 @@ def test_length_with_a_unit(peer: Peer, controller: FakeController) -> None:
     ],
 )
 def test_bad_messages_get_an_error_reply_and_change_nothing(
-    peer: Peer,
+    peer: OscClient,
     server: OscControl,
     controller: FakeController,
     address: str,
@@ -197,7 +169,7 @@ def test_bad_messages_get_an_error_reply_and_change_nothing(
     assert peer.status()["osc_errors"] == 1
 
 
-def test_status_replies_every_setting(peer: Peer, controller: FakeController) -> None:
+def test_status_replies_every_setting(peer: OscClient, controller: FakeController) -> None:
     controller.box.update(cc_bindings={"temperature": 21}, seed=7)
     status = peer.status()
     assert set(Settings().to_dict()) <= set(status)
@@ -209,7 +181,7 @@ def test_status_replies_every_setting(peer: Peer, controller: FakeController) ->
     assert status["temperature"] == pytest.approx(1.0)
 
 
-def test_actions_and_button_release(peer: Peer, controller: FakeController) -> None:
+def test_actions_and_button_release(peer: OscClient, controller: FakeController) -> None:
     peer.send("/antiphon/trigger")
     peer.send("/antiphon/trigger", 1.0)
     peer.send("/antiphon/trigger", 0.0)  # a button's release: ignored
@@ -220,7 +192,7 @@ def test_actions_and_button_release(peer: Peer, controller: FakeController) -> N
 
 
 def test_model_swap_replies_the_name_and_failure_keeps_the_old(
-    peer: Peer, controller: FakeController
+    peer: OscClient, controller: FakeController
 ) -> None:
     assert peer.ask("/antiphon/model", "other") == ("/antiphon/model", ["other"])
     address, args = peer.ask("/antiphon/model", "missing")
@@ -229,7 +201,7 @@ def test_model_swap_replies_the_name_and_failure_keeps_the_old(
 
 
 def test_a_failing_controller_is_answered_not_fatal(
-    peer: Peer, controller: FakeController, server: OscControl
+    peer: OscClient, controller: FakeController, server: OscControl
 ) -> None:
     controller.fail_next = RuntimeError("boom")
     address, args = peer.ask("/antiphon/trigger")
@@ -249,29 +221,31 @@ def test_a_failing_controller_is_answered_not_fatal(
     ],
 )
 def test_non_osc_datagrams_are_counted_and_answered(
-    peer: Peer, server: OscControl, junk: bytes
+    peer: OscClient, server: OscControl, junk: bytes
 ) -> None:
     peer.send_raw(junk)
-    address, args = peer.reply()
+    address, args = peer.receive()
     assert address == "/antiphon/error" and args[0] == "?"
     assert server.malformed == 1
     assert peer.status()["model"] == "tiny"  # still serving
 
 
-def test_bundles_are_handled_message_by_message(peer: Peer, controller: FakeController) -> None:
+def test_bundles_are_handled_message_by_message(
+    peer: OscClient, controller: FakeController
+) -> None:
     bundle = OscBundleBuilder(IMMEDIATELY)
     bundle.add_content(build_msg("/antiphon/temperature", [0.25]))
     bundle.add_content(build_msg("/antiphon/length", [5]))
-    peer.client.send(bundle.build())
+    peer.send_raw(bundle.build().dgram)
     peer.status()
     assert (controller.box.get().temperature, controller.box.get().length) == (0.25, 5)
 
 
-def test_many_bad_messages_never_stop_the_server(peer: Peer, server: OscControl) -> None:
+def test_many_bad_messages_never_stop_the_server(peer: OscClient, server: OscControl) -> None:
     for i in range(200):
         peer.send("/antiphon/temperature", float("nan") if i % 2 else "x")
     for _ in range(200):
-        assert peer.reply()[0] == "/antiphon/error"
+        assert peer.receive()[0] == "/antiphon/error"
     assert peer.status()["osc_errors"] == 200
 
 

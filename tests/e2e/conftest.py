@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from e2e_support import OscListener, Tool, require
-from jack_peer import JackPeer
+from e2e_support import Tool, require
+from support.jack import JackPeer
+from support.osc import OscClient
 
 
 @pytest.fixture(scope="session")
@@ -59,10 +60,10 @@ def tools(tmp_path: Path) -> Iterator[Callable[..., Tool]]:
 
 
 @pytest.fixture
-def osc_listener() -> Iterator[OscListener]:
-    listener = OscListener()
-    yield listener
-    listener.close()
+def osc_listener() -> Iterator[OscClient]:
+    """The OSC client that hears the bridge's events (``--osc-out``) and replies."""
+    with OscClient() as listener:
+        yield listener
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Helpers for the end-to-end tests (imported by tests/e2e/conftest.py and the test modules).
 
-``examples/`` is put on ``sys.path`` here, so ``import jack_peer`` works in every e2e module.
+The JACK peer, the OSC client and ``wait_for`` are the suites' shared ones (``tests/support``).
 """
 
 from __future__ import annotations
@@ -11,20 +11,16 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import mido
 import pytest
-from waiting import wait_for
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-if str(EXAMPLES) not in sys.path:
-    sys.path.insert(0, str(EXAMPLES))  # jack_peer and demo are scripts there, not a package
+from support.jack import EXAMPLES
+from support.osc import OscClient
+from support.waiting import wait_for
 
 PHRASES = EXAMPLES / "phrases"
 APT_HINT = {
@@ -148,16 +144,13 @@ def free_udp_port() -> int:
 def start_oscdump(start_tool: Callable[..., Tool], tries: int = 5) -> tuple[Tool, int]:
     """``oscdump`` listening on a free UDP port, proven by a probe message in its output (which
     also means it listens before anyone sends it events); another port if it lost the race."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        from pythonosc.osc_message_builder import build_msg
-
-        datagram = build_msg("/e2e/probe", []).dgram
+    with OscClient() as probe:
         for _ in range(tries):
             port = free_udp_port()
             dump = start_tool("oscdump", "-L", str(port))
             deadline = time.monotonic() + 5.0
             while time.monotonic() < deadline and dump.process.poll() is None:
-                probe.sendto(datagram, ("127.0.0.1", port))
+                probe.send("/e2e/probe", to=("127.0.0.1", port))
                 if "/e2e/probe" in dump.output():
                     return dump, port
                 time.sleep(0.05)
@@ -165,56 +158,7 @@ def start_oscdump(start_tool: Callable[..., Tool], tries: int = 5) -> tuple[Tool
     raise AssertionError(f"oscdump never listened on a free port ({tries} tries)")
 
 
-@dataclass
-class OscListener:
-    """A UDP socket that collects OSC messages (python-osc parses them): the bridge's events."""
-
-    sock: socket.socket = field(
-        default_factory=lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    )
-    messages: list[tuple[float, str, list[Any]]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-
-    @property
-    def port(self) -> int:
-        return int(self.sock.getsockname()[1])
-
-    def poll(self) -> None:
-        from pythonosc.osc_packet import OscPacket
-
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except (TimeoutError, BlockingIOError):
-                return
-            for timed in OscPacket(data).messages:
-                msg = timed.message
-                self.messages.append((time.monotonic(), msg.address, list(msg.params)))
-
-    def send(self, target: tuple[str, int], address: str, *args: Any) -> None:
-        """Send from this socket, so replies (status, errors) come back here."""
-        from pythonosc.osc_message_builder import build_msg
-
-        self.sock.sendto(build_msg(address, list(args)).dgram, target)
-
-    def wait(self, address: str, timeout: float, *, count: int = 1) -> list[list[Any]]:
-        """Arguments of the first ``count`` messages at ``address`` (waits for them)."""
-
-        def found() -> list[list[Any]] | None:
-            self.poll()
-            hits = [args for _, a, args in self.messages if a == address]
-            return hits[:count] if len(hits) >= count else None
-
-        return list(wait_for(found, timeout, f"OSC {address}"))
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-# ---- the JACK peer -------------------------------------------------------------------------------
+# ---- phrases -------------------------------------------------------------------------------------
 
 
 def phrase(name: str) -> list[tuple[float, int, float, int]]:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import OscListener, Tool, parse_midi_dump, run_tool, wait_port
+from e2e_support import Tool, parse_midi_dump, run_tool, wait_port
+from support.osc import OscClient
 
 pytestmark = pytest.mark.jack
 
@@ -31,7 +32,7 @@ def test_jack_midiseq_in_jack_midi_dump_out(
     e2e_model: Path,
     bridge_process: Callable[..., Any],
     tools: Callable[..., Tool],
-    osc_listener: OscListener,
+    osc_listener: OscClient,
 ) -> None:
     client = "E2E-seq"
     bridge = bridge_process(
@@ -113,7 +114,7 @@ def test_bridge_exit_releases_every_note_jack_midi_dump_sees(
     e2e_model: Path,
     bridge_process: Callable[..., Any],
     tools: Callable[..., Tool],
-    osc_listener: OscListener,
+    osc_listener: OscClient,
 ) -> None:
     """SIGINT in the middle of an answer: jack_midi_dump still gets a note-off for each note."""
     client = "E2E-stop"
@@ -141,7 +142,7 @@ def test_bridge_exit_releases_every_note_jack_midi_dump_sees(
     )
     dump = tools("jack_midi_dump", "-a", "e2e-dump-stop")
     run_tool("jack_connect", f"{client}:Antiphon Out", wait_port("e2e-dump-stop:input"))
-    osc_listener.send(("127.0.0.1", bridge.osc_port), "/antiphon/trigger")
+    osc_listener.send("/antiphon/trigger", to=("127.0.0.1", bridge.osc_port))
     osc_listener.wait("/antiphon/note", 30)
     assert bridge.stop() == 0
     time.sleep(0.2)

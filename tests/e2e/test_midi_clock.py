@@ -18,15 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import (
-    OscListener,
-    Tool,
-    intervals,
-    phrase,
-    transport,
-    wait_for,
-)
-from jack_peer import JackPeer, PlayedNote, notes_from_messages, phrase_messages
+from e2e_support import Tool, intervals, phrase, transport
+from support.jack import JackPeer, PlayedNote, notes_from_messages, phrase_messages
+from support.osc import OscClient
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.jack
 
@@ -41,7 +36,7 @@ def _answer_under_clock(
     peer: JackPeer,
     bridge_process: Callable[..., Any],
     tools: Callable[..., Tool],
-    osc: OscListener,
+    osc: OscClient,
 ) -> tuple[list[PlayedNote], float, dict[str, Any]]:
     """Play the phrase on the clock's beat at ``bpm``; the recorded answer, beat 0's JACK time
     and the bridge's status while the clock ran."""
@@ -115,7 +110,7 @@ def _answer_under_clock(
     osc.wait("/antiphon/answer/end", 60 + (end - peer.now()))
     time.sleep(0.05)
     answer = notes_from_messages(peer.received(since=end))
-    osc.send(("127.0.0.1", bridge.osc_port), "/antiphon/status")  # while the clock still runs
+    osc.send("/antiphon/status", to=("127.0.0.1", bridge.osc_port))  # while the clock still runs
     reply = osc.wait("/antiphon/status", 10)[0]
     status = dict(zip(reply[::2], reply[1::2], strict=False))
 
@@ -145,7 +140,7 @@ def test_answer_tempo_follows_midi_clock(
     peer: JackPeer,
     bridge_process: Callable[..., Any],
     tools: Callable[..., Tool],
-    osc_listener: OscListener,
+    osc_listener: OscClient,
 ) -> None:
     results = {}
     for bpm in (90.0, 140.0):

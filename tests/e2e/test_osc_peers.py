@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import OscListener, Tool, phrase, run_tool, start_oscdump, wait_for
-from jack_peer import JackPeer, notes_from_messages, phrase_messages
+from e2e_support import Tool, phrase, run_tool, start_oscdump
+from support.jack import JackPeer, notes_from_messages, phrase_messages
+from support.osc import OscClient
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.jack
 
@@ -29,9 +31,9 @@ def parse_oscdump(text: str) -> list[tuple[str, list[str]]]:
     return out
 
 
-def status(listener: OscListener, port: int) -> dict[str, Any]:
+def status(listener: OscClient, port: int) -> dict[str, Any]:
     listener.messages.clear()
-    listener.send(("127.0.0.1", port), "/antiphon/status")
+    listener.send("/antiphon/status", to=("127.0.0.1", port))
     reply = listener.wait("/antiphon/status", 10)[0]
     return dict(zip(reply[::2], reply[1::2], strict=False))
 
@@ -42,7 +44,7 @@ def test_oscsend_sets_and_oscdump_hears_every_note(
     peer: JackPeer,
     bridge_process: Callable[..., Any],
     tools: Callable[..., Tool],
-    osc_listener: OscListener,
+    osc_listener: OscClient,
 ) -> None:
     client = "E2E-osc"
     dump, dump_port = start_oscdump(tools)

@@ -1,8 +1,7 @@
 """Waiting for other threads and processes in tests: the one ``wait_for`` / ``wait_until``.
 
 Real time (the bridge's threads and peers run on it); a test on a fake clock steps the clock
-instead.  Imported by the suites' helper modules (``reliability_support``, ``e2e_support``) and
-``tests/bridge/conftest.py``; only the standard library.
+instead.  Every suite imports it from here (``support.waiting``); only the standard library.
 """
 
 from __future__ import annotations
