@@ -76,6 +76,7 @@ def live_params(rate: int) -> TrackerParams:
         release_s=0.04,
         min_note_s=0.06,
         gate_db=-50.0,
+        unclear_wait=1.0,
     )
 
 

@@ -48,6 +48,8 @@ __all__ = [
     "segment",
     "to_timed_notes",
     "transcribe",
+    "tuned",
+    "tuning",
 ]
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff")
@@ -65,6 +67,18 @@ bends the path through a sub-harmonic when a short note leaps up an octave)."""
 VOICED_PROB = 0.1
 """Frames pYIN finds less likely voiced than this are unvoiced (its Viterbi path alone calls
 steady noise voiced)."""
+IN_TUNE = 0.3
+"""Semitones from the sounding note within which a frame still belongs to it (tighter than the
+0.75 hysteresis that keeps a note through vibrato: it marks where a glide to the next began)."""
+FLOOR_DB = 1.0
+"""A note's onset is the first frame within this many dB of the level floor before it."""
+CLEAR = 0.3
+"""A pitch run this close to a semitone is one after ``confirm_s``; one further away waits up
+to ``unclear_wait`` times as long (:meth:`NoteSegmenter._settled`)."""
+HARMONIC_LEAPS = frozenset({12, 19, 24, 28})
+HARMONIC_FIX_S = 0.2
+"""A note this young is corrected by a pitch these many semitones above it (see
+:meth:`NoteSegmenter._correctable`)."""
 NOISE_GATE_DB = 35.0
 """Offline, frames this far below the call's loud frames (95th percentile) are silence."""
 
@@ -83,7 +97,9 @@ class TrackerParams:
     must last to end one; ``min_note_s`` the shortest note kept; ``gate_db`` the level (dB re
     full scale) below which a frame is silence; an onset is the level rising ``rise_db`` within
     ``rise_window_s``; ``attack_s`` how far back a note's onset may move to the dip before it;
-    ``restrike_s`` how old a note must be before a dip and a rise at its pitch start a new one.
+    ``restrike_s`` how old a note must be before a dip and a rise at its pitch start a new one;
+    ``unclear_wait`` how many times ``confirm_s`` a pitch run lying between two semitones may
+    wait to settle (1: never waits — the live tracker's choice, it is latency).
     """
 
     fmin_hz: float = 65.0
@@ -98,6 +114,7 @@ class TrackerParams:
     rise_window_s: float = 0.08
     attack_s: float = 0.1
     restrike_s: float = 0.15
+    unclear_wait: float = 3.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -113,6 +130,7 @@ class TrackerParams:
             "rise_window_s",
             "attack_s",
             "restrike_s",
+            "unclear_wait",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -145,6 +163,8 @@ class TrackerParams:
                 raise ValueError(f"TrackerParams.{name} must be 0..1 s, got {getattr(self, name)}")
         if not -120.0 <= self.gate_db <= 0.0:
             raise ValueError(f"TrackerParams.gate_db must be -120..0, got {self.gate_db}")
+        if not 1.0 <= self.unclear_wait <= 10.0:
+            raise ValueError(f"TrackerParams.unclear_wait must be 1..10, got {self.unclear_wait}")
         if not 1.0 <= self.rise_db <= 60.0:
             raise ValueError(f"TrackerParams.rise_db must be 1..60, got {self.rise_db}")
 
@@ -232,9 +252,11 @@ class NoteSegmenter:
         self._run: _Run | None = None  # a candidate for the next note
         self._silent: float | None = None  # when the current silence began
         self._silent_frames = 0
-        self._left = 0.0  # when the pitch left the sounding note
+        self._boundary = -math.inf  # a next note cannot begin before this (see _attack)
         self._note_levels: deque[float] = deque(maxlen=p.frames(2.0))  # since the note began
-        self._levels: deque[tuple[float, float]] = deque(maxlen=p.frames(p.attack_s) + 1)
+        self._levels: deque[tuple[float, float]] = deque(
+            maxlen=p.frames(p.attack_s + p.unclear_wait * p.confirm_s) + 2
+        )  # an onset is looked for up to attack_s before a run that settled late
 
     @property
     def sounding(self) -> int | None:
@@ -247,6 +269,10 @@ class NoteSegmenter:
         self._levels.append((time, level_db))
         self._note_levels.append(level_db)
         voiced = math.isfinite(midi) and level_db >= self.params.gate_db
+        if level_db < self.params.gate_db:
+            self._boundary = time + self.params.hop_s  # silence: a note begins after it
+        elif voiced and self._sounding is not None and abs(midi - self._sounding) <= IN_TUNE:
+            self._boundary = time + self.params.hop_s  # still the sounding note
         if not voiced:
             self._run = None
             if self._sounding is not None:
@@ -265,7 +291,6 @@ class NoteSegmenter:
                 self._run = _Run(time, attack=True, restrike=True)  # the same pitch again
             elif near:
                 self._run = None
-                self._left = time + self.params.hop_s
                 return events
             elif onset and self._run is not None:
                 self._run.attack = True
@@ -273,17 +298,16 @@ class NoteSegmenter:
             self._run = _Run(time, attack=onset)
         self._run.pitches.append(midi)
         self._run.levels.append(level_db)
-        if len(self._run.pitches) >= self._confirm:
+        if self._settled(self._run):
             run = self._run
             self._run = None
-            start = self._attack(run.start)
+            start = self._dip(run.start) if run.restrike else self._attack(run.start)
             if self._sounding is not None:
-                start = min(start, max(self._left, run.start - self.params.attack_s))
-                if not run.attack and run.start - self._since < self.params.attack_s:
+                if not run.attack and run.start - self._since < self._correctable(run):
                     start = self._since  # a correction of the note just begun
                 events.append(self._off(start))
             pitch = int(np.clip(round(float(np.median(run.pitches))), 0, 127))
-            self._sounding, self._since, self._left = pitch, start, run.start
+            self._sounding, self._since = pitch, start
             self._note_levels.clear()
             events.append(NoteEvent(start, pitch, level_to_velocity(max(run.levels))))
         return events
@@ -307,18 +331,48 @@ class NoteSegmenter:
         before = levels[:low_at]
         return bool(before) and max(before) - levels[low_at] >= 3.0
 
+    def _settled(self, run: _Run) -> bool:
+        """Has ``run`` held one pitch long enough to be a note?  ``confirm_s`` when its median
+        is within ``CLEAR`` of a semitone, up to ``unclear_wait`` times that while it lies
+        between two (a glide into the note, or vibrato around a detuned one, is undecided)."""
+        frames = len(run.pitches)
+        if frames < self._confirm:
+            return False
+        median = float(np.median(run.pitches))
+        clear = abs(median - round(median)) <= CLEAR
+        return clear or frames >= self.params.unclear_wait * self._confirm
+
+    def _correctable(self, run: _Run) -> float:
+        """How old a note may be for ``run`` to correct it rather than follow it: ``attack_s``,
+        longer when the sounding pitch is a sub-harmonic of the run's (an octave, a twelfth,
+        two octaves, two octaves and a third below: YIN and pYIN latch onto those while a bow
+        or a voice starts)."""
+        assert self._sounding is not None
+        leap = round(float(np.median(run.pitches))) - self._sounding
+        return HARMONIC_FIX_S if leap in HARMONIC_LEAPS else self.params.attack_s
+
     def _attack(self, start: float) -> float:
-        """Where the attack of a note whose pitch settled at ``start`` began."""
+        """Where the attack of a note whose pitch settled at ``start`` began: the first frame
+        of the level's floor (within ``FLOOR_DB`` of the lowest level) between the last frame
+        of the note before, or of silence, and ``start``, at most ``attack_s`` back.  A bowed
+        or sung note is heard tens of ms before its pitch settles, and legato it rises from
+        no dip; the floor between two notes is where one ended and the next began."""
+        earliest = max(self._boundary, start - self.params.attack_s)
+        window = [(t, lv) for t, lv in self._levels if earliest - 1e-9 <= t <= start]
+        if not window:
+            return start
+        low = min(lv for _, lv in window)
+        return next(t for t, lv in window if lv <= low + FLOOR_DB)
+
+    def _dip(self, start: float) -> float:
+        """Where a re-struck note began: the bottom of the level dip before ``start``."""
         window = [(t, lv) for t, lv in self._levels if t <= start]
         if not window:
             return start
         low_at = len(window) - 1 - int(np.argmin([lv for _, lv in reversed(window)]))
-        t_low, low = window[low_at]
-        if not (window[-1][1] - low >= 3.0 and math.isfinite(low)):
+        if not (window[-1][1] - window[low_at][1] >= 3.0 and math.isfinite(window[low_at][1])):
             return start
-        if low < self.params.gate_db:  # silence before it: the note began where that ended
-            return window[low_at + 1][0] if low_at + 1 < len(window) else start
-        return t_low
+        return window[low_at][0]
 
     def _off(self, time: float) -> NoteEvent:
         assert self._sounding is not None
@@ -467,11 +521,30 @@ def transcribe(
     if peak <= 0.0:
         return []
     y = y * (10 ** (-1 / 20) / peak)
-    frames = analyse(y, rate, params)
+    frames = tuned(analyse(y, rate, params))
     p = params or TrackerParams()
     loud = float(np.percentile(frames.level_db, 95)) if len(frames.level_db) else 0.0
     gate = max(p.gate_db, loud - NOISE_GATE_DB)
     return segment(frames, TrackerParams(**{**p.__dict__, "gate_db": max(-120.0, min(0.0, gate))}))
+
+
+def tuning(midi: np.ndarray) -> float:
+    """The call's tuning: how far (semitones, -0.5..0.5) its voiced frames sit from equal
+    temperament at A440, as the circular mean of their fractional parts (0 if none)."""
+    voiced = midi[np.isfinite(midi)]
+    if voiced.size == 0:
+        return 0.0
+    angle = 2 * np.pi * voiced
+    mean = math.atan2(float(np.mean(np.sin(angle))), float(np.mean(np.cos(angle))))
+    return mean / (2 * np.pi)
+
+
+def tuned(frames: Frames) -> Frames:
+    """``frames`` with the pitch moved by the call's :func:`tuning` onto the semitone grid: a
+    singer 40 cents sharp, or an instrument tuned to A446, is heard in tune, not as notes that
+    wobble between two semitones."""
+    offset = tuning(frames.midi)
+    return Frames(frames.times, frames.midi - offset, frames.level_db, frames.onset)
 
 
 def estimate_tempo(

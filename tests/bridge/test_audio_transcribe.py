@@ -29,6 +29,8 @@ from bridge.audio_transcribe import (
     segment,
     to_timed_notes,
     transcribe,
+    tuned,
+    tuning,
 )
 from bridge.cli import main
 from bridge.midifile import read_midi
@@ -116,6 +118,33 @@ def test_a_subharmonic_start_is_corrected_not_kept() -> None:
     notes = segment(frames, PARAMS)
     assert _pitches(notes) == [72, 81]
     assert notes[1].onset == pytest.approx(0.5, abs=0.011)
+
+
+def test_a_subharmonic_that_holds_longer_than_the_attack_is_still_corrected() -> None:
+    # a bowed start can read a twelfth low for 150 ms (longer than attack_s) before it settles
+    frames = _frames((0.3, 72.0), (0.2, math.nan), (0.15, 62.0), (0.3, 81.0))
+    notes = segment(frames, PARAMS)
+    assert _pitches(notes) == [72, 81]
+    assert notes[1].onset == pytest.approx(0.5, abs=0.011)
+
+
+def test_a_note_after_a_breath_begins_at_the_level_floor() -> None:
+    # the bow or the breath changes: 40 ms unvoiced but audible, then the next pitch settles
+    frames = _frames((0.3, 60.0), (0.04, math.nan), (0.3, 62.0))
+    level = frames.level_db.copy()
+    level[30:34] = -20.0  # above the gate: a transition, not silence
+    notes = segment(Frames(frames.times, frames.midi, level, frames.onset), PARAMS)
+    assert _pitches(notes) == [60, 62]
+    assert notes[1].onset == pytest.approx(0.30, abs=0.011)
+
+
+def test_a_detuned_call_is_heard_in_tune() -> None:
+    t = np.arange(200) * HOP
+    pitch = np.where(t < 1.0, 64.45, 66.45) + 0.35 * np.sin(2 * np.pi * 5.5 * t)
+    frames = Frames(t, pitch, np.full(200, -12.0), np.zeros(200, dtype=bool))
+    assert tuning(pitch) == pytest.approx(0.45, abs=0.03)
+    assert _pitches(segment(tuned(frames), PARAMS)) == [64, 66]
+    assert tuning(np.array([math.nan])) == 0.0
 
 
 def test_finish_ends_a_sounding_note_and_pairing_drops_short_ones() -> None:
