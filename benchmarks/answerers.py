@@ -1,4 +1,4 @@
-"""The three ways section 6 answers a seed: Antiphon's model, the reference method's window net
+"""The three ways section 6 answers a call: Antiphon's model, the reference method's window net
 and a Markov chain — each returning grid notes, all sampled by the bridge's own sampler
 (temperature, top-p) so only the model differs.  Main thread only.
 """
@@ -40,7 +40,7 @@ class MarkovStream:
         self,
         markov: Any,
         scheme: TokenScheme,
-        seed: Sequence[Note],
+        call: Sequence[Note],
         *,
         temperature: float,
         rng: np.random.Generator,
@@ -52,7 +52,7 @@ class MarkovStream:
         self.scheme = scheme
         self.temperature = temperature
         self.rng = rng
-        tokens, self.call_events = call_tokens(scheme, seed)
+        tokens, self.call_events = call_tokens(scheme, call)
         self.tokens = list(tokens)
         self._decoder = Decoder(scheme)
         for token in self.tokens:
@@ -82,7 +82,7 @@ class MarkovStream:
 def markov_answer(
     markov: Any,
     scheme: TokenScheme,
-    seed: Sequence[Note],
+    call: Sequence[Note],
     *,
     bars: int,
     beats_per_bar: int,
@@ -93,7 +93,7 @@ def markov_answer(
     from bridge.generate import answer_events
 
     stream = MarkovStream(
-        markov, scheme, seed, temperature=temperature, rng=np.random.default_rng(rng_seed)
+        markov, scheme, call, temperature=temperature, rng=np.random.default_rng(rng_seed)
     )
     return notes_of(answer_events(stream, bars, "bars", beats_per_bar=beats_per_bar), scheme)  # type: ignore[arg-type]
 
@@ -116,7 +116,7 @@ def symbol_notes(symbols: Sequence[str], step: int) -> list[Note]:
 
 def reference_answer(
     runner: Any,
-    seed: Sequence[Note],
+    call: Sequence[Note],
     *,
     bars: int,
     beats_per_bar: int,
@@ -124,18 +124,18 @@ def reference_answer(
     temperature: float,
     rng_seed: int,
 ) -> list[Note]:
-    """The reference method: slide a window over the seed's symbols, predict, sample, append.
+    """The reference method: slide a window over the call's symbols, predict, sample, append.
 
-    A seed shorter than the window is repeated to fill it (the reference needs a full window).
+    A call shorter than the window is repeated to fill it (the reference needs a full window).
     """
     from bridge.sampling import sample
     from training.reference import STEP_BEATS, ReferenceVocabulary, reference_symbols
 
     vocabulary = ReferenceVocabulary(tuple(runner.vocabulary))
-    ids = vocabulary.ids(reference_symbols(seed))
+    ids = vocabulary.ids(reference_symbols(call))
     if ids.size == 0:
         return []
-    window = np.resize(ids[::-1], runner.window)[::-1].astype(np.int64)  # tile, ends with seed
+    window = np.resize(ids[::-1], runner.window)[::-1].astype(np.int64)  # tile, ends with call
     rng = np.random.default_rng(rng_seed)
     allowed = np.ones(vocabulary.size, bool)
     allowed[0] = False  # never <unk>

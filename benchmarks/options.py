@@ -22,7 +22,7 @@ class Options:
     quick: bool = False
     events: int = 300  # generated events per inference timing
     keras_events: int = 30  # Keras model.predict is slow: fewer repeats
-    seed_events: int = 64  # events in the priming seed
+    call_events: int = 64  # events in the priming call
     window: int = 100  # the reference method's window
     answers: int = 200  # answers per JACK period and per kind (phrase end / trigger)
     notes: int = 2000  # minimum answer notes for the timing-error figure, per period
@@ -32,7 +32,7 @@ class Options:
     corpus_pieces: int | None = None  # None: every chorale
     quality_pieces: int | None = None  # None: every held-out piece
     temperatures: tuple[float, ...] = (0.05, 0.8, 1.0, 1.2)
-    seed_bars: int = 4
+    call_bars: int = 4
     answer_bars: int = 8  # the real continuation compared with: the 4 + 8 bars
     sections: tuple[str, ...] = field(
         default=("inference", "latency", "startup", "training", "corpus", "quality")
@@ -43,11 +43,11 @@ class Options:
         for name in (
             "events",
             "keras_events",
-            "seed_events",
+            "call_events",
             "answers",
             "notes",
             "launches",
-            "seed_bars",
+            "call_bars",
             "answer_bars",
         ):
             if getattr(self, name) < 1:
@@ -85,7 +85,7 @@ class Options:
             corpus_pieces=12,
             quality_pieces=3,
             temperatures=(1.0,),
-            seed_bars=2,
+            call_bars=2,
             answer_bars=2,
         )
         sizes.update(overrides)

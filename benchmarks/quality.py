@@ -3,7 +3,7 @@
 Held-out pieces of three corpora from music21 — the Bach chorales (the chordal model's split),
 folk melodies (essenFolksong, oneills1850, ryansMammoth: the melody model's split) and classical
 works (Mozart, Haydn, Beethoven; trained on by no model) — are cut into a call (the first
-``seed_bars`` bars) and the real continuation (the next ``answer_bars``).  Every answerer answers
+``call_bars`` bars) and the real continuation (the next ``answer_bars``).  Every answerer answers
 every call at each temperature, and each answer is measured against the call and the real
 continuation (:mod:`benchmarks.musicstats`, :mod:`bridge.key`): share of notes in the call's key,
 texture (notes per onset, single-note onsets), register (mean pitch), density (onsets per beat),
@@ -74,7 +74,7 @@ class Case:
     """One held-out piece cut in two: the call, and what the composer wrote next."""
 
     name: str
-    seed: tuple[Any, ...]
+    call: tuple[Any, ...]
     continuation: tuple[Any, ...]
 
 
@@ -88,9 +88,9 @@ class Answerer:
 
 
 def cases_from_pieces(
-    pieces: Sequence[Any], seed_steps: int, answer_steps: int, limit: int | None = None
+    pieces: Sequence[Any], call_steps: int, answer_steps: int, limit: int | None = None
 ) -> list[Case]:
-    """Cut every piece after ``seed_steps`` grid steps; the continuation is the next
+    """Cut every piece after ``call_steps`` grid steps; the continuation is the next
     ``answer_steps`` (onsets relative to the cut).  Pieces that end before the continuation
     does, or with fewer than 4 call notes or 4 continuation onsets, are left out."""
     from bridge.tokens import Note
@@ -98,17 +98,17 @@ def cases_from_pieces(
     cases = []
     for piece in pieces:
         if not piece.notes or max(n.onset + n.duration for n in piece.notes) < (
-            seed_steps + answer_steps
+            call_steps + answer_steps
         ):
             continue
-        seed = tuple(n for n in piece.notes if n.onset < seed_steps)
+        call = tuple(n for n in piece.notes if n.onset < call_steps)
         rest = tuple(
-            Note(n.onset - seed_steps, n.pitch, n.duration, n.velocity)
+            Note(n.onset - call_steps, n.pitch, n.duration, n.velocity)
             for n in piece.notes
-            if seed_steps <= n.onset < seed_steps + answer_steps
+            if call_steps <= n.onset < call_steps + answer_steps
         )
-        if len(seed) >= 4 and len({n.onset for n in rest}) >= 4:
-            cases.append(Case(Path(piece.name).name, seed, rest))
+        if len(call) >= 4 and len({n.onset for n in rest}) >= 4:
+            cases.append(Case(Path(piece.name).name, call, rest))
         if limit is not None and len(cases) >= limit:
             break
     return cases
@@ -152,7 +152,7 @@ def aggregate(
     """Per-corpus figures of one answerer: means over calls (median for the register gap),
     the density relative to the real continuations', IOI overlap of the pooled intervals."""
     per = [
-        answer_stats(c.seed, a, c.continuation, beats) for c, a in zip(cases, answers, strict=True)
+        answer_stats(c.call, a, c.continuation, beats) for c, a in zip(cases, answers, strict=True)
     ]
     real_density = _mean([ms.onsets_per_beat(c.continuation, beats, STEPS_PER_BEAT) for c in cases])
     out = {key: _mean([p[key] for p in per]) for key in per[0]} if per else {}
@@ -240,7 +240,7 @@ def run(options: Options, context: dict[str, object]) -> Section:
     melody = load_model(melody_path) if melody_path.is_file() else None
     default_lock = Settings().key_lock
     temperatures = tuple(t for t in options.temperatures if t >= 0.8) or options.temperatures
-    seed_steps = options.seed_bars * BEATS_PER_BAR * STEPS_PER_BEAT
+    call_steps = options.call_bars * BEATS_PER_BAR * STEPS_PER_BEAT
     answer_steps = options.answer_bars * BEATS_PER_BAR * STEPS_PER_BEAT
     beats = options.answer_bars * BEATS_PER_BAR
     limit = options.quality_pieces or MAX_CASES
@@ -251,7 +251,7 @@ def run(options: Options, context: dict[str, object]) -> Section:
     for style in CORPORA:
         scheme_model = melody if style.model == "melody" and melody is not None else chordal
         split, total = _split(style, scheme_model, options)
-        cases = _spread(cases_from_pieces(split.held_out, seed_steps, answer_steps), limit)
+        cases = _spread(cases_from_pieces(split.held_out, call_steps, answer_steps), limit)
         counts.append(
             [
                 style.name,
@@ -272,7 +272,7 @@ def run(options: Options, context: dict[str, object]) -> Section:
             for temperature in answerer.temperatures:
                 started = time.perf_counter()
                 answers = [
-                    answerer.answer(c.seed, temperature, options.rng_seed + i)
+                    answerer.answer(c.call, temperature, options.rng_seed + i)
                     for i, c in enumerate(cases)
                 ]
                 stats = aggregate(cases, answers, beats)
@@ -281,12 +281,12 @@ def run(options: Options, context: dict[str, object]) -> Section:
         if example is None or style.name == "folk":
             case = cases[len(cases) // 2]
             chosen = {
-                a.name: a.answer(case.seed, 1.0, options.rng_seed)
+                a.name: a.answer(case.call, 1.0, options.rng_seed)
                 for a in answerers
                 if a.name in ("old default", AUTO_ROW)
             }
             example = (case, chosen)
-        single = _mean([ms.single_onset_share(c.seed) for c in cases]) >= 0.9
+        single = _mean([ms.single_onset_share(c.call) for c in cases]) >= 0.9
         for temperature in temperatures:
             ours = _row(rows, style.name, AUTO_ROW, temperature)
             markov = _row(rows, style.name, MARKOV_ROW, temperature)
@@ -342,8 +342,8 @@ def run(options: Options, context: dict[str, object]) -> Section:
 
 def _method(options: Options, lock: float, temperatures: Sequence[float]) -> str:
     return (
-        f"Calls: the first {options.seed_bars} bars ({BEATS_PER_BAR}-beat bars) of held-out "
-        f"pieces long enough for {options.seed_bars} + {options.answer_bars} bars (at most "
+        f"Calls: the first {options.call_bars} bars ({BEATS_PER_BAR}-beat bars) of held-out "
+        f"pieces long enough for {options.call_bars} + {options.answer_bars} bars (at most "
         f"{options.quality_pieces or MAX_CASES} per corpus); real continuation = the next "
         f"{options.answer_bars} bars; every answerer answers {options.answer_bars} bars. "
         "Held out as training splits them (pieces sorted by path, every 10th; folk tunes one "
@@ -450,11 +450,11 @@ def _answerers(
     bars, per_bar = options.answer_bars, BEATS_PER_BAR
 
     def follow(key_lock: float) -> Answer:
-        def answer(seed: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
-            plan = follower.plan(list(seed), None, "auto", key_lock)
+        def answer(call: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
+            plan = follower.plan(list(call), None, "auto", key_lock)
             return continue_notes(
                 plan.model,
-                list(seed),
+                list(call),
                 length=bars,
                 length_unit="bars",
                 temperature=temperature,
@@ -466,10 +466,10 @@ def _answerers(
 
         return answer
 
-    def old_default(seed: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
+    def old_default(call: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
         return continue_notes(
             chordal,
-            list(seed),
+            list(call),
             length=bars,
             length_unit="bars",
             temperature=temperature,
@@ -487,11 +487,11 @@ def _answerers(
     train = [np.asarray(scheme.encode(p.notes), np.int64) for p in split.train if p.notes]
     markov = MarkovModel(3, scheme.vocab_size, pad=scheme.bos).fit(train)
 
-    def chain(seed: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
+    def chain(call: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
         return markov_answer(
             markov,
             scheme,
-            seed,
+            call,
             bars=bars,
             beats_per_bar=per_bar,
             temperature=temperature,
@@ -504,10 +504,10 @@ def _answerers(
 
         runner = WindowRunner(options.reference_model, threads=1)
 
-        def reference(seed: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
+        def reference(call: Sequence[Any], temperature: float, rng_seed: int) -> list[Any]:
             return reference_answer(
                 runner,
-                seed,
+                call,
                 bars=bars,
                 beats_per_bar=per_bar,
                 steps_per_beat=STEPS_PER_BEAT,
@@ -548,15 +548,15 @@ def _pianoroll(out_dir: Path, case: Case, answers: dict[str, list[Any]]) -> str:
     fig, axes = plt.subplots(
         len(panels), 1, figsize=(11, 2.3 * len(panels)), sharex=True, sharey=True
     )
-    offset = max(n.onset for n in case.seed)  # answers count from the last call onset
+    offset = max(n.onset for n in case.call)  # answers count from the last call onset
     for ax, (title, notes) in zip(axes, panels, strict=True):
-        for n in case.seed:
+        for n in case.call:
             ax.broken_barh(
                 [(n.onset / STEPS_PER_BEAT, n.duration / STEPS_PER_BEAT)],
                 (n.pitch - 0.4, 0.8),
                 color="tab:blue",
             )
-        start = offset if title != REAL_ROW else max(n.onset + n.duration for n in case.seed)
+        start = offset if title != REAL_ROW else max(n.onset + n.duration for n in case.call)
         for n in notes:
             ax.broken_barh(
                 [((start + n.onset) / STEPS_PER_BEAT, n.duration / STEPS_PER_BEAT)],

@@ -67,8 +67,8 @@ def test_aggregate_and_targets() -> None:
 def test_cases_need_the_whole_continuation() -> None:
     long = Piece("long", tuple(_line(list(range(60, 84)), step=4)))  # 24 beats
     short = Piece("short", tuple(_line(list(range(60, 70)), step=4)))  # 10 beats
-    cases = cases_from_pieces([long, short], seed_steps=32, answer_steps=48)
+    cases = cases_from_pieces([long, short], call_steps=32, answer_steps=48)
     assert [c.name for c in cases] == ["long"]
-    assert cases[0].seed == long.notes[:8] and cases[0].continuation[0].onset == 0
+    assert cases[0].call == long.notes[:8] and cases[0].continuation[0].onset == 0
     assert len(cases[0].continuation) == 12
     assert cases_from_pieces([long, long], 32, 48, limit=1)[0].name == "long"
