@@ -134,6 +134,7 @@ class Engine:
         # Following the call (bridge.follow): None = the one model, no key or register bias.
         self._follower = follower
         self._auto = auto and follower is not None  # model "auto": chosen per answer
+        self._settled = 0  # settled notes of the call last handed over for priming
         if follower is not None:
             for chosen in (follower.chordal, follower.melody):
                 if chosen is not None:
@@ -457,6 +458,8 @@ class Engine:
         played = self.capture.feed(msg, t)
         if played:
             self._interrupt()
+        if settings.mode != "listen":
+            self._prime_settled()
         if settings.passthrough and hasattr(msg, "channel"):
             self.scheduler.passthrough(msg)
 
@@ -486,6 +489,22 @@ class Engine:
             self._count("bad_messages")
             log.warning("CC %d → %s refused: %s", msg.control, target, exc)
         return True
+
+    def _prime_settled(self) -> None:
+        """Hand the settled part of the call being played to the generation worker, to prime
+        the model the answer will likely use while the musician is still playing."""
+        settled = self.capture.settled()
+        if len(settled) == self._settled:
+            return
+        self._settled = len(settled)
+        if not settled:
+            return
+        with self._lock:
+            model, auto = self._model, self._auto
+        call = quantize_call(settled, model.scheme, self.tempo)
+        if auto and self._follower is not None:
+            model = self._follower.choose(call)[0]
+        self.generator.prime(model, call)
 
     def _check_phrase_end(self) -> None:
         settings = self._settings.get()
@@ -608,13 +627,15 @@ class Engine:
             how = ", interrupted"
         log.info(
             "answer %d: call %d events, answer %d events (%d notes), phrase end → first note %s "
-            "(prime %.1f ms, compute %.1f ms)%s",
+            "(prime %.1f ms, %d of %d events primed while playing, compute %.1f ms)%s",
             answer_id,
             report.call_events,
             report.answer_events,
             report.notes,
             latency,
             report.prime_ms,
+            report.primed_events,
+            report.call_events,
             report.generate_ms,
             how,
         )

@@ -22,6 +22,7 @@ import numpy as np
 from bridge.clock import Clock, TempoTracker
 from bridge.config import LENGTH_UNITS
 from bridge.model import LstmModel
+from bridge.prime import PrimedStates
 from bridge.sampling import check_sampling, mask_table, sample
 from bridge.schedule import PlannedNote, Scheduler, Wait, condition_wait
 from bridge.tokens import Event, Note, TokenScheme, close_gaps
@@ -38,6 +39,7 @@ __all__ = [
     "SamplingParams",
     "answer_events",
     "answer_rng",
+    "call_chunks",
     "call_tokens",
     "continue_notes",
 ]
@@ -71,10 +73,11 @@ def answer_rng(seed: int | None, answer_number: int = 0) -> np.random.Generator:
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, answer_number])
 
 
-def call_tokens(
+def call_chunks(
     scheme: TokenScheme, call: Sequence[Note], max_events: int = MAX_CALL_EVENTS
-) -> tuple[list[int], int]:
-    """BOS + the tokens of the call's last ``max_events`` events; also returns the event count.
+) -> tuple[list[tuple[int, ...]], int]:
+    """The BOS and the tokens of each of the call's last ``max_events`` events, one tuple each
+    (how :class:`~bridge.prime.PrimedStates` runs them); also returns the event count.
 
     When events are dropped the first one kept starts the phrase (shift 0).  Silences longer
     than ``max_events`` full shifts are shortened to that first: the last ``max_events`` events
@@ -90,14 +93,25 @@ def call_tokens(
         events = events[-max_events:]
         first = events[0]
         events[0] = Event(0, first.pitches, first.duration, first.velocity_bucket)
-    tokens = [scheme.bos]
-    for event in events:
-        tokens.extend(scheme.event_tokens(event))
-    return tokens, len(events)
+    chunks = [(scheme.bos,), *(tuple(scheme.event_tokens(event)) for event in events)]
+    return chunks, len(events)
+
+
+def call_tokens(
+    scheme: TokenScheme, call: Sequence[Note], max_events: int = MAX_CALL_EVENTS
+) -> tuple[list[int], int]:
+    """BOS + the tokens of the call's last ``max_events`` events (:func:`call_chunks` in one
+    list); also returns the event count."""
+    chunks, events = call_chunks(scheme, call, max_events)
+    return [token for chunk in chunks for token in chunk], events
 
 
 class EventStream:
-    """Primes ``model`` with the ``call`` (one run) and then yields sampled events one by one."""
+    """Primes ``model`` with the ``call`` and then yields sampled events one by one.
+
+    ``primed`` keeps the states of calls primed before (the live path primes while the call is
+    played); without it the call is primed from the start, event by event all the same.
+    """
 
     def __init__(
         self,
@@ -108,6 +122,7 @@ class EventStream:
         *,
         max_call_events: int = MAX_CALL_EVENTS,
         bias: np.ndarray | None = None,
+        primed: PrimedStates | None = None,
     ) -> None:
         from bridge.tokens import Decoder
 
@@ -119,15 +134,15 @@ class EventStream:
         self.scheme = model.scheme
         self.params = params
         self.rng = rng
-        tokens, self.call_events = call_tokens(self.scheme, call, max_call_events)
+        chunks, self.call_events = call_chunks(self.scheme, call, max_call_events)
         # The call ends on an event boundary, where the grammar state is the same as right after
         # BOS (a SHIFT comes next), so the decoder needs only that, not the whole call.
         self._decoder = Decoder(self.scheme)
         self._decoder.feed(self.scheme.bos)
-        started = time.perf_counter()
-        logits, self._state = model.run(tokens, model.initial_state())
-        self.prime_seconds = time.perf_counter() - started
-        self._logits = logits[-1]
+        result = (primed if primed is not None else PrimedStates()).prime(model, chunks)
+        self.prime_seconds = result.seconds
+        self.primed_events = max(0, result.reused - 1)  # primed before: events, not the BOS
+        self._logits, self._state = result.logits, result.state
         self.tokens_sampled = 0
         self.step_seconds = 0.0
         self._masks = mask_table(self.scheme)
@@ -255,7 +270,8 @@ class AnswerReport:
     call_events: int = 0
     answer_events: int = 0
     notes: int = 0
-    prime_ms: float = 0.0
+    prime_ms: float = 0.0  # priming at the phrase end (what was not primed while playing)
+    primed_events: int = 0  # events of the call primed while it was played
     generate_ms: float = 0.0  # priming + sampling + inference, without the lookahead waits
     cancelled: bool = False
     error: str | None = None
@@ -265,7 +281,9 @@ class AnswerGenerator:
     """The generation worker thread: runs one :class:`AnswerJob` at a time into the scheduler.
 
     ``submit`` replaces (cancels) the job in progress; ``cancel`` stops it (how cancelling works
-    across the engine, this worker and the scheduler: :mod:`bridge.engine`).  The first note is
+    across the engine, this worker and the scheduler: :mod:`bridge.engine`).  ``prime`` asks the
+    idle worker to run the settled part of a call still being played through the model
+    (:mod:`bridge.prime`), so the answer starts from there.  The first note is
     anchored on the next ``job.start`` boundary after it exists; later notes are generated while
     they are at most ``lookahead_beats`` ahead of the playhead.
     """
@@ -289,6 +307,10 @@ class AnswerGenerator:
         self._on_report = on_report
         self._cond = threading.Condition()
         self._pending: AnswerJob | None = None
+        self._prime: tuple[LstmModel, tuple[Note, ...]] | None = None
+        self.primed = PrimedStates()
+        self.primes = 0  # prime requests run
+        self._priming = False
         self._current: AnswerJob | None = None
         self._cancelled: set[int] = set()
         self._waiting = False
@@ -316,6 +338,15 @@ class AnswerGenerator:
         with self._cond:
             self._cancel_locked()
             self._pending = job
+            self._prime = None  # the call is complete: the job primes what is left
+            self._cond.notify_all()
+
+    def prime(self, model: LstmModel, call: Sequence[Note]) -> None:
+        """Prime ``model`` with ``call`` (quantized, the settled part of the call being played)
+        when the worker has nothing else to do; a newer request replaces a waiting one.  The
+        engine's control thread; never blocks on the model."""
+        with self._cond:
+            self._prime = (model, tuple(call))
             self._cond.notify_all()
 
     def cancel(self) -> None:
@@ -333,6 +364,12 @@ class AnswerGenerator:
         """An answer is waiting or being generated."""
         with self._cond:
             return self._pending is not None or self._current is not None
+
+    @property
+    def priming(self) -> bool:
+        """A prime request is waiting or running (tests wait for it)."""
+        with self._cond:
+            return self._prime is not None or self._priming
 
     @property
     def waiting(self) -> bool:
@@ -353,13 +390,24 @@ class AnswerGenerator:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while self._pending is None and not self.worker.stopping.is_set():
+                while (
+                    self._pending is None
+                    and self._prime is None
+                    and not self.worker.stopping.is_set()
+                ):
                     self._wait(self._cond, None)
                 if self.worker.stopping.is_set():
                     return
-                job, self._pending = self._pending, None
-                assert job is not None
-                self._current = job
+                job, request = self._pending, None
+                if job is None:
+                    request, self._prime = self._prime, None
+                    self._priming = True
+                else:
+                    self._pending, self._current = None, job
+            if job is None:
+                assert request is not None
+                self._run_prime(*request)
+                continue
             report = AnswerReport(job.answer_id)
             try:
                 self._generate(job, report)
@@ -379,6 +427,17 @@ class AnswerGenerator:
                 except Exception:
                     log.exception("on_report failed")
 
+    def _run_prime(self, model: LstmModel, call: tuple[Note, ...]) -> None:
+        try:
+            chunks, _ = call_chunks(model.scheme, call)
+            self.primed.prime(model, chunks)
+        except Exception as exc:  # the answer will prime from scratch (and say what fails)
+            log.debug("priming while the call is played failed: %s", exc)
+        with self._cond:
+            self.primes += 1
+            self._priming = False
+            self._cond.notify_all()
+
     def _generate(self, job: AnswerJob, report: AnswerReport) -> None:
         """Stream one answer into the scheduler.  Notes go over in batches of whole onsets (a
         chord's notes leave together, in one JACK period): the first onset as soon as it is
@@ -387,7 +446,10 @@ class AnswerGenerator:
         :data:`FLUSH_MARGIN_S`."""
         started = time.perf_counter()
         self._waited = 0.0
-        stream = EventStream(job.model, job.call, job.params, job.rng, bias=job.bias)
+        stream = EventStream(
+            job.model, job.call, job.params, job.rng, bias=job.bias, primed=self.primed
+        )
+        report.primed_events = stream.primed_events
         report.call_events = stream.call_events
         report.prime_ms = stream.prime_seconds * 1e3
         scheme = job.model.scheme

@@ -134,6 +134,21 @@ class PhraseCapture:
         self.clear()
         return notes
 
+    def settled(self) -> list[CapturedNote]:
+        """The notes of the phrase so far that can no longer change, sorted by onset: every
+        onset group before the newest one and before any note still sounding (a group's
+        duration is known once all its notes ended; the newest may still gain a note).  Does
+        not clear.  The engine primes the model with them while the musician plays."""
+        sounding = [onset for onset, _ in (*self._held.values(), *self._sustained.values())]
+        newest = max((n.onset_s for n in self._notes), default=None)
+        if newest is None:
+            return []
+        newest = max([newest, *sounding])
+        cutoff = min([newest, *sounding])
+        return sorted(
+            (n for n in self._notes if n.onset_s < cutoff), key=lambda n: (n.onset_s, n.pitch)
+        )
+
     def clear(self) -> None:
         """Forget the phrase (pedal state is kept: it is still down or up)."""
         self._notes.clear()

@@ -27,6 +27,7 @@ class Rig:
         assert self.engine.flush()
         generator = self.engine.generator
         assert self.until(lambda: not generator.busy or generator.waiting)
+        assert self.until(lambda: not generator.priming)
         sched = self.engine.scheduler
         assert self.until(lambda: (due := sched.next_due()) is None or due > self.clock())
 
@@ -117,6 +118,18 @@ def test_a_phrase_then_silence_is_answered(make_rig, sink, events, caplog) -> No
     assert match and match.group(1) == "4" and match.group(2) == "8"
     assert 0 <= float(match.group(3)) <= STEP * 1000
     assert rig.engine.stats()["last_latency_ms"] == pytest.approx(float(match.group(3)), abs=0.1)
+
+
+def test_the_call_is_primed_while_it_is_played(make_rig, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="bridge.engine")
+    rig = make_rig()
+    rig.phrase((60, 62, 64, 65, 67))
+    assert rig.engine.generator.primes == 4  # 60, 62, 64 and 65 settled one by one
+    rig.advance(1.0)
+    rig.play_out()
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("answer 1:"))
+    # only the last event (67: the newest onset could still have gained a note) was left
+    assert re.search(r"call 5 events.*\(prime [\d.]+ ms, 4 of 5 events primed while playing,", line)
 
 
 def test_the_phrase_end_waits_for_input_played_before_it(make_rig, fake_clock) -> None:

@@ -18,9 +18,11 @@ from bridge.generate import (
     SamplingParams,
     answer_events,
     answer_rng,
+    call_chunks,
     call_tokens,
     continue_notes,
 )
+from bridge.prime import PrimedStates
 from bridge.schedule import Scheduler
 from bridge.tokens import Note, TokenScheme
 
@@ -61,15 +63,26 @@ def test_call_tokens_keep_the_last_events(tiny_model) -> None:
     assert scheme.decode(tokens) == [Note(3 * i, 48 + (90 + i) % 24, 2, 80) for i in range(10)]
 
 
-def test_call_is_primed_in_one_run_then_one_token_per_step(tiny_model) -> None:
+def test_call_is_primed_event_by_event_then_one_token_per_step(tiny_model) -> None:
     model = CountingModel(tiny_model)
     stream = EventStream(model, SEED, SamplingParams(), answer_rng(1))  # type: ignore[arg-type]
-    assert model.calls == [1 + 4 * 4]
-    assert stream.call_events == 4
+    assert model.calls == [1, 4, 4, 4, 4]  # the BOS, then each event (bridge.prime)
+    assert stream.call_events == 4 and stream.primed_events == 0
     for _ in range(5):
         stream.next_event()
-    assert model.calls[1:] == [1] * stream.tokens_sampled
+    assert model.calls[5:] == [1] * stream.tokens_sampled
     assert stream.tokens_sampled >= 10
+
+
+def test_a_call_primed_while_played_starts_from_its_state(tiny_model) -> None:
+    model = CountingModel(tiny_model)
+    primed = PrimedStates()
+    primed.prime(model, call_chunks(tiny_model.scheme, SEED[:-1])[0])  # played so far
+    model.calls.clear()
+    stream = EventStream(model, SEED, SamplingParams(), answer_rng(1), primed=primed)  # type: ignore[arg-type]
+    assert model.calls == [4] and stream.primed_events == 3  # only the last event is left
+    fresh = EventStream(tiny_model, SEED, SamplingParams(), answer_rng(1))
+    assert [stream.next_event() for _ in range(8)] == [fresh.next_event() for _ in range(8)]
 
 
 def test_empty_call_primes_with_bos(tiny_model) -> None:
