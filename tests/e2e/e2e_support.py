@@ -101,6 +101,23 @@ def transport(*commands: str) -> None:
     run_tool("jack_transport", stdin="\n".join(commands) + "\n")
 
 
+# ---- the bridge ----------------------------------------------------------------------------------
+
+
+def bridge_flags(client: str, model: Path, seed: int, osc_out: int, **flags: object) -> list[str]:
+    """``antiphon bridge`` flags of an end-to-end test: the native JACK backend as ``client``,
+    ``model``, ``--seed``, OSC on any free port, events to 127.0.0.1:``osc_out``; then each of
+    ``flags`` (``out_channel=3`` → ``--out-channel 3``)."""
+    argv = ["--backend", "jack", "--client-name", client, "--model", str(model)]
+    argv += ["--seed", str(seed), "--osc-port", "0", "--osc-out", f"127.0.0.1:{osc_out}"]
+    for name, value in flags.items():
+        argv += [
+            f"--{name.replace('_', '-')}",
+            f"{value:g}" if isinstance(value, float) else str(value),
+        ]
+    return argv
+
+
 # ---- jack_midi_dump ------------------------------------------------------------------------------
 
 _DUMP_LINE = re.compile(r"^\s*(?P<frame>-?\d+):(?P<hex>(?: [0-9a-fA-F]{2})+)(?P<text>.*)$")

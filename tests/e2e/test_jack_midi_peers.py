@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import Tool, parse_midi_dump, run_tool, wait_port
+from e2e_support import Tool, bridge_flags, parse_midi_dump, run_tool, wait_port
 from support.osc import OscClient
 
 pytestmark = pytest.mark.jack
@@ -36,28 +36,17 @@ def test_jack_midiseq_in_jack_midi_dump_out(
 ) -> None:
     client = "E2E-seq"
     bridge = bridge_process(
-        "--backend",
-        "jack",
-        "--client-name",
-        client,
-        "--model",
-        str(e2e_model),
-        "--seed",
-        "3",
-        "--bpm",
-        "120",
-        "--length",
-        "6",
-        "--unit",
-        "events",
-        "--silence",
-        "1",
-        "--out-channel",
-        "3",
-        "--osc-port",
-        "0",
-        "--osc-out",
-        f"127.0.0.1:{osc_listener.port}",
+        *bridge_flags(
+            client,
+            e2e_model,
+            3,
+            osc_listener.port,
+            bpm=120,
+            length=6,
+            unit="events",
+            silence=1,
+            out_channel=3,
+        )
     )
     dump = tools("jack_midi_dump", "-a", "e2e-dump")
     run_tool("jack_connect", f"{client}:Antiphon Out", wait_port("e2e-dump:input"))
@@ -119,26 +108,16 @@ def test_bridge_exit_releases_every_note_jack_midi_dump_sees(
     """SIGINT in the middle of an answer: jack_midi_dump still gets a note-off for each note."""
     client = "E2E-stop"
     bridge = bridge_process(
-        "--backend",
-        "jack",
-        "--client-name",
-        client,
-        "--model",
-        str(e2e_model),
-        "--seed",
-        "5",
-        "--bpm",
-        "60",
-        "--length",
-        "64",
-        "--unit",
-        "events",
-        "--mode",
-        "trigger",
-        "--osc-port",
-        "0",
-        "--osc-out",
-        f"127.0.0.1:{osc_listener.port}",
+        *bridge_flags(
+            client,
+            e2e_model,
+            5,
+            osc_listener.port,
+            bpm=60,
+            length=64,
+            unit="events",
+            mode="trigger",
+        )
     )
     dump = tools("jack_midi_dump", "-a", "e2e-dump-stop")
     run_tool("jack_connect", f"{client}:Antiphon Out", wait_port("e2e-dump-stop:input"))

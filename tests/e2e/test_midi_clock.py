@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import Tool, intervals, phrase, transport
+from e2e_support import Tool, bridge_flags, intervals, phrase, transport
 from support.jack import JackPeer, PlayedNote, notes_from_messages, phrase_messages
 from support.osc import OscClient
 from support.waiting import wait_for
@@ -41,30 +41,18 @@ def _answer_under_clock(
     """Play the phrase on the clock's beat at ``bpm``; the recorded answer, beat 0's JACK time
     and the bridge's status while the clock ran."""
     bridge = bridge_process(
-        "--backend",
-        "jack",
-        "--client-name",
-        client,
-        "--model",
-        str(model),
-        "--seed",
-        "11",
-        "--bpm",
-        "120",
-        "--length",
-        "8",
-        "--unit",
-        "events",
-        "--temperature",
-        "0.8",
-        "--silence",
-        "1",
-        "--start",
-        "auto",
-        "--osc-port",
-        "0",
-        "--osc-out",
-        f"127.0.0.1:{osc.port}",
+        *bridge_flags(
+            client,
+            model,
+            11,
+            osc.port,
+            bpm=120,
+            length=8,
+            unit="events",
+            temperature=0.8,
+            silence=1,
+            start="auto",
+        )
     )
     bridge_in = peer.connect_out(f"{client}:Antiphon In")
     peer.connect_in(f"{client}:Antiphon Out")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import Tool, phrase, run_tool, start_oscdump
+from e2e_support import Tool, bridge_flags, phrase, run_tool, start_oscdump
 from support.jack import JackPeer, notes_from_messages, phrase_messages
 from support.osc import OscClient
 from support.waiting import wait_for
@@ -48,24 +48,7 @@ def test_oscsend_sets_and_oscdump_hears_every_note(
 ) -> None:
     client = "E2E-osc"
     dump, dump_port = start_oscdump(tools)
-    bridge = bridge_process(
-        "--backend",
-        "jack",
-        "--client-name",
-        client,
-        "--model",
-        str(e2e_model),
-        "--seed",
-        "8",
-        "--bpm",
-        f"{BPM:g}",
-        "--silence",
-        "1",
-        "--osc-port",
-        "0",
-        "--osc-out",
-        f"127.0.0.1:{dump_port}",
-    )
+    bridge = bridge_process(*bridge_flags(client, e2e_model, 8, dump_port, bpm=BPM, silence=1))
     port = str(bridge.osc_port)
     run_tool("oscsend", "127.0.0.1", port, "/antiphon/length", "is", "7", "events")
     run_tool("oscsend", "127.0.0.1", port, "/antiphon/temperature", "f", "0.7")
