@@ -60,24 +60,23 @@ class _Parser(argparse.ArgumentParser):
 # ---- argument types ------------------------------------------------------------------------------
 
 
-def _queue_size(text: str) -> int:
-    try:
-        size = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 16 <= size <= 1_000_000:
-        raise argparse.ArgumentTypeError(f"must be 16..1000000, got {size}")
-    return size
+def _int_in(low: int, high: int, what: str, name: str = "") -> Callable[[str], int]:
+    """An argparse ``type``: a whole number in ``low..high`` (``what`` names it in errors)."""
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"{name}must be {low}..{high}, got {number}")
+        return number
+
+    return parse
 
 
-def _port_number(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a UDP port number, got {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"UDP port must be 0..65535, got {port}")
-    return port
+_queue_size = _int_in(16, 1_000_000, "a whole number")
+_port_number = _int_in(0, 65535, "a UDP port number", "UDP port ")
 
 
 # ---- parsers -------------------------------------------------------------------------------------
