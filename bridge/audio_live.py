@@ -61,8 +61,30 @@ AUDIO_CLIENT = "Antiphon Audio"
 AUDIO_PORT = "Antiphon Audio In"
 YIN_THRESHOLD = 0.2
 """Cumulative-mean-normalised difference below which a lag counts as the period."""
+SUBHARMONIC_MARGIN = 0.1
+"""With no dip under the threshold, the first lag within this of the deepest dip is the period."""
 VOICED_LIMIT = 0.35
 """Frames whose best lag stays above this are unvoiced (noise, breath, silence)."""
+
+
+YIN_WINDOW_S = 0.015
+"""The live tracker's YIN integration window: the newest 15 ms, each compared with the samples
+up to one period of ``fmin_hz`` before it.  A new note is heard once it fills that window plus
+one of its own periods; YIN's usual forward window (the oldest part of the 43 ms frame) heard
+it ~25 ms later."""
+FRAME_DELAY_S = 0.012
+"""A live frame's pitch and level describe the audio about this long before its newest sample
+(the segmenter's frame time)."""
+LEVEL_S = 0.021
+"""The live level is the RMS of the newest ~21 ms."""
+
+
+LIVE_HOP_DIV = 8
+LIVE_CONFIRM_S = 0.02
+TUNING_AFTER_S = 0.3
+TUNING_HALF_LIFE_S = 5.0
+"""The live tuning estimate starts after this much voiced audio and follows a drifting singer
+with this half-life (in voiced time)."""
 
 
 def live_params(rate: int) -> TrackerParams:
@@ -71,8 +93,8 @@ def live_params(rate: int) -> TrackerParams:
     frame = 2048 if rate > 32000 else 1024
     return TrackerParams(
         frame_s=frame / rate,
-        hop_s=(frame // 8) / rate,
-        confirm_s=0.02,
+        hop_s=(frame // LIVE_HOP_DIV) / rate,
+        confirm_s=LIVE_CONFIRM_S,
         release_s=0.04,
         min_note_s=0.06,
         gate_db=-50.0,
@@ -109,9 +131,15 @@ def yin(frame: np.ndarray, rate: int, fmin: float, fmax: float) -> float:
         while i + 1 < region.size and region[i + 1] < region[i]:
             i += 1
     else:
-        i = int(np.argmin(region))
-        if region[i] > VOICED_LIMIT:
+        best = float(np.min(region))
+        if best > VOICED_LIMIT:
             return math.nan
+        # the shortest lag whose dip comes near the deepest: a sound still settling dips
+        # about as deep at two to five periods, and those read as sub-harmonics
+        i = int(np.flatnonzero(region <= best + SUBHARMONIC_MARGIN)[0])
+        while i + 1 < region.size and region[i + 1] < region[i]:
+            i += 1
+    i = _shortest_period(region, i, tau_min)
     tau = float(i + tau_min)
     k = i + tau_min
     if 1 <= k < tau_max:
@@ -122,6 +150,21 @@ def yin(frame: np.ndarray, rate: int, fmin: float, fmax: float) -> float:
     if tau <= 0:
         return math.nan
     return 69.0 + 12.0 * math.log2(rate / tau / 440.0)
+
+
+def _shortest_period(region: np.ndarray, i: int, offset: int) -> int:
+    """Index into ``region`` (the difference from lag ``offset`` on) of the lag ``i + offset``
+    divided by 5, 4, 3 or 2 where the difference dips nearly as deep (within
+    ``SUBHARMONIC_MARGIN``) — the period itself, of which that lag is a multiple — else ``i``."""
+    for k in (5, 4, 3, 2):
+        centre = round((i + offset) / k) - offset
+        lo, hi = max(0, centre - 2), min(region.size, centre + 3)
+        if hi - lo < 1 or centre < 2:
+            continue
+        j = lo + int(np.argmin(region[lo:hi]))
+        if 0 < j < region.size - 1 and region[j] <= region[i] + SUBHARMONIC_MARGIN:
+            return j
+    return i
 
 
 class StreamTracker:
@@ -143,9 +186,15 @@ class StreamTracker:
         self._buffer = np.zeros(self._frame, dtype=np.float32)
         self._pending = 0  # samples since the last frame
         self._fed = 0
+        tau_max = int(self.rate / p.fmin_hz) + 2
+        self._yin_n = min(self._frame, tau_max + max(32, round(YIN_WINDOW_S * self.rate)))
+        self._level_n = min(self._frame, max(32, round(LEVEL_S * self.rate)))
         self._segmenter = NoteSegmenter(p)
         self._rise_window: deque[float] = deque(maxlen=p.frames(p.rise_window_s))
         self._armed = True
+        self._tune = np.zeros(2)  # decaying sums of cos, sin of each voiced frame's pitch angle
+        self._tune_decay = 0.5 ** (p.hop_s / TUNING_HALF_LIFE_S)
+        self._tune_frames = 0
 
     @property
     def now(self) -> float:
@@ -179,20 +228,39 @@ class StreamTracker:
     def _frame_done(self) -> list[NoteEvent]:
         p = self.params
         frame = self._buffer
-        centre = self.now - 0.5 * self._frame / self.rate
-        if centre < 0:
+        if self._fed < self._frame:
             return []
-        tail = frame[-self._frame // 2 :]
+        centre = self.now - FRAME_DELAY_S
+        tail = frame[-self._level_n :]
         rms = float(np.sqrt(np.mean(tail.astype(np.float64) ** 2)))
         level = 20.0 * math.log10(max(rms, 1e-10))
-        midi = yin(frame, self.rate, p.fmin_hz, p.fmax_hz) if level >= p.gate_db else math.nan
+        midi = math.nan
+        if level >= p.gate_db:  # newest sample first: YIN integrates over the newest window
+            newest = np.ascontiguousarray(frame[-self._yin_n :][::-1])
+            midi = yin(newest, self.rate, p.fmin_hz, p.fmax_hz)
         onset = False
         if self._rise_window:
             rising = level - min(self._rise_window) >= p.rise_db
             onset = rising and self._armed
             self._armed = not rising
         self._rise_window.append(level)
-        return self._segmenter.push(centre, midi, level, onset)
+        return self._segmenter.push(centre, midi - self._tuning(midi), level, onset)
+
+    @property
+    def tuning(self) -> float:
+        """The stream's tuning heard so far (semitones from A440 equal temperament, -0.5..0.5;
+        0 until ``TUNING_AFTER_S`` of voiced audio); pitches are moved by it before they are
+        cut into notes, as offline (:func:`bridge.audio_transcribe.tuned`)."""
+        if self._tune_frames * self.params.hop_s < TUNING_AFTER_S:
+            return 0.0
+        return math.atan2(float(self._tune[1]), float(self._tune[0])) / (2 * math.pi)
+
+    def _tuning(self, midi: float) -> float:
+        if math.isfinite(midi):
+            angle = 2 * math.pi * midi
+            self._tune = self._tune * self._tune_decay + (math.cos(angle), math.sin(angle))
+            self._tune_frames += 1
+        return self.tuning
 
 
 def track_stream(

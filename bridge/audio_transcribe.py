@@ -75,8 +75,10 @@ FLOOR_DB = 1.0
 CLEAR = 0.3
 """A pitch run this close to a semitone is one after ``confirm_s``; one further away waits up
 to ``unclear_wait`` times as long (:meth:`NoteSegmenter._settled`)."""
-HARMONIC_LEAPS = frozenset({12, 19, 24, 28})
+HARMONIC_LEAPS = frozenset({12, 19, 24, 28, 31})
 HARMONIC_FIX_S = 0.2
+SUBHARMONIC_HOLD_S = 0.05
+"""A pitch run a sub-harmonic of the note before must hold this long to be a note."""
 """A note this young is corrected by a pitch these many semitones above it (see
 :meth:`NoteSegmenter._correctable`)."""
 NOISE_GATE_DB = 35.0
@@ -248,6 +250,7 @@ class NoteSegmenter:
         self._confirm = p.frames(p.confirm_s)
         self._release = p.frames(p.release_s)
         self._sounding: int | None = None  # pitch of the sounding note
+        self._last: tuple[int, float] | None = None  # pitch and end of the note before
         self._since = 0.0  # its onset
         self._run: _Run | None = None  # a candidate for the next note
         self._silent: float | None = None  # when the current silence began
@@ -339,14 +342,28 @@ class NoteSegmenter:
         if frames < self._confirm:
             return False
         median = float(np.median(run.pitches))
+        if self._under_last(round(median), run.start):
+            return frames >= self.params.frames(SUBHARMONIC_HOLD_S)
         clear = abs(median - round(median)) <= CLEAR
         return clear or frames >= self.params.unclear_wait * self._confirm
+
+    def _under_last(self, pitch: int, start: float) -> bool:
+        """Is ``pitch`` a sub-harmonic of the note sounding, or of one that ended less than
+        ``attack_s`` before ``start``?  Two notes overlapping in a release or a reverb share a
+        period (a minor third's is five of the upper note's): that reads as a low note for a
+        few frames."""
+        if self._sounding is not None:
+            return self._sounding - pitch in HARMONIC_LEAPS
+        if self._last is None:
+            return False
+        pitch_before, end = self._last
+        return start - end <= self.params.attack_s and pitch_before - pitch in HARMONIC_LEAPS
 
     def _correctable(self, run: _Run) -> float:
         """How old a note may be for ``run`` to correct it rather than follow it: ``attack_s``,
         longer when the sounding pitch is a sub-harmonic of the run's (an octave, a twelfth,
-        two octaves, two octaves and a third below: YIN and pYIN latch onto those while a bow
-        or a voice starts)."""
+        two octaves, two octaves and a third or a fifth below: YIN and pYIN latch onto those
+        while a bow or a voice starts)."""
         assert self._sounding is not None
         leap = round(float(np.median(run.pitches))) - self._sounding
         return HARMONIC_FIX_S if leap in HARMONIC_LEAPS else self.params.attack_s
@@ -377,6 +394,7 @@ class NoteSegmenter:
     def _off(self, time: float) -> NoteEvent:
         assert self._sounding is not None
         event = NoteEvent(max(time, self._since), self._sounding, 0)
+        self._last = (self._sounding, event.time)
         self._sounding, self._silent, self._silent_frames = None, None, 0
         return event
 

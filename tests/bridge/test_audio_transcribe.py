@@ -128,6 +128,20 @@ def test_a_subharmonic_that_holds_longer_than_the_attack_is_still_corrected() ->
     assert notes[1].onset == pytest.approx(0.5, abs=0.011)
 
 
+def test_two_notes_overlapping_in_a_release_send_no_note_at_their_common_period() -> None:
+    # 76 fading into 73 (a minor third): for 40 ms the mix repeats every 5 periods of 73 and
+    # reads as 45; live, a note-on sent for it could only be taken back as a zero-length note
+    seg = NoteSegmenter(PARAMS)
+    spans = [(0.3, 76.0), (0.04, 45.0), (0.3, 73.0)]
+    events = []
+    t = 0.0
+    for seconds, pitch in spans:
+        for _ in range(round(seconds / HOP)):
+            events += seg.push(t, pitch, -10.0, t == 0.0)
+            t += HOP
+    assert [(e.pitch, e.is_on) for e in events] == [(76, True), (76, False), (73, True)]
+
+
 def test_a_note_after_a_breath_begins_at_the_level_floor() -> None:
     # the bow or the breath changes: 40 ms unvoiced but audible, then the next pitch settles
     frames = _frames((0.3, 60.0), (0.04, math.nan), (0.3, 62.0))
