@@ -28,6 +28,7 @@ SECTIONS = {
     "training": (4, "Training"),
     "corpus": (5, "Corpus preparation"),
     "quality": (6, "Musical quality: call and answer across styles"),
+    "transcription": (7, "Audio calls: transcription"),
 }
 
 
@@ -146,7 +147,7 @@ def options_from(args: argparse.Namespace) -> Options:
     return Options.quick_sizes(**changes) if args.quick else Options(**changes)  # type: ignore[arg-type]
 
 
-RUN_ORDER = ("corpus", "latency", "startup", "inference", "training", "quality")
+RUN_ORDER = ("corpus", "latency", "startup", "inference", "transcription", "training", "quality")
 """Sections without TensorFlow first: the corpus pool can fork (as in `antiphon train`) and the
 realtime measurements run in a process without TensorFlow's threads; training before quality,
 which answers with the nets it trained."""

@@ -35,7 +35,15 @@ class Options:
     call_bars: int = 4
     answer_bars: int = 8  # the real continuation compared with: the 4 + 8 bars
     sections: tuple[str, ...] = field(
-        default=("inference", "latency", "startup", "training", "corpus", "quality")
+        default=(
+            "inference",
+            "latency",
+            "startup",
+            "training",
+            "corpus",
+            "quality",
+            "transcription",
+        )
     )
     rng_seed: int = 1234
 

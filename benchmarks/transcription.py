@@ -11,8 +11,9 @@ tracker (streaming YIN, fed 256-sample blocks, the render scaled to a -3 dBFS pe
 note or 50 ms).  Targets (issue 14): F ≥ 0.9 clean, ≥ 0.8 with noise or vibrato.
 
 ``python -m benchmarks.transcription [--quick] [--out FILE]`` writes a RESULTS-style Markdown
-table (default ``benchmarks/TRANSCRIPTION.md``).  Needs fluidsynth, fluid-soundfont-gm and the
-``audio`` extra.  Main thread only.
+table (default ``benchmarks/TRANSCRIPTION.md``); ``python -m benchmarks`` runs a smaller set as
+its section 7 (:func:`run`; ``--quick``: one call, one instrument, clean).  Needs fluidsynth,
+fluid-soundfont-gm and the ``audio`` extra.  Main thread only.
 """
 
 from __future__ import annotations
@@ -35,17 +36,22 @@ from typing import Any
 import mido
 import numpy as np
 
+from benchmarks.options import Options
+from benchmarks.report import Section, Table
 from bridge.audio_transcribe import AudioNote
 from bridge.midifile import TimedNote, read_midi
 
 __all__ = [
+    "HARNESS_CALLS",
     "INSTRUMENTS",
     "VARIANTS",
     "Call",
     "Render",
     "chorale_calls",
     "example_calls",
+    "measure",
     "render",
+    "run",
     "score",
 ]
 
@@ -264,7 +270,7 @@ def latencies(
     return out
 
 
-def run(
+def measure(
     calls: Sequence[Call],
     *,
     instruments: Sequence[str] = tuple(INSTRUMENTS),
@@ -480,6 +486,82 @@ def through_jack(
     )
 
 
+HARNESS_CALLS = ("ode_to_joy/1", "blues_riff/1", "bach_chorale/1")
+"""The example calls section 7 of ``python -m benchmarks`` renders (quick: the first)."""
+
+
+def run(options: Options, context: dict[str, object]) -> Section:
+    """Section 7 of ``python -m benchmarks``: :func:`measure` on :data:`HARNESS_CALLS` with
+    every instrument and variant (quick: one call, the flute, clean); ``context`` is unused."""
+    if shutil.which("fluidsynth") is None or not SOUNDFONT.is_file():
+        raise RuntimeError("needs fluidsynth and fluid-soundfont-gm (Debian packages)")
+    by_name = {c.name: c for c in example_calls()}
+    calls = [by_name[name] for name in HARNESS_CALLS[: 1 if options.quick else None]]
+    instruments = ("flute",) if options.quick else tuple(INSTRUMENTS)
+    variants = ("clean",) if options.quick else VARIANTS
+    results = measure(calls, instruments=instruments, variants=variants)
+    section = Section(7, "Audio calls: transcription")
+    section.method = (
+        f"{len(calls)} example call(s) ({', '.join(c.name for c in calls)}; "
+        f"{sum(len(c.notes) for c in calls)} notes) rendered through FluidSynth on "
+        f"{', '.join(instruments)}, variants {', '.join(variants)} (noise: 20 dB SNR; vibrato: "
+        "+20 cents, ±35 cents at 5.5 Hz), transcribed offline (pYIN) and by the live tracker "
+        "(streaming YIN, 256-sample blocks), scored with mir_eval (note F, onsets within 50 ms, "
+        "no offsets).  The full table (12 calls, 5 instruments, through JACK too): "
+        "`python -m benchmarks.transcription` → benchmarks/TRANSCRIPTION.md."
+    )
+    rows: dict[tuple[str, str, str], list[dict[str, float]]] = results["rows"]
+    by_variant: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for (method, variant, _instrument), scores in rows.items():
+        by_variant[(method, variant)].extend(r["F"] for r in scores)
+    table = Table(["transcriber", "variant", "note F (mean)", "target", "met"])
+    for (method, variant), values in by_variant.items():
+        mean = float(np.mean(values))
+        met = "yes" if mean >= TARGETS[variant] else "no"
+        table.rows.append([method, variant, f"{mean:.3f}", f"≥ {TARGETS[variant]}", met])
+        section.headline.append(
+            (
+                f"audio call note F, {variant} ({method})",
+                f"{mean:.3f}",
+                "–",
+                f"target ≥ {TARGETS[variant]}: {met}",
+            )
+        )
+    section.tables.append(table)
+    per_instrument = Table(["transcriber", "variant", "instrument", "note F", "F with offsets"])
+    for (method, variant, instrument), scores in rows.items():
+        per_instrument.rows.append(
+            [
+                method,
+                variant,
+                instrument,
+                f"{np.mean([r['F'] for r in scores]):.3f}",
+                f"{np.mean([r['F_offsets'] for r in scores]):.3f}",
+            ]
+        )
+    section.tables.append(per_instrument)
+    delays: dict[str, list[float]] = results["delays"]
+    latency = Table(
+        ["variant", "notes", "p50 ms", "p99 ms", "target p99"],
+        caption="Live tracker latency: true onset → end of the block that sends the note-on.",
+    )
+    for variant, values in delays.items():
+        if values:
+            ms = 1000 * np.array(values)
+            latency.rows.append(
+                [
+                    variant,
+                    str(len(ms)),
+                    f"{np.percentile(ms, 50):.0f}",
+                    f"{np.percentile(ms, 99):.0f}",
+                    "≤ 60",
+                ]
+            )
+    section.tables.append(latency)
+    section.data["mean_f"] = {f"{m} / {v}": float(np.mean(x)) for (m, v), x in by_variant.items()}
+    return section
+
+
 def _hz(midi: float) -> float:
     return float(440.0 * 2 ** ((midi - 69) / 12))
 
@@ -544,7 +626,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         calls += chorale_calls(args.chorales)
         instruments = tuple(INSTRUMENTS)
     started = time.perf_counter()
-    results = run(
+    results = measure(
         calls,
         instruments=instruments,
         live=not args.no_live,
