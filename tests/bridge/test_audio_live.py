@@ -73,6 +73,57 @@ def test_tracker_is_silent_on_silence_and_finish_ends_a_held_note() -> None:
     assert pair_events(events + ended)[0].pitch == 57
 
 
+def _harmonic_tone(midi: float, seconds: float, rate: int = 48000) -> np.ndarray:
+    t = np.arange(round(seconds * rate)) / rate
+    f = 440.0 * 2 ** ((midi - 69) / 12)
+    return np.sum(
+        [a * np.sin(2 * np.pi * k * f * t) for k, a in ((1, 1.0), (2, 0.5), (3, 0.3))], axis=0
+    )
+
+
+def test_a_slow_crossfade_down_a_minor_third_sends_no_wrong_note() -> None:
+    # 76 fading out while 73 fades in over 100 ms: the mix repeats every five periods of 73,
+    # which YIN reads as 45; a note-on for it could only be taken back as a zero-length note
+    rate = 48000
+    fade = round(0.1 * rate)
+    a, b = _harmonic_tone(76, 0.4), _harmonic_tone(73, 0.5)
+    a[-fade:] *= np.linspace(1, 0, fade)
+    b[:fade] *= np.linspace(0, 1, fade)
+    x = np.zeros(len(a) + len(b) - fade)
+    x[: len(a)] += a
+    x[len(a) - fade :] += b
+    x = 0.3 * np.concatenate([np.zeros(rate // 10), x, np.zeros(rate // 5)])
+    tracker = StreamTracker(rate)
+    events = []
+    for start in range(0, len(x), 256):
+        events += tracker.feed(x[start : start + 256].astype(np.float32))
+    events += tracker.finish()
+    assert [(e.pitch, e.is_on) for e in events] == [
+        (76, True),
+        (76, False),
+        (73, True),
+        (73, False),
+    ]
+    assert (tracker.note_ons, tracker.retracted) == (2, 0)
+
+
+def test_the_tracker_counts_the_note_ons_it_takes_back() -> None:
+    tracker = StreamTracker(48000)
+    script = [
+        [NoteEvent(0.1, 57, 90)],
+        [NoteEvent(0.1, 57, 0), NoteEvent(0.1, 69, 90)],  # a correction: 57 had no length
+        [NoteEvent(0.5, 69, 0), NoteEvent(0.5, 71, 90)],  # a new note: 69 had length
+    ]
+
+    class Scripted:
+        def push(self, *_frame: object) -> list[NoteEvent]:
+            return script.pop(0) if script else []
+
+    tracker._segmenter = Scripted()  # type: ignore[assignment]
+    tracker.feed(np.full(48000, 0.1, dtype=np.float32))
+    assert (tracker.note_ons, tracker.retracted) == (3, 1)
+
+
 # ---- through JACK ------------------------------------------------------------------------------
 
 
