@@ -5,11 +5,13 @@ A hummed, sung or played call becomes notes in three steps, all pure functions o
 1. :func:`analyse` — per-frame features: pitch by librosa's pYIN (MIDI, NaN where unvoiced),
    loudness (RMS in dB re full scale) and onsets (librosa's spectral-flux onset detector);
 2. :class:`NoteSegmenter` — frames → note-on / note-off events: a note starts once a voiced
-   pitch has stayed within half a semitone for ``confirm_s`` (its onset is back-dated to where
-   that run began), ends after ``release_s`` of silence, moves on when another pitch holds for
-   ``confirm_s`` (legato), and restarts on an onset at the same pitch (a re-struck note);
+   pitch has stayed within half a semitone for ``confirm_s`` (longer while it lies between two
+   semitones, or is a sub-harmonic of the note before), its onset back-dated to the level floor
+   since the note before ended; it ends after ``release_s`` of silence, moves on when another
+   pitch holds (legato), and restarts on an onset at the same pitch (a re-struck note);
    velocity follows the note's loudness.  The live tracker (:mod:`bridge.audio_live`) feeds the
-   same segmenter frame by frame, so offline and live calls are cut the same way;
+   same segmenter frame by frame, so offline and live calls are cut the same way.  Offline the
+   call's tuning (:func:`tuning`) is taken out of the pitch first; live a running estimate is;
 3. :func:`to_timed_notes` — seconds → beats on the grid at ``--bpm``, or at the tempo
    :func:`estimate_tempo` hears (reported to the caller).
 
@@ -77,10 +79,10 @@ CLEAR = 0.3
 to ``unclear_wait`` times as long (:meth:`NoteSegmenter._settled`)."""
 HARMONIC_LEAPS = frozenset({12, 19, 24, 28, 31})
 HARMONIC_FIX_S = 0.2
-SUBHARMONIC_HOLD_S = 0.05
-"""A pitch run a sub-harmonic of the note before must hold this long to be a note."""
 """A note this young is corrected by a pitch these many semitones above it (see
 :meth:`NoteSegmenter._correctable`)."""
+SUBHARMONIC_HOLD_S = 0.05
+"""A pitch run a sub-harmonic of the note before must hold this long to be a note."""
 NOISE_GATE_DB = 35.0
 """Offline, frames this far below the call's loud frames (95th percentile) are silence."""
 
@@ -101,7 +103,7 @@ class TrackerParams:
     ``rise_window_s``; ``attack_s`` how far back a note's onset may move to the dip before it;
     ``restrike_s`` how old a note must be before a dip and a rise at its pitch start a new one;
     ``unclear_wait`` how many times ``confirm_s`` a pitch run lying between two semitones may
-    wait to settle (1: never waits — the live tracker's choice, it is latency).
+    wait to settle (the live tracker waits less: it is latency).
     """
 
     fmin_hz: float = 65.0
@@ -236,12 +238,15 @@ class NoteSegmenter:
     """Frames in, note events out; the one segmentation rule for offline and live calls.
 
     Feed frames in time order with :meth:`push`; :meth:`finish` ends a sounding note.  Two
-    refinements on the rule in the module docstring: a note's onset moves back to the level dip
-    just before its pitch settled (the attack began there: within ``attack_s``, at least 3 dB
-    below), and a pitch that replaces the sounding one less than ``attack_s`` after it began,
-    with no new attack between, corrects it (the first frames of a leap are often a
-    sub-harmonic) — the wrong note is ended at its own onset, so it has no length.
-    Pure state, no threads: the offline path and the live tracker thread each own one.
+    refinements on the rule in the module docstring: a note's onset moves back, at most
+    ``attack_s``, to the first frame of the level's floor after the note before (or silence)
+    ended — a bow or a voice is heard tens of ms before its pitch settles (a re-struck note: to
+    the bottom of its dip); and a pitch that replaces the sounding one less than ``attack_s``
+    after it began (``HARMONIC_FIX_S`` when the sounding one is its sub-harmonic), with no new
+    attack between, corrects it — the wrong note is ended at its own onset, so it has no
+    length.  Offline such a note is dropped; live its note-on was already sent (the tracker
+    counts these as retracted).  Pure state, no threads: the offline path and the live tracker
+    thread each own one.
     """
 
     def __init__(self, params: TrackerParams | None = None) -> None:
@@ -258,7 +263,7 @@ class NoteSegmenter:
         self._boundary = -math.inf  # a next note cannot begin before this (see _attack)
         self._note_levels: deque[float] = deque(maxlen=p.frames(2.0))  # since the note began
         self._levels: deque[tuple[float, float]] = deque(
-            maxlen=p.frames(p.attack_s + p.unclear_wait * p.confirm_s) + 2
+            maxlen=p.frames(p.attack_s + max(p.unclear_wait * p.confirm_s, SUBHARMONIC_HOLD_S)) + 2
         )  # an onset is looked for up to attack_s before a run that settled late
 
     @property
@@ -382,8 +387,10 @@ class NoteSegmenter:
         return next(t for t, lv in window if lv <= low + FLOOR_DB)
 
     def _dip(self, start: float) -> float:
-        """Where a re-struck note began: the bottom of the level dip before ``start``."""
-        window = [(t, lv) for t, lv in self._levels if t <= start]
+        """Where a re-struck note began: the bottom of the level dip (at least 3 dB) in the
+        ``attack_s`` before ``start``."""
+        earliest = start - self.params.attack_s - 1e-9
+        window = [(t, lv) for t, lv in self._levels if earliest <= t <= start]
         if not window:
             return start
         low_at = len(window) - 1 - int(np.argmin([lv for _, lv in reversed(window)]))
