@@ -576,6 +576,23 @@ def run(options: Options, context: dict[str, object]) -> Section:
     return section
 
 
+def answers_section(count: int, bpm: float = 100.0, seeds: int = 4) -> str:
+    """Markdown: :mod:`benchmarks.transcription_answers` on ``count`` folk calls."""
+    from benchmarks.transcription_answers import answer_rows, folk_cases
+
+    cases, scheme = folk_cases(count)
+    return (
+        "\n## Answers to audio calls\n\n"
+        + f"{len(cases)} held-out folk calls of the quality section (4 bars; the real "
+        + f"continuation: the next 8), rendered at {bpm:g} BPM on a flute and voice oohs, "
+        + "transcribed offline, quantized at the known tempo and answered as the quality "
+        + f"section's automatic choice does (T = 1, {seeds} seeds per call); measured against "
+        + "the played call and the real continuation (`benchmarks.quality.aggregate`).  "
+        + "`python -m benchmarks.transcription_answers`.\n\n"
+        + answer_rows(cases, scheme, bpm, seeds=seeds)
+    )
+
+
 def _hz(midi: float) -> float:
     return float(440.0 * 2 ** ((midi - 69) / 12))
 
@@ -616,6 +633,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="with --jack-server: only that part, printed, nothing written",
     )
+    parser.add_argument(
+        "--answers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also answer N held-out folk calls heard as audio (benchmarks.transcription_answers)",
+    )
     args = parser.parse_args(argv)
     if args.jack_only:
         if not args.jack_server:
@@ -651,6 +675,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         text += through_jack(
             example_calls(), ("flute", "voice oohs", "clean guitar"), args.jack_server
         )
+    if args.answers:
+        text += answers_section(args.answers)
     text += f"\n_Wall time: {time.perf_counter() - started:.0f} s._\n"
     args.out.write_text(text)
     print(text)
