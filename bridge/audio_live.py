@@ -39,6 +39,7 @@ from bridge.audio_transcribe import (
     NoteEvent,
     NoteSegmenter,
     TrackerParams,
+    centre_velocity,
     pair_events,
 )
 from bridge.errors import PortError
@@ -85,6 +86,11 @@ TUNING_AFTER_S = 0.3
 TUNING_HALF_LIFE_S = 5.0
 """The live tuning estimate starts after this much voiced audio and follows a drifting singer
 with this half-life (in voiced time)."""
+
+
+VELOCITY_NOTES = 16
+"""Live velocities are centred on the median of the latest this many notes (offline: of the
+whole call; see :func:`bridge.audio_transcribe.centre_velocities`)."""
 
 
 def live_params(rate: int) -> TrackerParams:
@@ -197,6 +203,7 @@ class StreamTracker:
         """Note-ons taken back: ended at their own onset when the pitch decision changed (a
         stream cannot unsend them; the phrase capture gets a zero-length note)."""
         self._last_on: NoteEvent | None = None
+        self._velocities: deque[int] = deque(maxlen=VELOCITY_NOTES)  # the latest note-ons'
         self._tune = np.zeros(2)  # decaying sums of cos, sin of each voiced frame's pitch angle
         self._tune_decay = 0.5 ** (p.hop_s / TUNING_HALF_LIFE_S)
         self._tune_frames = 0
@@ -224,8 +231,12 @@ class StreamTracker:
             if self._pending == self._hop:
                 self._pending = 0
                 events.extend(self._frame_done())
-        for event in events:
+        for k, event in enumerate(events):
             if event.is_on:
+                self._velocities.append(event.velocity)
+                median = float(np.median(self._velocities))
+                event = NoteEvent(event.time, event.pitch, centre_velocity(event.velocity, median))
+                events[k] = event
                 self.note_ons += 1
                 self._last_on = event
             elif self._last_on is not None and (event.time, event.pitch) == (

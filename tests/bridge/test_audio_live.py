@@ -107,6 +107,23 @@ def test_a_slow_crossfade_down_a_minor_third_sends_no_wrong_note() -> None:
     assert (tracker.note_ons, tracker.retracted) == (2, 0)
 
 
+def test_live_velocities_follow_the_playing_not_the_input_gain() -> None:
+    rate = 48000
+    silence = np.zeros(rate // 5)
+    notes = [_harmonic_tone(m, 0.3) * a for m, a in ((60, 1.0), (62, 1.0), (64, 2.0))]
+    x = np.concatenate([part for n in notes for part in (n, silence)])
+    heard = []
+    for gain in (0.3, 0.02):  # the same playing through a hot and a quiet input
+        tracker = StreamTracker(rate)
+        events = tracker.feed((gain * x).astype(np.float32)) + tracker.finish()
+        heard.append([(e.pitch, e.velocity) for e in events if e.is_on])
+    assert [p for p, _ in heard[0]] == [p for p, _ in heard[1]] == [60, 62, 64]
+    for (_, hot), (_, quiet) in zip(*heard, strict=True):
+        assert abs(hot - quiet) <= 1  # levels round to whole velocities
+    (_, first), (_, second), (_, accent) = heard[0]
+    assert first == second == 80 and accent >= 88  # the third note, 6 dB louder, stays louder
+
+
 def test_the_tracker_counts_the_note_ons_it_takes_back() -> None:
     tracker = StreamTracker(48000)
     script = [

@@ -17,11 +17,13 @@ import soundfile
 
 from benchmarks.transcription import Call, example_calls, render, score
 from bridge.audio_transcribe import (
+    CALL_VELOCITY,
     AudioFileError,
     AudioNote,
     Frames,
     NoteSegmenter,
     TrackerParams,
+    centre_velocities,
     estimate_tempo,
     level_to_velocity,
     pair_events,
@@ -178,6 +180,22 @@ def test_velocity_follows_loudness() -> None:
     assert velocities == sorted(velocities)
     assert velocities[0] == 16 and velocities[-1] == 127
     assert level_to_velocity(float("-inf")) == 16
+
+
+def test_velocities_are_centred_on_the_call_not_the_recording_level() -> None:
+    quiet = [AudioNote(i * 0.5, i * 0.5 + 0.4, 60 + i, v) for i, v in enumerate((40, 50, 46))]
+    loud = [AudioNote(n.onset, n.offset, n.pitch, n.velocity + 55) for n in quiet]
+    assert centre_velocities(quiet) == centre_velocities(loud)
+    assert [n.velocity for n in centre_velocities(quiet)] == [74, 84, CALL_VELOCITY]
+    assert centre_velocities([]) == []
+
+
+def test_a_rendered_call_is_heard_near_the_call_velocity(tmp_path: Path) -> None:
+    call = next(c for c in example_calls() if c.name == "ode_to_joy/1")
+    rendered = render(call, "flute", "clean", tmp_path, rng=np.random.default_rng(0))
+    for gain in (1.0, 0.05):  # a hot and a quiet recording of the same playing
+        notes = transcribe(rendered.samples * gain, rendered.rate)
+        assert float(np.median([n.velocity for n in notes])) == pytest.approx(80, abs=1)
 
 
 def test_tempo_estimate_and_grid() -> None:
