@@ -86,6 +86,11 @@ HARMONIC_FIX_S = 0.2
 :meth:`NoteSegmenter._correctable`)."""
 SUBHARMONIC_HOLD_S = 0.05
 """A pitch run a sub-harmonic of the note before must hold this long to be a note."""
+UNVOICED_HOLD_S = 0.1
+FALL_DB = 6.0
+"""A sounding note outlasts unvoiced frames this long while its level holds within this many dB
+of its peak (a bend or a bow change the pitch tracker loses for a moment); silence, or a level
+that fell, ends it after ``release_s``."""
 NOISE_GATE_DB = 35.0
 """Offline, frames this far below the call's loud frames (95th percentile) are silence."""
 
@@ -265,6 +270,7 @@ class NoteSegmenter:
         p = self.params
         self._confirm = p.frames(p.confirm_s)
         self._release = p.frames(p.release_s)
+        self._hold = p.frames(UNVOICED_HOLD_S)
         self._sounding: int | None = None  # pitch of the sounding note
         self._last: tuple[int, float] | None = None  # pitch and end of the note before
         self._since = 0.0  # its onset
@@ -298,7 +304,8 @@ class NoteSegmenter:
                 if self._silent is None:
                     self._silent, self._silent_frames = time, 0
                 self._silent_frames += 1
-                if self._silent_frames >= self._release:
+                loud = level_db >= self.params.gate_db and not self._fell()
+                if self._silent_frames >= (self._hold if loud else self._release):
                     events.append(self._off(self._silent))
             return events
         self._silent = None
@@ -337,6 +344,10 @@ class NoteSegmenter:
         if self._sounding is None:
             return []
         return [self._off(self._silent if self._silent is not None else time)]
+
+    def _fell(self) -> bool:
+        """Has the level fallen ``FALL_DB`` under the sounding note's peak (it is dying away)?"""
+        return bool(self._note_levels) and max(self._note_levels) - self._note_levels[-1] >= FALL_DB
 
     def _dipped(self) -> bool:
         """Did the level fall at least 3 dB from the note's peak before this rise?  (A voice or

@@ -88,6 +88,15 @@ def test_vibrato_within_the_hysteresis_stays_one_note() -> None:
     assert _pitches(notes) == [67]
 
 
+def test_a_note_outlasts_a_short_unvoiced_gap_while_it_stays_loud() -> None:
+    # a bend the pitch tracker loses for 60 ms: the note goes on; silence as long ends it
+    frames = _frames((0.3, 64.0), (0.06, math.nan), (0.3, 64.0))
+    loud = frames.level_db.copy()
+    loud[30:36] = -11.0
+    assert _pitches(segment(Frames(frames.times, frames.midi, loud, frames.onset), PARAMS)) == [64]
+    assert _pitches(segment(frames, PARAMS)) == [64, 64]
+
+
 def test_a_blip_shorter_than_the_confirmation_is_no_note() -> None:
     frames = _frames((0.3, 60.0), (0.02, 72.0), (0.3, 60.0))
     assert _pitches(segment(frames, PARAMS)) == [60]
