@@ -194,19 +194,30 @@ def match_plan(
 
 def grid_offsets(note_ons: list[float], ticks: list[float], ticks_per_step: int) -> list[float]:
     """Each note-on's distance (seconds, signed) from the nearest grid line of an external MIDI
-    clock: ``ticks`` are the clock's tick times (the first one is beat 0, as after Start), a
-    grid line every ``ticks_per_step`` ticks; the tick position of a note-on is interpolated
-    between the ticks around it.  Note-ons outside the ticks are left out."""
+    clock: ``ticks`` are the clock's tick times as a recorder heard them (the first one is beat
+    0, as after Start), a grid line every ``ticks_per_step`` ticks; the tick position of a
+    note-on is interpolated between the ticks around it.  Note-ons outside the ticks are left
+    out.
+
+    The recorder is a Python JACK client, and one that misses a period loses that period's
+    tick: a gap of about n median intervals counts as n ticks (the clock's ticks sit on an exact
+    frame lattice at a fixed tempo), or the whole grid after it would shift by a tick."""
     tick_t = np.asarray(ticks, dtype=float)
+    if tick_t.size < 2:
+        return []
+    gaps = np.diff(tick_t)
+    nominal = float(np.median(gaps))
+    steps = np.maximum(1, np.round(gaps / nominal)) if nominal > 0 else np.ones_like(gaps)
+    index = np.concatenate(([0.0], np.cumsum(steps)))  # each heard tick's number
     out = []
     for t in note_ons:
         i = int(np.searchsorted(tick_t, t, side="right")) - 1
         if i < 0 or i + 1 >= tick_t.size:
             continue
-        span = tick_t[i + 1] - tick_t[i]
-        position = i + (t - tick_t[i]) / span
+        per_tick = (tick_t[i + 1] - tick_t[i]) / steps[i]
+        position = index[i] + (t - tick_t[i]) / per_tick
         nearest = round(position / ticks_per_step) * ticks_per_step
-        out.append(float((position - nearest) * span))
+        out.append(float((position - nearest) * per_tick))
     return out
 
 
@@ -250,7 +261,9 @@ def run(options: Options, context: dict[str, object]) -> Section:
         f"{GRID_BPM:g} bpm) clocks the bridge (`--start beat`, answers of {GRID_EVENTS} "
         "events, triggered over OSC) and the peer records its ticks; each answer note-on is "
         "compared with the nearest grid step of that clock (a quarter beat), interpolated "
-        "between the ticks around it, in frames. Xruns counted by a separate JACK client."
+        "between the ticks around it, in frames (a tick the recording peer missed — it is a "
+        "Python client and loses a period now and then — is counted from the gap, or the "
+        "grid would move by a tick). Xruns counted by a separate JACK client."
     )
     table = Table(
         ["JACK period", "load", "backend", "figure", "n", "p50 ms", "p99 ms", "max ms"],
@@ -333,7 +346,7 @@ def run(options: Options, context: dict[str, object]) -> Section:
         "never catches up): RtMidi-JACK schedules on the monotonic clock, so its notes move "
         "off the frame grid there; the native backend schedules in frames. Repeated note-ons = "
         "a note-on heard again within 50 ms with no note-off between: a client whose process "
-        "callback missed periods (the native backend's waits for Python's GIL) has its last "
+        "callback missed periods (an overloaded machine) has its last "
         "buffer read again by the clients after it; left out of the figures, counted here."
     )
     rss = [r["rss_kib"] for r in results.values() if r["rss_kib"]]
@@ -615,7 +628,7 @@ def first_strikes(
     """``(time, pitch)`` of each note-on, and how many repeats were left out: a note-on of a key
     already on (no note-off since) within ``window`` seconds of the previous one.  That is how
     a JACK client's last buffer looks when it is read again because the client missed periods
-    (its process callback waited for Python's GIL); a real re-strike has a note-off between."""
+    (an overloaded machine); a real re-strike has a note-off between."""
     out: list[tuple[float, int]] = []
     repeats = 0
     last_on: dict[tuple[int, int], float] = {}

@@ -89,6 +89,7 @@ typedef struct {
     uint32_t in_mask;
     _Atomic uint32_t in_head, in_tail;
     _Atomic uint64_t watermark; /* bit 32: set; low 32 bits: frame before which all is in */
+    _Atomic uint64_t last_start; /* bit 32: set; low 32 bits: the newest period's first frame */
     out_slot *out_slots;
     uint32_t out_mask;
     _Atomic uint32_t out_head, out_tail;
@@ -157,6 +158,7 @@ int ap_attach(ap_core *core, const ap_jack_api *api, void *client, void *in_port
     core->in_port = in_port;
     core->out_port = out_port;
     core->have_start = core->have_next = core->held = 0;
+    atomic_store_explicit(&core->last_start, 0, memory_order_release);
     core->seen_n[0] = core->seen_n[1] = 0;
     core->last_ons_n = 0;
     memset(core->owed, 0, sizeof core->owed);
@@ -183,6 +185,14 @@ uint32_t ap_in_pop(ap_core *core, uint32_t *frame, uint8_t *data) {
     uint32_t size = slot->size;
     atomic_store_explicit(&core->in_tail, tail + 1, memory_order_release);
     return size;
+}
+
+/* The first frame of the newest period the callback ran (1), or 0 if none yet (any thread). */
+int ap_period_start(ap_core *core, uint32_t *frame) {
+    uint64_t s = atomic_load_explicit(&core->last_start, memory_order_acquire);
+    if (!(s >> 32)) return 0;
+    *frame = (uint32_t)s;
+    return 1;
 }
 
 /* Input consumer: the frame before which every event has been pushed (1), or 0 if none yet. */
@@ -343,6 +353,7 @@ int ap_process(uint32_t nframes, void *arg) {
     }
     core->have_start = 1;
     core->period_start = start;
+    atomic_store_explicit(&core->last_start, (1ULL << 32) | start, memory_order_release);
     int had_next = core->have_next;
     uint32_t expected = core->next_start;
     core->next_start = start + nframes;

@@ -461,6 +461,7 @@ def _run_bridge(args: argparse.Namespace) -> int:
                 input_queue_size=args.input_queue,
                 clock=ports.clock,
                 output_lookahead_s=ports.lookahead_s,
+                output_earliest=ports.earliest_exact,
             )
             engine.add_status(ports.stats)
             audio = None

@@ -105,7 +105,9 @@ class Engine:
     places :meth:`swap_model` may load from; ``stuck_hold_s`` is how long a key may stay down
     before a silence counts as the phrase's end anyway (see the module docstring);
     ``output_lookahead_s`` is how early the scheduler hands notes to a sink that places them at
-    their due time (the native JACK backend's; see :class:`~bridge.schedule.Scheduler`).
+    their due time (the native JACK backend's; see :class:`~bridge.schedule.Scheduler`);
+    ``output_earliest(t)`` the earliest time a note handed over at ``t`` lands on exactly (where
+    an answer that starts "now" is anchored; see :class:`~bridge.generate.AnswerGenerator`).
     """
 
     def __init__(
@@ -122,6 +124,7 @@ class Engine:
         lookahead_beats: float = 4.0,
         stuck_hold_s: float = STUCK_HOLD_S,
         output_lookahead_s: float = 0.0,
+        output_earliest: Callable[[float], float] | None = None,
         heard_until: Clock | None = None,
         follower: Follower | None = None,
         auto: bool = False,
@@ -165,6 +168,7 @@ class Engine:
             wait=wait,
             lookahead_beats=lookahead_beats,
             on_report=self._on_generated,
+            earliest=output_earliest,
         )
         self.capture = PhraseCapture(first.chord_window_ms / 1000.0, first.in_channel)
         # The control thread reads MIDI messages and markers; the inputs (MIDI, audio) put MIDI

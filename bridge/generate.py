@@ -284,7 +284,9 @@ class AnswerGenerator:
     across the engine, this worker and the scheduler: :mod:`bridge.engine`).  ``prime`` asks the
     idle worker to run the settled part of a call still being played through the model
     (:mod:`bridge.prime`), so the answer starts from there.  The first note is
-    anchored on the next ``job.start`` boundary after it exists; later notes are generated while
+    anchored on the next ``job.start`` boundary after ``earliest(now)`` once its onset is
+    complete (``earliest``: the output's first exact time, e.g. the native JACK backend's next
+    period; by default now), so it is on time like the rest; later notes are generated while
     they are at most ``lookahead_beats`` ahead of the playhead.
     """
 
@@ -297,8 +299,10 @@ class AnswerGenerator:
         wait: Wait = condition_wait,
         lookahead_beats: float = 4.0,
         on_report: Callable[[AnswerReport], None] | None = None,
+        earliest: Callable[[float], float] | None = None,
     ) -> None:
         self._scheduler = scheduler
+        self._earliest = earliest
         self._tempo = tempo
         self._clock = clock
         self._wait = wait
@@ -461,7 +465,19 @@ class AnswerGenerator:
         batch: list[PlannedNote] = []
 
         def flush() -> bool:
-            nonlocal flushed
+            nonlocal flushed, opened
+            if batch and not opened:  # the first onset is complete: anchor the answer now
+                now = self._clock()
+                if self._earliest is not None:
+                    now = self._earliest(now)
+                when = self._tempo.next_boundary(now, job.start)
+                if not self._scheduler.open_answer(
+                    job.answer_id, self._tempo.beat_at(when), job.channel
+                ):
+                    report.cancelled = True
+                    batch.clear()
+                    return False
+                opened = True
             ok = not batch or self._scheduler.add_notes(job.answer_id, batch)
             flushed = flushed or bool(batch)
             batch.clear()
@@ -478,13 +494,6 @@ class AnswerGenerator:
                     return
                 if first is None:
                     first = position
-                    when = self._tempo.next_boundary(self._clock(), job.start)
-                    if not self._scheduler.open_answer(
-                        job.answer_id, self._tempo.beat_at(when), job.channel
-                    ):
-                        report.cancelled = True
-                        return
-                    opened = True
                 beat = (position - first) / steps_per_beat
                 if onset is not None and position != onset:  # the batch holds whole onsets
                     if (

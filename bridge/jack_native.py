@@ -79,6 +79,9 @@ LOOKAHEAD_PERIODS = 3
 """How many periods ahead the scheduler hands notes to the process callback (at least
 :data:`MIN_LOOKAHEAD_S`): the scheduler thread's wake-up jitter must fit in it."""
 MIN_LOOKAHEAD_S = 0.004
+HANDOFF_S = 0.001
+"""How long the scheduler thread may take to hand a note over: a note due sooner than this after
+the next period starts goes in the period after (:meth:`JackMidiPorts.earliest_exact`)."""
 DRAIN_S = 0.25
 """How long :meth:`JackMidiPorts.close` waits for queued output (the note-offs) to go out."""
 
@@ -449,6 +452,20 @@ class JackMidiPorts:
         else:
             client.connect(self._out_port, found)
         return found
+
+    def earliest_exact(self, t: float) -> float:
+        """The earliest clock time at or after ``t`` that a note handed over at ``t`` is sure
+        to be written at exactly: the first period boundary at least :data:`HANDOFF_S` after
+        ``t`` (``t`` itself while detached or before the first period).  The generator anchors
+        an answer that starts "now" there, so its first note is on time like the rest (any
+        thread)."""
+        start = self._core.period_start()
+        frame = self.clock.to_frame(t + HANDOFF_S)
+        if start is None or frame is None or self.period <= 0:
+            return t
+        ahead = frame_delta(frame, start)
+        periods = max(0, -(-ahead // self.period))  # ceil: the boundary at or after ``frame``
+        return max(t, self.clock.from_frame((start + periods * self.period) & FRAME_MASK))
 
     def listen(self, queue: Queue[tuple[float, mido.Message]]) -> JackMidiInput:
         """Start feeding ``queue`` from the input (events already in the ring are dropped)."""

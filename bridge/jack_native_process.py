@@ -138,6 +138,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.ap_process.argtypes = (_c_u32, _p)
     lib.ap_in_pop.restype = _c_u32
     lib.ap_in_pop.argtypes = (_p, ctypes.POINTER(_c_u32), ctypes.c_char_p)
+    lib.ap_period_start.restype = ctypes.c_int
+    lib.ap_period_start.argtypes = (_p, ctypes.POINTER(_c_u32))
     lib.ap_in_watermark.restype = ctypes.c_int
     lib.ap_in_watermark.argtypes = (_p, ctypes.POINTER(_c_u32))
     lib.ap_in_pending.restype = _c_u32
@@ -205,6 +207,14 @@ class ProcessCore:
         period)."""
         if self._lib.ap_in_watermark(self._ptr, ctypes.byref(self._watermark)):
             return int(self._watermark.value)
+        return None
+
+    def period_start(self) -> int | None:
+        """The first frame of the newest period the callback ran (None before the first; any
+        thread)."""
+        frame = _c_u32()
+        if self._lib.ap_period_start(self._ptr, ctypes.byref(frame)):
+            return int(frame.value)
         return None
 
     @property

@@ -205,6 +205,13 @@ class PortSupervisor:
         native = self._native
         return native.lookahead_s if native is not None else 0.0
 
+    def earliest_exact(self, t: float) -> float:
+        """The earliest time at or after ``t`` a note handed over at ``t`` lands on exactly (the
+        native backend's next period boundary; ``t`` on RtMidi, which sends when due).  Any
+        thread; follows a reopened client."""
+        native = self._native
+        return native.earliest_exact(t) if native is not None else t
+
     def open(self) -> None:
         """Open both ports (PortError with one line if they cannot be); input not yet delivered."""
         server = self._probe() if self._probe is not None else None

@@ -22,6 +22,14 @@ def test_offsets_are_signed_and_follow_uneven_ticks() -> None:
     assert grid_offsets([late, early], ticks, 6) == pytest.approx([0.001, -0.002])
 
 
+def test_a_tick_the_recorder_lost_does_not_shift_the_grid() -> None:
+    ticks = [i * TICK for i in range(49) if i != 3]  # the recorder missed tick 3
+    notes = [6 * TICK, 24 * TICK + 0.001, 2.5 * TICK]
+    assert grid_offsets(notes, ticks, 6) == pytest.approx([0.0, 0.001, 2.5 * TICK])
+    two = [i * TICK for i in range(49) if i not in (10, 11)]
+    assert grid_offsets([24 * TICK, 12 * TICK - 0.002], two, 6) == pytest.approx([0.0, -0.002])
+
+
 def test_notes_outside_the_ticks_are_left_out() -> None:
     ticks = [1.0 + i * TICK for i in range(10)]
     assert grid_offsets([0.5, 1.0 + 20 * TICK], ticks, 6) == []

@@ -204,6 +204,34 @@ def test_worker_anchors_on_the_next_beat(rig, tiny_model, fake_clock, until) -> 
     assert rig.sched.next_due() == pytest.approx(rig.tempo.time_at_beat(1.0))
 
 
+def test_an_answer_starting_now_is_anchored_where_the_output_is_exact(
+    fake_clock, sink, events, tiny_model, until
+) -> None:
+    tempo = TempoTracker(120, fake_clock)
+    sched = Scheduler(sink, tempo, events, fake_clock, wait=fake_clock.wait)
+    asked: list[float] = []
+
+    def earliest(t: float) -> float:  # e.g. the native backend's next period boundary
+        asked.append(t)
+        return t + 0.004
+
+    gen = AnswerGenerator(sched, tempo, clock=fake_clock, wait=fake_clock.wait, earliest=earliest)
+    sched.start()
+    gen.start()
+    try:
+        t0 = fake_clock()
+        gen.submit(job(tiny_model, start="now", length=4))
+        assert until(lambda: sched.next_due() is not None)
+        assert asked == [t0] and sched.next_due() == pytest.approx(t0 + 0.004)
+        fake_clock.advance(0.3)  # beat 0.6: a beat start is found after the earliest time
+        gen.submit(job(tiny_model, answer_id=2, start="beat", length=4))
+        assert until(lambda: 2 in sched.active_answers and sched.next_due() is not None)
+        assert sched.next_due() == pytest.approx(tempo.time_at_beat(1.0))
+    finally:
+        gen.stop()
+        sched.stop()
+
+
 def test_worker_failure_silences_the_answer_and_survives(
     rig, tiny_model, sink, fake_clock, until
 ) -> None:

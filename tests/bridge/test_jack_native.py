@@ -573,3 +573,27 @@ def test_an_input_buffer_handed_over_again_is_left_out(fallback: FakeFallback) -
     client.cycle([(30, b"\xf8")])  # not the period right before: a real tick
     assert reader.drain() == 3 and ports.core_stats()["input_repeats"] == 1
     ports.close()
+
+
+def test_the_earliest_exact_time_is_a_period_boundary_after_the_hand_off(
+    fallback: FakeFallback,
+) -> None:
+    ports, client = open_ports(fallback, start_frame=1000)
+    t = ports.clock()
+    assert ports.earliest_exact(t) == t  # no period ran yet: nothing known
+    client.cycle()  # the period at 1000 ran; now is frame 1064, the next period's start
+    t = ports.clock()
+    # 1064 + 48 frames of hand-off (1 ms) → the boundary at 1128
+    assert ports.earliest_exact(t) == pytest.approx(t + 64 / RATE)
+    client.frame_time += 10  # 1074 + 48 → 1128 still
+    assert ports.earliest_exact(ports.clock()) == pytest.approx(t + 64 / RATE)
+    client.frame_time += 10  # 1084 + 48 = 1132 → 1192
+    assert ports.earliest_exact(ports.clock()) == pytest.approx(t + 128 / RATE)
+    # a note handed over then lands on it exactly
+    msg = mido.Message("note_on", note=60, velocity=90)
+    ports.output.send_at(msg, ports.earliest_exact(ports.clock()))
+    client.frame_time = 1064
+    assert client.cycle() == [] and client.cycle() == []  # the periods at 1064 and 1128
+    assert client.cycle() == [(0, msg.bin())]  # 1192: at its first frame
+    assert ports.core_stats()["out_late"] == 0
+    ports.close()
