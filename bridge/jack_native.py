@@ -82,6 +82,8 @@ MIN_LOOKAHEAD_S = 0.004
 HANDOFF_S = 0.001
 """How long the scheduler thread may take to hand a note over: a note due sooner than this after
 the next period starts goes in the period after (:meth:`JackMidiPorts.earliest_exact`)."""
+FIRST_PERIOD_S = 2.0
+"""How long :meth:`JackMidiPorts.open` waits for the server to run the new client's first period."""
 DRAIN_S = 0.25
 """How long :meth:`JackMidiPorts.close` waits for queued output (the note-offs) to go out."""
 
@@ -370,6 +372,7 @@ class JackMidiPorts:
         binder: Binder = bind_jack_client,
         in_ring: int = IN_RING,
         out_ring: int = OUT_RING,
+        first_period_s: float = FIRST_PERIOD_S,
     ) -> None:
         for kind, name in (("input", in_name), ("output", out_name)):
             if not name.strip():
@@ -380,6 +383,7 @@ class JackMidiPorts:
         self._in_existing, self._out_existing = in_existing, out_existing
         self._factory = client_factory
         self._binder = binder
+        self._first_period_s = first_period_s
         self._core = ProcessCore(in_ring, out_ring)
         self.output = JackOutput(self._core, clock)
         self._client: JackClient | None = None
@@ -415,9 +419,13 @@ class JackMidiPorts:
             client.set_xrun_callback(self._on_xrun)
             self._binder(self._core, client, self._in_port, self._out_port)
             self.lost = False
-            self.clock.attach(lambda: client.frame_time, self.rate)
             self._client = client
             client.activate()
+            # The frame counter is the server's only once the client runs: PipeWire's JACK
+            # answers jack_frame_time with another count before that (the clock, which never
+            # goes back, then stood still for good).  So attach after the first period.
+            self._await_first_period()
+            self.clock.attach(lambda: client.frame_time, self.rate)
             self.in_shown, self.out_shown = self.in_name, self.out_name
             if self._in_existing is not None:
                 self.in_shown = self._connect(client, self._in_existing, "input")
@@ -434,6 +442,18 @@ class JackMidiPorts:
                 f"cannot open the JACK MIDI ports {self.in_name!r} / "
                 f"{self.out_name!r} ({err}); choose another --backend"
             ) from None
+
+    def _await_first_period(self) -> None:
+        if self._first_period_s <= 0:  # tests on a fake client run the periods themselves
+            return
+        deadline = time.monotonic() + self._first_period_s
+        while self._core.period_start() is None:
+            if time.monotonic() >= deadline:
+                raise PortError(
+                    f"the JACK server did not run the client {self.client_name!r} within "
+                    f"{self._first_period_s:g} s of activating it; restart the server"
+                )
+            time.sleep(0.002)
 
     def _connect(self, client: JackClient, wanted: str, kind: str) -> str:
         from bridge.ports import find_port

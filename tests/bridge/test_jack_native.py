@@ -180,6 +180,7 @@ def open_ports(
         made.append(FakeClient(name, start_frame))
         return made[-1]
 
+    kwargs.setdefault("first_period_s", 0)  # the test runs the periods itself
     ports = JackMidiPorts(
         FrameClock(fallback), client_factory=factory, binder=fake_binder, **kwargs
     )
@@ -425,7 +426,11 @@ def test_existing_ports_are_connected(fallback: FakeFallback) -> None:
         return client
 
     ports = JackMidiPorts(
-        FrameClock(fallback), client_factory=factory, binder=fake_binder, in_existing="ardour"
+        FrameClock(fallback),
+        client_factory=factory,
+        binder=fake_binder,
+        in_existing="ardour",
+        first_period_s=0,
     )
     ports.open()
     assert ports.in_shown == "Ardour:MIDI out"
@@ -441,7 +446,11 @@ def test_open_failure_is_one_port_error_and_closes_the_client(fallback: FakeFall
         return made[-1]
 
     ports = JackMidiPorts(
-        FrameClock(fallback), client_factory=factory, binder=fake_binder, in_existing="nothing"
+        FrameClock(fallback),
+        client_factory=factory,
+        binder=fake_binder,
+        in_existing="nothing",
+        first_period_s=0,
     )
     with pytest.raises(PortError, match="no MIDI input port named 'nothing'"):
         ports.open()
@@ -597,3 +606,36 @@ def test_the_earliest_exact_time_is_a_period_boundary_after_the_hand_off(
     assert client.cycle() == [(0, msg.bin())]  # 1192: at its first frame
     assert ports.core_stats()["out_late"] == 0
     ports.close()
+
+
+def test_the_clock_follows_the_client_only_once_the_server_runs_it(fallback: FakeFallback) -> None:
+    made: list[FakeClient] = []
+
+    def factory(name: str) -> FakeClient:
+        # PipeWire's JACK answers jack_frame_time with another count until the client runs
+        made.append(FakeClient(name, start_frame=812_672_475))
+        return made[-1]
+
+    def run_one_period_on_activate(core: ProcessCore, client: Any, *ports: Any) -> None:
+        fake_binder(core, client, *ports)
+        activate = client.activate
+
+        def activated() -> None:
+            activate()
+            client.frame_time = client.last_frame_time = 6400  # the server's count now
+            client.cycle()
+
+        client.activate = activated
+
+    ports = JackMidiPorts(
+        FrameClock(fallback), client_factory=factory, binder=run_one_period_on_activate
+    )
+    ports.open()
+    assert ports.clock.frame_now() == 6464  # not stuck at the count from before
+    ports.close()
+    never = JackMidiPorts(
+        FrameClock(fallback), client_factory=factory, binder=fake_binder, first_period_s=0.05
+    )
+    with pytest.raises(PortError, match=r"did not run the client 'Antiphon' within 0\.05 s"):
+        never.open()
+    assert made[-1].closed and not never.up and not never.clock.attached
