@@ -297,7 +297,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--model",
         default=None,
-        help="model file or name (default: the shipped models/default.onnx)",
+        help="model file or name (default: the bridge's own, auto: the shipped melody model for "
+        "a single-line call, models/default.onnx otherwise)",
     )
     parser.add_argument(
         "--seed",
