@@ -51,7 +51,14 @@ from bridge.clock import Clock, TempoTracker, resolve_start
 from bridge.config import Settings, SettingsBox, cc_to_value
 from bridge.errors import ConfigError, ModelError
 from bridge.follow import AUTO, Follower
-from bridge.generate import AnswerGenerator, AnswerJob, AnswerReport, SamplingParams, answer_rng
+from bridge.generate import (
+    MAX_CALL_EVENTS,
+    AnswerGenerator,
+    AnswerJob,
+    AnswerReport,
+    SamplingParams,
+    answer_rng,
+)
 from bridge.midi_out import MidiSink
 from bridge.model import LstmModel, load_model, resolve_model
 from bridge.phrase import PhraseCapture, quantize_call
@@ -501,8 +508,8 @@ class Engine:
         if len(settled) == self._settled:
             return
         self._settled = len(settled)
-        if not settled:
-            return
+        if not settled or len({n.onset_s for n in settled}) > MAX_CALL_EVENTS:
+            return  # beyond the model's window every new event slides it: nothing to reuse
         with self._lock:
             model, auto = self._model, self._auto
         call = quantize_call(settled, model.scheme, self.tempo)

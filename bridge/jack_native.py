@@ -493,11 +493,6 @@ class JackMidiPorts:
             pass
         return JackMidiInput(self._core, queue, self.clock)
 
-    def process(self, frames: int) -> None:
-        """Run the C callback for one period now: tests on a fake client do what JACK's
-        realtime thread does."""
-        self._core.process(frames)
-
     def drain(self, timeout: float = DRAIN_S) -> bool:
         """Wait until the callback wrote every event handed over (True), at most ``timeout``."""
         deadline = time.monotonic() + timeout

@@ -132,6 +132,17 @@ def test_the_call_is_primed_while_it_is_played(make_rig, caplog) -> None:
     assert re.search(r"call 5 events.*\(prime [\d.]+ ms, 4 of 5 events primed while playing,", line)
 
 
+def test_priming_stops_where_the_models_window_starts_to_slide(make_rig) -> None:
+    from bridge.generate import MAX_CALL_EVENTS
+
+    rig = make_rig()
+    for i in range(MAX_CALL_EVENTS + 6):
+        rig.note(48 + i % 24, seconds=STEP, gap=STEP)
+    # one prime per settled note while the call has at most MAX_CALL_EVENTS onsets; after
+    # that a primed prefix could never be reused, so none is computed
+    assert rig.engine.generator.primes == MAX_CALL_EVENTS
+
+
 def test_the_phrase_end_waits_for_input_played_before_it(make_rig, fake_clock) -> None:
     """Issue 9: a late JACK cycle (or a drain thread kept from the GIL) delivered a note after
     the silence had run out on the clock, and the call was answered in two halves.  The phrase

@@ -32,6 +32,8 @@ APT_HINT = {
     "oscsend": "liblo-tools",
     "oscdump": "liblo-tools",
     "fluidsynth": "fluidsynth",
+    "pipewire": "pipewire",
+    "pw-jack": "pipewire-jack",
 }
 
 

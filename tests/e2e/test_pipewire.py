@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from e2e_support import require
 from support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,26 +46,16 @@ print(json.dumps(heard))
 """
 
 
-def _require(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.fail(
-            f"{tool} is not installed (Debian: apt-get install pipewire pipewire-jack; "
-            "`bash .ci/run` does it)"
-        )
-    return path
-
-
 @pytest.fixture
 def pipewire(tmp_path: Path) -> Iterator[dict[str, str]]:
     """A private PipeWire; yields the environment its clients need."""
-    _require("pw-jack")
+    require("pw-jack", "pipewire")
     runtime = tmp_path / "xdg"
     runtime.mkdir(mode=0o700)
     env = {k: v for k, v in os.environ.items() if not k.startswith("JACK_")}
     env |= {"XDG_RUNTIME_DIR": str(runtime), "PIPEWIRE_QUANTUM": "64/48000"}
     log = (tmp_path / "pipewire.log").open("wb")
-    server = subprocess.Popen([_require("pipewire")], env=env, stdout=log, stderr=log)
+    server = subprocess.Popen(["pipewire"], env=env, stdout=log, stderr=log)
     try:
         wait_for(lambda: (runtime / "pipewire-0").exists(), 10, "PipeWire's socket")
         yield env
