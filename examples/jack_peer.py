@@ -331,7 +331,9 @@ class JackPeer:
         self.connect_in(bridge_out, timeout)
 
     def close(self) -> None:
-        """Deactivate and close the client (unregisters both ports); the server may be gone."""
+        """Deactivate and close the client (unregisters both ports).  Close it before its
+        server goes away: after that libjack may cancel the client's thread, and one cancelled
+        inside the Python process callback never gives the GIL back (the caller hangs)."""
         with contextlib.suppress(jack.JackError):
             self.client.deactivate()
         self.client.close()

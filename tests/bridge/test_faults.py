@@ -367,9 +367,12 @@ def test_jack_server_killed_and_restarted_while_an_answer_plays(
         peer.connect(FAULT_IN, FAULT_OUT)
         _, end = peer.play(phrase([60, 62, 64, 65], 0.2, 0.15))
         wait_for(lambda: len(note_ons(peer.received(end))) >= 3, 20, "the answer to start")
+        # The peer goes first: closing a JACK-Client client after its server was killed lets
+        # libjack cancel the client's thread, and one cancelled inside the peer's Python process
+        # callback never gives the GIL back (a whole CI run hung in Client.close once).
+        peer.close()
         fault_jack.kill()
         killed_at = time.monotonic()
-        peer.close()
         detect_s = _log_line(bridge, "went away", 5.0)
         assert bridge.process.poll() is None, "the bridge died with the server"
         status = wait_for(
