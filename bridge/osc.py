@@ -13,7 +13,7 @@ and special values come from that table.
 ``/antiphon/length N [unit]``  answer length 1..512, unit ``events`` | ``beats`` | ``bars``
 ``/antiphon/temperature f``    sampling temperature 0.05..5
 ``/antiphon/top_k n``          keep the n likeliest tokens, 0..1000, 0 = off
-``/antiphon/top_p f``          nucleus sampling (0, 1]
+``/antiphon/top_p f``          nucleus sampling 0.05..1
 ``/antiphon/tempo bpm``        tempo when no MIDI clock runs, 20..300 BPM
 ``/antiphon/silence beats``    silence that ends a phrase, 0.25..16 beats
 ``/antiphon/start s``          ``auto`` | ``now`` | ``beat`` | ``bar``

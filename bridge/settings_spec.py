@@ -72,15 +72,14 @@ def check_int(name: str, value: object, low: int, high: int) -> int:
     return number
 
 
-def _check_float(name: str, value: object, low: float, high: float, low_open: bool) -> float:
+def _check_float(name: str, value: object, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ConfigError(f"{name} must be a number, got {value!r}")
     number = float(value)
     if not math.isfinite(number):
         raise ConfigError(f"{name} must be a finite number, got {number}")
-    if (number <= low if low_open else number < low) or number > high:
-        span = f"in ({low:g}, {high:g}]" if low_open else f"{low:g}..{high:g}"
-        raise ConfigError(f"{name} must be {span}, got {number!r}")
+    if not low <= number <= high:
+        raise ConfigError(f"{name} must be {low:g}..{high:g}, got {number!r}")
     return number
 
 
@@ -132,7 +131,6 @@ class SettingSpec:
     help: str
     low: float | None = None
     high: float | None = None
-    low_open: bool = False
     choices: tuple[str, ...] = ()
     optional: bool = False
     none_text: str = "none"
@@ -155,7 +153,7 @@ class SettingSpec:
             return check_int(self.name, value, int(self.low or 0), int(self.high or 0))
         if self.kind == "float":
             low, high = float(self.low or 0), float(self.high or 0)
-            return _check_float(self.name, value, low, high, self.low_open)
+            return _check_float(self.name, value, low, high)
         if self.kind == "choice":
             return _check_choice(self.name, value, self.choices)
         if self.kind == "bool":
@@ -166,11 +164,9 @@ class SettingSpec:
 
     @property
     def bounds_text(self) -> str:
-        """``1..512``, ``(0, 1]``, ``≥ 0`` (no upper bound worth saying); "" without a range."""
+        """``1..512``, ``≥ 0`` (no upper bound worth saying); "" without a range."""
         if self.low is None or self.high is None:
             return ""
-        if self.low_open:
-            return f"({self.low:g}, {self.high:g}]"
         if self.high >= 2**62:
             return f"≥ {self.low:g}"
         return f"{self.low:g}..{self.high:g}"
@@ -260,9 +256,8 @@ SPECS: tuple[SettingSpec, ...] = (
         0.95,
         "nucleus sampling: the smallest set of tokens with probability P, {range} "
         "(default {default})",
-        low=0.0,
+        low=0.05,
         high=1.0,
-        low_open=True,
         flags=("--top-p",),
         metavar="P",
         osc="top_p",

@@ -12,8 +12,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import socket
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -200,8 +202,8 @@ def _edges(setting: SettingSpec) -> tuple[list[float], list[float]]:
     """Values the table says are accepted, and values just outside it that are refused."""
     low, high = float(setting.low or 0), float(setting.high or 0)
     step = 1.0 if setting.kind == "int" else 0.001
-    inside = [low + step if setting.low_open else low, min(high, 2**31 - 1)]
-    outside = [low if setting.low_open else low - step] + ([high + step] if high < 2**31 else [])
+    inside = [low, min(high, 2**31 - 1)]
+    outside = [low - step] + ([high + step] if high < 2**31 else [])
     return inside, [v for v in outside if v != setting.none_number]
 
 
@@ -218,6 +220,22 @@ def test_osc_takes_the_tables_range(setting: SettingSpec, osc: Any) -> None:
     if setting.none_number is not None:
         assert _accepts(osc, address, setting.none_number)
         assert getattr(osc[1].box.get(), setting.name) is None
+
+
+def _as_status_reports_it(value: float) -> float:
+    """``value`` as ``/antiphon/status`` carries it: an OSC float, 32 bits."""
+    return float(struct.unpack(">f", struct.pack(">f", value))[0])
+
+
+@pytest.mark.parametrize("setting", [s for s in RANGED if s.kind == "float"], ids=lambda s: s.name)
+def test_what_status_reports_is_accepted_back(setting: SettingSpec) -> None:
+    """A controller that reads the status and sends its values back is never refused: each end
+    of a float range, and the values just inside it, still lie in the range as 32-bit floats
+    (a top_p open at 0 let 5e-324 in, which the status reported as 0.0)."""
+    low, high = float(setting.low or 0), float(setting.high or 0)
+    for value in (low, math.nextafter(low, high), math.nextafter(high, low), high):
+        Settings(**{setting.name: value})  # accepted as set …
+        Settings(**{setting.name: _as_status_reports_it(value)})  # … and as reported
 
 
 @pytest.mark.parametrize("setting", RANGED, ids=lambda s: s.name)

@@ -140,7 +140,7 @@ def test_length_with_a_unit(peer: OscClient, controller: FakeController) -> None
         ("/antiphon/mode", [1], "expects a string"),
         ("/antiphon/mode", ["jam"], "mode must be one of"),
         ("/antiphon/channel", [17], "out_channel must be 1..16, got 17"),
-        ("/antiphon/top_p", [0.0], "top_p must be in (0, 1]"),
+        ("/antiphon/top_p", [0.0], "top_p must be 0.05..1"),
         ("/antiphon/passthrough", [2], "passthrough"),
         ("/antiphon/trigger", ["now"], "expects a number"),
         ("/antiphon/trigger", [1, 2], "expects 0..1 arguments, got 2"),
