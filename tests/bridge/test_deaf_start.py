@@ -55,7 +55,7 @@ _SENDER = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def sync_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JackServer]:
     with private_server(
-        SYNC_SERVER, tmp_path_factory.mktemp("jack") / "jackd-sync.log", sync=False
+        SYNC_SERVER, tmp_path_factory.mktemp("jack") / "jackd-sync.log", sync=True
     ) as server:
         yield server
 
