@@ -183,10 +183,10 @@ datagrams = st.one_of(messages, messages, messages, bundles, nested, truncated, 
 
 
 class Rig:
-    """OscControl + a real Engine (real clock, a recording sink) + one OSC client."""
+    """OscControl + a real Engine (real clock, a recording sink) + its settings + one OSC client."""
 
-    def __init__(self, engine: Engine, server: OscControl) -> None:
-        self.engine, self.server = engine, server
+    def __init__(self, engine: Engine, server: OscControl, box: SettingsBox) -> None:
+        self.engine, self.server, self.box = engine, server, box
         self.client = OscClient(server.address)
         self.error_replies = 0
         self.sent = 0
@@ -254,8 +254,7 @@ def rig(tiny_model: Any, tiny_model_path: Path) -> Iterator[Rig]:
     engine.start()
     server = OscControl("127.0.0.1", 0, engine, poll_interval=0.05)
     server.start()
-    rig = Rig(engine, server)
-    rig.box = box  # type: ignore[attr-defined]
+    rig = Rig(engine, server, box)
     rig.loads = loads  # type: ignore[attr-defined]
     yield rig
     rig.close()
@@ -315,7 +314,7 @@ def test_any_datagram_is_answered_or_dropped_and_never_breaks_the_settings(
     batch: list[bytes],
 ) -> None:
     start = {field.name: getattr(START, field.name) for field in dataclasses.fields(START)}
-    rig.box.update(**start)  # type: ignore[attr-defined]
+    rig.box.update(**start)
     before = rig.server.stats()
     errors_before = rig.error_replies
     for data in batch:
