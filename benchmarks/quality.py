@@ -1,15 +1,16 @@
 """Section 6 — call and answer across styles: does the answer listen to the call?
 
-Held-out pieces of three corpora from music21 — the Bach chorales (the chordal model's split),
+Held-out pieces of three corpora from music21 — the Bach chorales (the default model's split),
 folk melodies (essenFolksong, oneills1850, ryansMammoth: the melody model's split) and classical
-works (Mozart, Haydn, Beethoven; trained on by no model) — are cut into a call (the first
-``call_bars`` bars) and the real continuation (the next ``answer_bars``).  Every answerer answers
-every call at each temperature, and each answer is measured against the call and the real
-continuation (:mod:`benchmarks.musicstats`, :mod:`bridge.key`): share of notes in the call's key,
-texture (notes per onset, single-note onsets), register (mean pitch), density (onsets per beat),
-pitch-class and inter-onset-interval histogram overlap with the real continuation, motif echo
-(the call's interval 3-grams played again) and degenerate answers.  The issue's targets are
-checked per corpus for the automatic choice at the default settings.  Main thread only.
+works (Mozart, Haydn, Beethoven: the classical model's split, every 2nd piece) — are cut into a
+call (the first ``call_bars`` bars) and the real continuation (the next ``answer_bars``).  Every
+answerer answers every call at each temperature, and each answer is measured against the call
+and the real continuation (:mod:`benchmarks.musicstats`, :mod:`bridge.key`): share of notes in
+the call's key, texture (notes per onset, single-note onsets), register (mean pitch), density
+(onsets per beat), pitch-class and inter-onset-interval histogram overlap with the real
+continuation, motif echo (the call's interval 3-grams played again) and degenerate answers.  The
+issue's targets are checked per corpus for the automatic choice at the default settings.  Main
+thread only.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class StyleCorpus:
 
     name: str
     composers: tuple[str, ...]
-    model: str  # "default" or "melody": the shipped model trained on it (or nearest to it)
+    model: str  # "default", "melody" or "classical": the shipped model trained on it
     every: int  # every k-th piece (sorted by name) is held out
     trained: bool  # a shipped model was trained on its other pieces
     quick_files: int  # files read in a --quick run
@@ -65,7 +66,7 @@ class StyleCorpus:
 CORPORA = (
     StyleCorpus("chorales", ("bach",), "default", 10, True, 60),
     StyleCorpus("folk", ("essenFolksong", "oneills1850", "ryansMammoth"), "melody", 10, True, 1),
-    StyleCorpus("classical", ("mozart", "haydn", "beethoven"), "default", 2, False, 4),
+    StyleCorpus("classical", ("mozart", "haydn", "beethoven"), "classical", 2, True, 4),
 )
 
 
@@ -231,13 +232,19 @@ REAL_ROW = "real continuation"
 
 def run(options: Options, context: dict[str, object]) -> Section:
     from bridge.config import Settings
+    from bridge.follow import CLASSICAL_MODEL, MELODY_MODEL, Follower
     from bridge.model import load_model
 
     section = Section(6, "Musical quality: call and answer across styles")
     models_dir = options.model.parent
     chordal = load_model(options.model)
-    melody_path = models_dir / "melody.onnx"
-    melody = load_model(melody_path) if melody_path.is_file() else None
+    shipped = {
+        name: load_model(models_dir / f"{name}.onnx")
+        for name in (MELODY_MODEL, CLASSICAL_MODEL)
+        if (models_dir / f"{name}.onnx").is_file()
+    }
+    melody, classical = shipped.get(MELODY_MODEL), shipped.get(CLASSICAL_MODEL)
+    follower = Follower(chordal, melody, others=() if classical is None else (classical,))
     default_lock = Settings().key_lock
     temperatures = tuple(t for t in options.temperatures if t >= 0.8) or options.temperatures
     call_steps = options.call_bars * BEATS_PER_BAR * STEPS_PER_BEAT
@@ -249,9 +256,13 @@ def run(options: Options, context: dict[str, object]) -> Section:
     counts: list[list[str]] = []
     example: tuple[Case, dict[str, list[Any]]] | None = None  # the before/after piano roll
     for style in CORPORA:
-        scheme_model = melody if style.model == "melody" and melody is not None else chordal
+        scheme_model = shipped.get(style.model, chordal)
         split, total = _split(style, scheme_model, options)
         cases = _spread(cases_from_pieces(split.held_out, call_steps, answer_steps), limit)
+        routes: dict[str, int] = {}
+        for case in cases:
+            name = follower.choose(list(case.call))[0].name
+            routes[name] = routes.get(name, 0) + 1
         counts.append(
             [
                 style.name,
@@ -259,12 +270,14 @@ def run(options: Options, context: dict[str, object]) -> Section:
                 str(total),
                 str(len(split.held_out)),
                 str(len(cases)),
+                ", ".join(f"{name} {n}" for name, n in sorted(routes.items())) or "–",
             ]
         )
+        section.data[f"{style.name}: auto chose"] = routes
         if not cases:
             continue
         answerers = _answerers(
-            options, style, split, chordal, melody, scheme_model, default_lock, temperatures
+            options, split, chordal, follower, scheme_model, default_lock, temperatures
         )
         real = aggregate(cases, [c.continuation for c in cases], beats)
         rows.append((style.name, REAL_ROW, "–", real))
@@ -327,11 +340,7 @@ def run(options: Options, context: dict[str, object]) -> Section:
         )
     section.notes.append(
         f"Models: `{options.model.name}` ({_provenance(chordal.metadata)})"
-        + (
-            f", `melody.onnx` ({_provenance(melody.metadata)})"
-            if melody
-            else ", no `melody.onnx` (auto answers every call with the chordal model)"
-        )
+        + "".join(f", `{m.name}.onnx` ({_provenance(m.metadata)})" for m in shipped.values())
         + "."
     )
     section.figures.append(_plot(options.out_dir, rows))
@@ -347,8 +356,9 @@ def _method(options: Options, lock: float, temperatures: Sequence[float]) -> str
         f"{options.quality_pieces or MAX_CASES} per corpus); real continuation = the next "
         f"{options.answer_bars} bars; every answerer answers {options.answer_bars} bars. "
         "Held out as training splits them (pieces sorted by path, every 10th; folk tunes one "
-        "by one from their ABC files); the classical works are trained on by no model and are "
-        "split every 2nd piece so that Markov-3 has a training half. "
+        "by one from their ABC files; the classical works every 2nd piece, as few as they are). "
+        "`auto chose` = the model `--model auto` picks for the calls (a single line: the melody "
+        "model; chords: the chordal model under which the call is likeliest). "
         f"Rows: `{AUTO_ROW}` = `--model auto` with the default settings (key auto, key lock "
         f"{lock:g}, register pull), `auto, key-lock 0` = the same without the key bias, `old "
         "default` = models/default.onnx with no following (the bridge before this change), "
@@ -380,7 +390,7 @@ def _spread(cases: list[Case], limit: int) -> list[Case]:
 
 def _counts_table(counts: list[list[str]]) -> Table:
     table = Table(
-        ["corpus", "music21 corpora", "pieces", "held out", "calls used"],
+        ["corpus", "music21 corpora", "pieces", "held out", "calls used", "auto chose"],
         caption="**Corpora** (folk: one piece per tune)",
     )
     table.rows.extend(counts)
@@ -433,20 +443,17 @@ def _split(style: StyleCorpus, model: Any, options: Options) -> tuple[Any, int]:
 
 def _answerers(
     options: Options,
-    style: StyleCorpus,
     split: Any,
     chordal: Any,
-    melody: Any,
+    follower: Any,
     scheme_model: Any,
     lock: float,
     temperatures: tuple[float, ...],
 ) -> list[Answerer]:
     from benchmarks.answerers import TOP_P, markov_answer, reference_answer
-    from bridge.follow import Follower
     from bridge.generate import continue_notes
     from training.markov import MarkovModel
 
-    follower = Follower(chordal, melody)
     bars, per_bar = options.answer_bars, BEATS_PER_BAR
 
     def follow(key_lock: float) -> Answer:

@@ -374,15 +374,18 @@ def _follower(
 ) -> tuple[Follower | None, bool]:
     """The call follower (key, register, model auto) and whether ``--model`` asked for auto.
 
-    Built from the shipped ``default`` (chordal) and ``melody`` models; without a ``default`` in
-    the model directories, only ``model`` answers (key and register still follow the call)."""
+    Built from the shipped ``default`` (chordal), ``classical`` and ``melody`` models; without a
+    ``default`` in the model directories, or with a broken one among them (said in one line), only
+    ``model`` answers (key and register still follow the call)."""
     from bridge.errors import ModelError
     from bridge.follow import AUTO, Follower
 
     auto = value is None or value == AUTO
     try:
         return Follower.from_dirs(dirs), auto
-    except ModelError:
+    except ModelError as exc:
+        if any((Path(d) / "default.onnx").is_file() for d in dirs):
+            log.warning("model auto can only use %s: %s", model.name, exc)
         return Follower(model), auto
 
 

@@ -146,9 +146,8 @@ class Engine:
         self._auto = auto and follower is not None  # model "auto": chosen per answer
         self._settled = 0  # settled notes of the call last handed over for priming
         if follower is not None:
-            for chosen in (follower.chordal, follower.melody):
-                if chosen is not None:
-                    mask_table(chosen.scheme)
+            for chosen in follower.models:
+                mask_table(chosen.scheme)
         self.heard_key: str | None = None  # the key of the last call (status)
         self.answer_model: str | None = None  # the model of the last answer (status)
         self._settings = settings

@@ -12,6 +12,7 @@ No threads of its own; models are loaded before the engine starts.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from bridge.errors import ModelError
+from bridge.generate import call_chunks
 from bridge.key import Key, estimate_key, key_bias, parse_key, register_bias
 from bridge.model import LstmModel, load_model, resolve_model
-from bridge.tokens import Note
+from bridge.prime import PrimedStates
+from bridge.tokens import Kind, Note
 
 __all__ = [
     "AUTO",
     "CHORDAL_MODEL",
+    "CLASSICAL_MODEL",
     "MELODY_MODEL",
     "SINGLE_LINE_SHARE",
     "AnswerPlan",
@@ -37,7 +41,10 @@ AUTO = "auto"
 MELODY_MODEL = "melody"
 """Shipped model that answers single lines (folk melodies, transposed to every key)."""
 CHORDAL_MODEL = "default"
-"""Shipped model that answers chords (the Bach chorales)."""
+"""Shipped model that answers chords (the Bach chorales); the chordal one without a choice."""
+CLASSICAL_MODEL = "classical"
+"""Shipped model that answers chords in the style of the classical string quartets and sonatas
+(Mozart, Haydn, Beethoven)."""
 SINGLE_LINE_SHARE = 0.9
 """A call whose onsets are at least this often a single note is a single line."""
 
@@ -65,39 +72,70 @@ class AnswerPlan:
 class Follower:
     """Chooses the model, key and bias of each answer from the call (engine control thread).
 
-    ``melody`` may be ``None`` (no melody model shipped): ``auto`` then always uses ``chordal``.
+    ``melody`` may be ``None`` (no melody model shipped): ``auto`` then answers every call with a
+    chordal model.  ``others``: more chordal models; a chordal call goes to the likeliest of
+    ``chordal`` and ``others`` (:meth:`likeliest`).
     """
 
     def __init__(
-        self, chordal: LstmModel, melody: LstmModel | None = None, *, follow_register: bool = True
+        self,
+        chordal: LstmModel,
+        melody: LstmModel | None = None,
+        *,
+        others: Sequence[LstmModel] = (),
+        follow_register: bool = True,
     ) -> None:
-        if melody is not None and melody.scheme.steps_per_beat != chordal.scheme.steps_per_beat:
-            raise ModelError(
-                f"{melody.name} and {chordal.name} use different grids "
-                f"({melody.scheme.steps_per_beat} and "
-                f"{chordal.scheme.steps_per_beat} steps per beat)"
-            )
+        for model in (melody, *others):
+            if model is not None and model.scheme.steps_per_beat != chordal.scheme.steps_per_beat:
+                raise ModelError(
+                    f"{model.name} and {chordal.name} use different grids "
+                    f"({model.scheme.steps_per_beat} and "
+                    f"{chordal.scheme.steps_per_beat} steps per beat)"
+                )
         self.chordal = chordal
+        self.chordals: tuple[LstmModel, ...] = (chordal, *others)
         self.melody = melody
         self.follow_register = follow_register
+        self._scores = PrimedStates(score=True)  # the call so far under each chordal model
+
+    @property
+    def models(self) -> tuple[LstmModel, ...]:
+        """Every model the follower may choose."""
+        return (*self.chordals, *(() if self.melody is None else (self.melody,)))
 
     @classmethod
     def from_dirs(cls, model_dirs: Iterable[str | Path]) -> Follower:
-        """The shipped ``default`` and (if present) ``melody`` models from ``model_dirs``."""
+        """The shipped ``default`` and (if present) ``melody`` and ``classical`` models from
+        ``model_dirs``."""
         dirs = list(model_dirs)
         chordal = load_model(resolve_model(CHORDAL_MODEL, dirs))
-        try:
-            melody = load_model(resolve_model(MELODY_MODEL, dirs))
-        except ModelError:
-            melody = None
-        return cls(chordal, melody)
+        melody, others = _load_optional(MELODY_MODEL, dirs), _load_optional(CLASSICAL_MODEL, dirs)
+        return cls(chordal, melody, others=() if others is None else (others,))
 
     def choose(self, call: Sequence[Note]) -> tuple[LstmModel, str]:
         """The model ``auto`` picks for ``call`` and the texture it heard."""
         share = single_line_share(call)
         if share >= SINGLE_LINE_SHARE:  # NaN (an empty call) compares False: chordal
             return (self.melody or self.chordal), "single"
-        return self.chordal, "chordal"
+        return self.likeliest(call), "chordal"
+
+    def likeliest(self, call: Sequence[Note]) -> LstmModel:
+        """The chordal model that gives ``call`` the fewest bits per note (its own tokens, the
+        model's window of the call); ``chordal`` when there is no choice or no note.  Each
+        model's score is kept along the growing call, so scoring the next few notes costs only
+        those notes' inference."""
+        if len(self.chordals) == 1:
+            return self.chordal
+        best, best_score = self.chordal, math.inf
+        for model in self.chordals:
+            chunks, _ = call_chunks(model.scheme, call)
+            notes = sum(_notes_in(model, chunk) for chunk in chunks)
+            if not notes:
+                return self.chordal
+            score = self._scores.prime(model, chunks).nll / notes
+            if score < best_score:
+                best, best_score = model, score
+        return best
 
     def plan(
         self, call: Sequence[Note], model: LstmModel | None, key: str, key_lock: float
@@ -114,3 +152,21 @@ class Follower:
             if pull is not None:
                 bias = pull if bias is None else bias + pull
         return AnswerPlan(model, heard, bias, texture)
+
+
+def _load_optional(name: str, dirs: Sequence[Path | str]) -> LstmModel | None:
+    """The model called ``name``, or ``None`` if no directory has one (a broken file raises)."""
+    try:
+        path = resolve_model(name, dirs)
+    except ModelError:
+        return None
+    return load_model(path)
+
+
+def _notes_in(model: LstmModel, chunk: Sequence[int]) -> int:
+    """Notes an event's tokens sound (0 for the BOS and rests)."""
+    for token in chunk:
+        if model.scheme.kind(token) is Kind.PITCHES:
+            value = model.scheme.token_value(token)
+            return len(value) if isinstance(value, tuple) else 0
+    return 0

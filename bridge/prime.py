@@ -11,11 +11,17 @@ run remain.
 The model always runs one event per call, from the BOS on, whether a prefix came from the
 cache or not: the floats (and so a seeded answer) never depend on when the primes happened.
 
-Threads: one user at a time (the generation worker; offline callers own theirs).
+With ``score=True`` the chain also keeps the call's negative log-likelihood under each model
+(:attr:`Primed.nll`): :class:`bridge.follow.Follower` answers a chordal call with the chordal model
+that finds it least surprising.
+
+Threads: one user at a time (the generation worker, the engine's control thread for the
+follower's scores; offline callers own theirs).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bridge.model import LstmModel, State
+from bridge.sampling import mask_table
 
 __all__ = ["MAX_MODELS", "Primed", "PrimedStates", "run_chunks"]
 
@@ -43,25 +50,58 @@ class Primed:
     reused: int  # chunks (BOS and events) taken from the chain, not run now
     ran: int  # chunks run now
     seconds: float  # inference time spent now
+    nll: float = float("nan")  # nats, every token after the BOS (NaN unless scored)
+
+
+After = tuple[np.ndarray, State, float]
+"""Last logits, state and the tokens' negative log-likelihood so far, after a chunk."""
 
 
 def run_chunks(
-    model: LstmModel, chunks: Sequence[Chunk], start: tuple[np.ndarray, State] | None = None
-) -> list[tuple[np.ndarray, State]]:
-    """Run ``chunks`` one model call each after ``start`` (None: the initial state); returns
-    ``(last logits, state)`` after each chunk."""
-    state = model.initial_state() if start is None else start[1]
+    model: LstmModel,
+    chunks: Sequence[Chunk],
+    start: After | None = None,
+    *,
+    score: bool = False,
+) -> list[After]:
+    """Run ``chunks`` one model call each after ``start`` (None: the initial state, so the first
+    chunk is the BOS); returns ``(last logits, state, nll)`` after each chunk.  With ``score`` the
+    nll adds each token's negative log-probability (nats) among the tokens the grammar allows
+    there, given everything before it; without, it is NaN."""
+    masks = mask_table(model.scheme) if score else ()
+    if start is None:
+        previous, state, nll = None, model.initial_state(), (0.0 if score else math.nan)
+    else:
+        previous, state, nll = start
     out = []
     for chunk in chunks:
         logits, state = model.run(list(chunk), state)
-        out.append((logits[-1], state))
+        if score:
+            # The logits before each token: the previous chunk's last, then this chunk's own.  A
+            # chunk starts on an event boundary, where the grammar allows what it allows after
+            # the BOS (a SHIFT).
+            befores = [previous, *logits[:-1]]
+            for index, token in enumerate(chunk):
+                before = befores[index]
+                if before is not None:
+                    last = chunk[index - 1] if index else model.scheme.bos
+                    nll += _surprise(before, masks[last], token)
+        previous = logits[-1]
+        out.append((previous, state, nll))
     return out
+
+
+def _surprise(logits: np.ndarray, allowed: np.ndarray, token: int) -> float:
+    """−log p(token) under softmax(logits) restricted to the ``allowed`` tokens (nats)."""
+    scores = np.asarray(logits, dtype=np.float64)[allowed]
+    top = scores.max()
+    return float(top + np.log(np.exp(scores - top).sum()) - logits[token])
 
 
 class _Chain:
     def __init__(self) -> None:
         self.chunks: list[Chunk] = []
-        self.after: list[tuple[np.ndarray, State]] = []  # after chunks[: i + 1]
+        self.after: list[After] = []  # after chunks[: i + 1]
 
     def common(self, chunks: Sequence[Chunk]) -> int:
         n = 0
@@ -78,12 +118,14 @@ class PrimedStates:
     :meth:`prime` returns the state after ``chunks`` (running only what the chain lacks) and
     makes ``chunks`` the chain.  A chain is dropped when ``max_chunks`` would be exceeded (a call
     longer than the model's window is primed from its start again, as the window slides).
+    ``score``: also keep the call's negative log-likelihood (:func:`run_chunks`).
     """
 
-    def __init__(self, max_chunks: int = 256) -> None:
+    def __init__(self, max_chunks: int = 256, *, score: bool = False) -> None:
         if max_chunks < 1:
             raise ValueError(f"max_chunks must be >= 1, got {max_chunks}")
         self.max_chunks = max_chunks
+        self.score = score
         self._chains: OrderedDict[int, tuple[LstmModel, _Chain]] = OrderedDict()
 
     def prime(self, model: LstmModel, chunks: Sequence[Chunk]) -> Primed:
@@ -94,19 +136,19 @@ class PrimedStates:
         chain = self._chain(model)
         keep = chain.common(chunks)
         if keep == len(chunks):  # the whole call is in the chain already
-            logits, state = chain.after[keep - 1]
-            return Primed(logits, state, keep, 0, 0.0)
+            logits, state, nll = chain.after[keep - 1]
+            return Primed(logits, state, keep, 0, 0.0, nll)
         started = time.perf_counter()
         start = chain.after[keep - 1] if keep else None
-        ran = run_chunks(model, chunks[keep:], start)
+        ran = run_chunks(model, chunks[keep:], start, score=self.score)
         seconds = time.perf_counter() - started
         if len(chunks) <= self.max_chunks:
             chain.chunks = list(chunks)
             chain.after = [*chain.after[:keep], *ran]
         else:
             chain.chunks, chain.after = [], []
-        logits, state = ran[-1]
-        return Primed(logits, state, keep, len(ran), seconds)
+        logits, state, nll = ran[-1]
+        return Primed(logits, state, keep, len(ran), seconds, nll)
 
     def forget(self) -> None:
         """Drop every chain (a model was swapped out, the port was lost)."""

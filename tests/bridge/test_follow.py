@@ -15,8 +15,10 @@ from bridge.config import Settings, SettingsBox
 from bridge.engine import Engine
 from bridge.errors import ConfigError, ModelError
 from bridge.follow import Follower, single_line_share
+from bridge.generate import call_chunks, continue_notes
 from bridge.key import Key
 from bridge.model import load_model
+from bridge.prime import run_chunks
 from bridge.tokens import Note
 
 
@@ -60,6 +62,55 @@ def test_auto_answers_a_line_with_the_melody_model_and_chords_with_the_chordal(
     assert follower.choose(two)[1] == "chordal"
     fixed = follower.plan(line, follower.chordal, "auto", 0.0)
     assert fixed.model is follower.chordal and fixed.texture == "single"
+
+
+def test_a_chordal_call_goes_to_the_chordal_model_that_finds_it_likeliest(
+    shipped: Path, model_builder, tmp_path: Path
+) -> None:
+    for name in ("default", "melody"):
+        (tmp_path / f"{name}.onnx").write_bytes((shipped / f"{name}.onnx").read_bytes())
+    model_builder(tmp_path / "classical.onnx", seed=3)
+    follower = Follower.from_dirs([tmp_path])
+    assert [m.name for m in follower.chordals] == ["default", "classical"]
+    assert [m.name for m in follower.models] == ["default", "classical", "melody"]
+    calls = [
+        _chords((48, 60, 64, 67), (53, 60, 65, 69), (55, 62, 67, 71)),
+        [*_chords((48, 64), (55, 67)), *_line([72, 74, 76, 77, 79])],
+    ]
+    # what each model plays itself is likelier under it than under the other
+    for model in follower.chordals:
+        calls.append(continue_notes(model, calls[0], length=24, temperature=0.7, seed=5))
+    chosen = []
+    for call in calls:
+        bits = {}
+        for model in follower.chordals:
+            chunks, _ = call_chunks(model.scheme, call)
+            bits[model.name] = run_chunks(model, chunks, score=True)[-1][2] / len(call)
+        expected = min(bits, key=bits.__getitem__)
+        assert follower.likeliest(call).name == expected, bits
+        if single_line_share(call) < 0.9:
+            assert follower.choose(call) == (follower.likeliest(call), "chordal")
+        chosen.append(expected)
+    assert chosen[-2:] == ["default", "classical"]
+    # growing the call scores only the new events (the chain is kept per model)
+    classical = follower.chordals[1]
+    grown = [*calls[0], *(Note(24, p, 8, 80) for p in (48, 60, 64, 67))]
+    follower.likeliest(calls[0])
+    known = len(call_chunks(classical.scheme, calls[0])[0])
+    chunks = call_chunks(classical.scheme, grown)[0]
+    assert len(chunks) > known
+    scored = follower._scores.prime(classical, chunks)
+    assert (scored.reused, scored.ran) == (known, len(chunks) - known)
+    assert follower.likeliest([]) is follower.chordal  # nothing to judge by
+    fixed = follower.plan(calls[0], follower.chordals[1], "auto", 0.0)
+    assert fixed.model is follower.chordals[1]  # a chosen model is never second-guessed
+
+
+def test_a_broken_optional_model_is_refused_not_skipped(shipped: Path, tmp_path: Path) -> None:
+    (tmp_path / "default.onnx").write_bytes((shipped / "default.onnx").read_bytes())
+    (tmp_path / "classical.onnx").write_bytes(b"not a model")
+    with pytest.raises(ModelError):
+        Follower.from_dirs([tmp_path])
 
 
 def test_without_a_melody_model_auto_uses_the_chordal_one(shipped: Path, tmp_path: Path) -> None:

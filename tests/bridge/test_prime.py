@@ -99,3 +99,39 @@ def test_settled_notes_are_the_groups_that_can_no_longer_change() -> None:
     play("note_off", 67, 1.1)
     assert [n.pitch for n in capture.settled()] == [60, 64, 67]  # 72 is the newest group
     assert len(capture.take(1.2)) == 4 and capture.settled() == []
+
+
+def direct_nll(model: LstmModel, chunks: list[tuple[int, ...]]) -> float:
+    """The call's negative log-likelihood from one run over all its tokens, with the grammar
+    mask from :meth:`TokenScheme.allowed` (independent of run_chunks' bookkeeping)."""
+    tokens = [t for chunk in chunks for t in chunk]
+    logits, _ = model.run(tokens, model.initial_state())
+    total = 0.0
+    for i in range(1, len(tokens)):
+        allowed = model.scheme.allowed(tokens[i - 1])
+        scores = logits[i - 1].astype(np.float64)
+        top = scores[allowed].max()
+        log_z = np.log(np.exp(scores[allowed] - top).sum()) + top
+        total += float(log_z - scores[tokens[i]])
+    return total
+
+
+def test_scores_are_the_calls_log_likelihood_cached_or_not(tiny_model: LstmModel) -> None:
+    call = chunks_of(tiny_model, 6)
+    expected = direct_nll(tiny_model, call)
+    assert expected > 0
+    fresh = run_chunks(tiny_model, call, score=True)
+    assert fresh[-1][2] == pytest.approx(expected, rel=1e-5)
+    assert fresh[0][2] == 0.0  # the BOS alone: nothing predicted yet
+    primed = PrimedStates(score=True)
+    primed.prime(tiny_model, call[:2])
+    grown = primed.prime(tiny_model, call[:5])
+    assert grown.nll == pytest.approx(direct_nll(tiny_model, call[:5]), rel=1e-5)
+    whole = primed.prime(tiny_model, call)
+    assert (whole.reused, whole.nll) == (5, pytest.approx(expected, rel=1e-5))
+    assert primed.prime(tiny_model, call).nll == whole.nll  # all from the chain
+
+
+def test_unscored_chains_say_so(tiny_model: LstmModel) -> None:
+    result = PrimedStates().prime(tiny_model, chunks_of(tiny_model, 3))
+    assert np.isnan(result.nll)
