@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bridge.errors import ModelError
-from bridge.generate import call_chunks
+from bridge.generate import MAX_CALL_EVENTS, call_chunks
 from bridge.key import Key, estimate_key, key_bias, parse_key, register_bias
 from bridge.model import LstmModel, load_model, resolve_model
 from bridge.prime import PrimedStates
@@ -120,15 +120,17 @@ class Follower:
         return self.likeliest(call), "chordal"
 
     def likeliest(self, call: Sequence[Note]) -> LstmModel:
-        """The chordal model that gives ``call`` the fewest bits per note (its own tokens, the
-        model's window of the call); ``chordal`` when there is no choice or no note.  Each
-        model's score is kept along the growing call, so scoring the next few notes costs only
-        those notes' inference."""
+        """The chordal model that gives ``call`` the fewest bits per note (each in its own tokens);
+        ``chordal`` when there is no choice or no note.  The style is judged on the call's first
+        :data:`~bridge.generate.MAX_CALL_EVENTS` events, and each model's score is kept along the
+        growing call, so scoring the next notes costs only their inference, and nothing once the
+        call is longer."""
         if len(self.chordals) == 1:
             return self.chordal
+        opening = _opening(call, MAX_CALL_EVENTS)
         best, best_score = self.chordal, math.inf
         for model in self.chordals:
-            chunks, _ = call_chunks(model.scheme, call)
+            chunks, _ = call_chunks(model.scheme, opening, first=True)
             notes = sum(_notes_in(model, chunk) for chunk in chunks)
             if not notes:
                 return self.chordal
@@ -161,6 +163,15 @@ def _load_optional(name: str, dirs: Sequence[Path | str]) -> LstmModel | None:
     except ModelError:
         return None
     return load_model(path)
+
+
+def _opening(call: Sequence[Note], onsets: int) -> list[Note]:
+    """The notes of ``call`` that start on its first ``onsets`` onsets."""
+    starts = sorted({note.onset for note in call})
+    if len(starts) <= onsets:
+        return list(call)
+    last = starts[onsets - 1]
+    return [note for note in call if note.onset <= last]
 
 
 def _notes_in(model: LstmModel, chunk: Sequence[int]) -> int:

@@ -74,25 +74,32 @@ def answer_rng(seed: int | None, answer_number: int = 0) -> np.random.Generator:
 
 
 def call_chunks(
-    scheme: TokenScheme, call: Sequence[Note], max_events: int = MAX_CALL_EVENTS
+    scheme: TokenScheme,
+    call: Sequence[Note],
+    max_events: int = MAX_CALL_EVENTS,
+    *,
+    first: bool = False,
 ) -> tuple[list[tuple[int, ...]], int]:
-    """The BOS and the tokens of each of the call's last ``max_events`` events, one tuple each
-    (how :class:`~bridge.prime.PrimedStates` runs them); also returns the event count.
+    """The BOS and the tokens of each of the call's last ``max_events`` events (``first``: its
+    first ones), one tuple each (how :class:`~bridge.prime.PrimedStates` runs them); also returns
+    the event count.
 
-    When events are dropped the first one kept starts the phrase (shift 0).  Silences longer
-    than ``max_events`` full shifts are shortened to that first: the last ``max_events`` events
-    stay exactly the same, but a file with a 2^28-beat silence no longer becomes tens of millions
-    of rest events (``antiphon continue`` took minutes on a 40-byte file).
+    When the first events are dropped the first one kept starts the phrase (shift 0).  Silences
+    longer than ``max_events`` full shifts are shortened to that first: the last ``max_events``
+    events stay exactly the same, but a file with a 2^28-beat silence no longer becomes tens of
+    millions of rest events (``antiphon continue`` took minutes on a 40-byte file).
     """
     # Gaps beyond ``max_events`` full shifts lose whole shifts: the shift of the note after the
     # gap and the ``max_events`` rests before it come out the same.
     events = scheme.events_from_notes(
         close_gaps(call, max_events * scheme.max_shift, quantum=scheme.max_shift)
     )
-    if len(events) > max_events:
+    if first:
+        events = events[:max_events]
+    elif len(events) > max_events:
         events = events[-max_events:]
-        first = events[0]
-        events[0] = Event(0, first.pitches, first.duration, first.velocity_bucket)
+        head = events[0]
+        events[0] = Event(0, head.pitches, head.duration, head.velocity_bucket)
     chunks = [(scheme.bos,), *(tuple(scheme.event_tokens(event)) for event in events)]
     return chunks, len(events)
 

@@ -260,3 +260,19 @@ def test_continue_follows_the_input(shipped: Path) -> None:
         line, follower.chordal, settings.replace(key="Eb"), bpm=100.0, follower=follower, auto=True
     )
     assert {n.pitch % 12 for n in told.continuation} <= Key(3).scale
+
+
+def test_the_style_is_judged_on_the_calls_opening(
+    shipped: Path, model_builder, tmp_path: Path
+) -> None:
+    (tmp_path / "default.onnx").write_bytes((shipped / "default.onnx").read_bytes())
+    model_builder(tmp_path / "classical.onnx", seed=3)
+    follower = Follower.from_dirs([tmp_path])
+    long_call = _chords(*((48 + i % 7, 60 + i % 5) for i in range(80)))
+    chosen = follower.likeliest(long_call[:140])  # 70 onsets: beyond the window already
+    assert follower.likeliest(long_call) is chosen
+    for model in follower.chordals:
+        chunks, events = call_chunks(model.scheme, long_call, first=True)
+        assert events == 64 and chunks == call_chunks(model.scheme, long_call[:140], first=True)[0]
+        scored = follower._scores.prime(model, chunks)
+        assert scored.ran == 0  # scored once, never again however long the call grows
