@@ -27,7 +27,7 @@ import numpy as np
 from benchmarks import musicstats as ms
 from benchmarks.options import Options
 from benchmarks.report import Section, Table
-from benchmarks.stats import fmt
+from benchmarks.stats import fmt, summarize
 
 __all__ = [
     "CORPORA",
@@ -260,9 +260,12 @@ def run(options: Options, context: dict[str, object]) -> Section:
         split, total = _split(style, scheme_model, options)
         cases = _spread(cases_from_pieces(split.held_out, call_steps, answer_steps), limit)
         routes: dict[str, int] = {}
+        choose_seconds: list[float] = []
         for case in cases:
             name = follower.choose(list(case.call))[0].name
             routes[name] = routes.get(name, 0) + 1
+            choose_seconds.extend(_time_choices(follower, case.call))
+        choose = summarize(choose_seconds) if choose_seconds else None
         counts.append(
             [
                 style.name,
@@ -271,6 +274,7 @@ def run(options: Options, context: dict[str, object]) -> Section:
                 str(len(split.held_out)),
                 str(len(cases)),
                 ", ".join(f"{name} {n}" for name, n in sorted(routes.items())) or "–",
+                "–" if choose is None else f"{fmt(choose.p50 * 1e3)} / {fmt(choose.p99 * 1e3)}",
             ]
         )
         section.data[f"{style.name}: auto chose"] = routes
@@ -358,10 +362,13 @@ def _method(options: Options, lock: float, temperatures: Sequence[float]) -> str
         "Held out as training splits them (pieces sorted by path, every 10th; folk tunes one "
         "by one from their ABC files; the classical works every 2nd piece, as few as they are). "
         "`auto chose` = the model `--model auto` picks for the calls (a single line: the melody "
-        "model; chords: the chordal model under which the call is likeliest). "
+        "model; chords: the chordal model under which the call is likeliest); `choosing` = the "
+        "time that choice takes for each new onset while the call is played (the engine's "
+        "control thread; a fresh follower per call). "
         f"Rows: `{AUTO_ROW}` = `--model auto` with the default settings (key auto, key lock "
         f"{lock:g}, register pull), `auto, key-lock 0` = the same without the key bias, `old "
-        "default` = models/default.onnx with no following (the bridge before this change), "
+        "default` = models/default.onnx for every call with no following (how the bridge "
+        "answered before it followed the call), "
         f"`{MARKOV_ROW}` = Witten-Bell order 3 on the corpus's training split in the token "
         "scheme of the model auto picks there, `reference net` = models/reference-seed.onnx "
         "(the paper's method), and the real continuation. Figures: in-key share = answer notes "
@@ -378,6 +385,22 @@ def _method(options: Options, lock: float, temperatures: Sequence[float]) -> str
     )
 
 
+def _time_choices(follower: Any, call: Sequence[Any]) -> list[float]:
+    """Seconds :meth:`~bridge.follow.Follower.choose` takes for each onset of ``call`` as it is
+    played (a fresh follower, the call growing one onset at a time: what the engine's control
+    thread spends while the musician plays)."""
+    from bridge.follow import Follower
+
+    fresh = Follower(follower.chordal, follower.melody, others=follower.chordals[1:])
+    ordered = sorted(call, key=lambda n: n.onset)
+    times = []
+    for onset in sorted({n.onset for n in ordered}):
+        start = time.perf_counter()
+        fresh.choose([n for n in ordered if n.onset <= onset])
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def _spread(cases: list[Case], limit: int) -> list[Case]:
     """At most ``limit`` cases, evenly spaced over the list (every source file gets a say)."""
     if len(cases) <= limit:
@@ -390,7 +413,15 @@ def _spread(cases: list[Case], limit: int) -> list[Case]:
 
 def _counts_table(counts: list[list[str]]) -> Table:
     table = Table(
-        ["corpus", "music21 corpora", "pieces", "held out", "calls used", "auto chose"],
+        [
+            "corpus",
+            "music21 corpora",
+            "pieces",
+            "held out",
+            "calls used",
+            "auto chose",
+            "choosing, per new onset p50 / p99 ms",
+        ],
         caption="**Corpora** (folk: one piece per tune)",
     )
     table.rows.extend(counts)
