@@ -108,7 +108,8 @@ def _add_bridge(subparsers: Any) -> None:
         metavar="FILE|NAME|auto",
         help="model file, the name of a model in the model directories, or auto: "
         "per answer, a single-line call gets the shipped melody model and a "
-        "chordal one the chorale model models/default.onnx (default: auto)",
+        "chordal one the shipped chordal model (chorales: default, or classical) "
+        "under which it is likeliest (default: auto)",
     )
     g.add_argument(
         "--model-dir",
@@ -499,8 +500,10 @@ def _run_bridge(args: argparse.Namespace) -> int:
 
             extra = f", OSC events to {osc_out[0]}:{osc_out[1]}" if osc_out else ""
             shown = model.name
-            if auto and follower is not None and follower.melody is not None:
-                shown = f"auto ({follower.melody.name} for lines, {model.name} for chords)"
+            if auto and follower is not None:
+                chords = " or ".join(m.name for m in follower.chordals)
+                lines = follower.melody.name if follower.melody is not None else chords
+                shown = f"auto ({lines} for lines, {chords} for chords)"
             print(
                 f'antiphon: ready — in "{ports.in_name}", out "{ports.out_name}", {osc_text}, '
                 f"model {shown}, backend {backend}{extra}",

@@ -101,6 +101,8 @@ class _Record:
     """One answer's bookkeeping until its log line is written."""
 
     phrase_end: float
+    model: str = ""  # the model that answers and the key it answers in, for the log line
+    key: str | None = None
     report: AnswerReport | None = None
     playback: Playback | None = None
 
@@ -558,7 +560,7 @@ class Engine:
             self._next_id = answer_id + 1
             number = self._answers_started
             self._answers_started += 1
-            self._records[answer_id] = _Record(phrase_end)
+            record = self._records[answer_id] = _Record(phrase_end)
             model = self._model
             auto = self._auto
         bias = None
@@ -568,7 +570,8 @@ class Engine:
             )
             model, bias = plan.model, plan.bias
             self.heard_key = None if plan.key is None else str(plan.key)
-        self.answer_model = model.name
+            record.key = self.heard_key
+        self.answer_model = record.model = model.name
         self._last_call = tuple(call)
         self._count("answers")
         self.generator.submit(
@@ -636,12 +639,14 @@ class Engine:
         elif report.cancelled or (playback is not None and playback.cancelled):
             how = ", interrupted"
         log.info(
-            "answer %d: call %d events, answer %d events (%d notes), phrase end → first note %s "
-            "(prime %.1f ms, %d of %d events primed while playing, compute %.1f ms)%s",
+            "answer %d: call %d events, answer %d events (%d notes) by %s%s, phrase end → first "
+            "note %s (prime %.1f ms, %d of %d events primed while playing, compute %.1f ms)%s",
             answer_id,
             report.call_events,
             report.answer_events,
             report.notes,
+            record.model,
+            "" if record.key is None else f" in {record.key}",
             latency,
             report.prime_ms,
             report.primed_events,

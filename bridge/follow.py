@@ -1,13 +1,15 @@
 """Answers that follow the call: which model answers, in which key, in which register.
 
-:class:`Follower` is built once at start-up (CLI) around the chordal model (the chorale-trained
-``default``) and, when one is shipped, a melody model.  For every answer the engine's control
-thread calls :meth:`Follower.plan` with the call: ``model="auto"`` answers a single line (at least
-:data:`SINGLE_LINE_SHARE` of its onsets one note) with the melody model and anything else with
-the chordal one; the key comes from the ``key`` setting (``auto`` = estimated from the call, see
-:func:`bridge.key.estimate_key`); the logit bias adds the key lock and a register pull towards the
-call's range (:func:`bridge.key.register_bias`).  The plan is what the generation worker uses.
-No threads of its own; models are loaded before the engine starts.
+:class:`Follower` is built once at start-up (CLI) around the chordal models (the chorale-trained
+``default`` and, when shipped, ``classical``) and, when one is shipped, a melody model.  For
+every answer the engine's control thread calls :meth:`Follower.plan` with the call:
+``model="auto"`` answers a single line (at least :data:`SINGLE_LINE_SHARE` of its onsets one
+note) with the melody model, and anything else with the chordal model under which the call is
+likeliest (:meth:`Follower.likeliest`: fewest bits per note, the model that knows the call's
+style best); the key comes from the ``key`` setting (``auto`` = estimated from the call, see
+:func:`bridge.key.estimate_key`); the logit bias adds the key lock and a register pull towards
+the call's range (:func:`bridge.key.register_bias`).  The plan is what the generation worker
+uses.  No threads of its own; models are loaded before the engine starts.
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ and special values come from that table.
 ``/antiphon/key_lock f``       0..1: 0 = free, 1 = scale tones only (in between: out-of-key rarer)
 ``/antiphon/trigger``          answer now (``/antiphon/stop``, ``/antiphon/panic`` likewise)
 ``/antiphon/model name``       hot-swap to a model in the model directories, or ``auto`` (chosen
-                              per answer from the call: a single line gets the melody model)
+                              per answer from the call: a single line gets the melody model,
+                              chords the chordal model under which the call is likeliest)
 ``/antiphon/status``           replies ``/antiphon/status key value …`` (also ``heard_key``)
 =============================  =============================================================
 

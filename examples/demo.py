@@ -22,6 +22,7 @@ Any failure ends with one ``demo: error: …`` line and exit status 1.  Run it t
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import signal
 import socket
@@ -32,6 +33,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 try:
     from jack_peer import (
@@ -181,6 +183,28 @@ class AnswerEvents:
                 elif msg.address == "/antiphon/answer/end":
                     return True
         return False
+
+    def ask_status(self, host: str, port: int, timeout: float = 2.0) -> dict[str, Any]:
+        """The bridge's ``/antiphon/status`` reply (key, value, …) as a dict; {} if none came."""
+        from pythonosc.osc_message_builder import OscMessageBuilder
+        from pythonosc.osc_packet import OscPacket
+
+        self.sock.sendto(OscMessageBuilder("/antiphon/status").build().dgram, (host, port))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            try:
+                messages = [m.message for m in OscPacket(data).messages]
+            except Exception:
+                continue
+            for msg in messages:
+                if msg.address == "/antiphon/status":
+                    values = list(msg.params)
+                    return dict(zip(values[::2], values[1::2], strict=False))
+        return {}
 
     def close(self) -> None:
         self.sock.close()
@@ -403,9 +427,13 @@ def run(args: argparse.Namespace) -> list[Path]:
                 'the bridge said the answer ended, but no notes arrived on "Antiphon Out"'
             )
         latency_ms = (recorded[0].onset - end) * 1e3
+        osc = re.search(r"OSC ([\d.]+):(\d+)", ready)
+        reply = events.ask_status(osc[1], int(osc[2])) if osc else {}
+        answered_by = str(reply.get("answer_model") or "(unknown: no /antiphon/status reply)")
         say(
-            f"answer: {len(recorded)} notes, the first {latency_ms:.0f} ms after the phrase's "
-            f"last note-off (the bridge waits for 1 beat of silence = {60000 / song.bpm:.0f} ms)"
+            f"answer by the {answered_by} model: {len(recorded)} notes, the first "
+            f"{latency_ms:.0f} ms after the phrase's last note-off (the bridge waits for 1 beat "
+            f"of silence = {60000 / song.bpm:.0f} ms)"
         )
 
         status = bridge.stop()
@@ -419,12 +447,11 @@ def run(args: argparse.Namespace) -> list[Path]:
     write_midi(midi_path, [("call", call), ("answer", answer)], bpm=song.bpm)
     written.append(midi_path)
     png_path = args.out / "pianoroll.png"
-    model_name = Path(args.model).stem if args.model else "default"
     write_pianoroll(
         png_path,
         call,
         answer,
-        f"{args.phrase.stem} (call) and Antiphon's answer — model {model_name}, "
+        f"{args.phrase.stem} (call) and Antiphon's answer — model {answered_by}, "
         f"--seed {args.seed}, temperature {args.temperature:g}",
     )
     written.append(png_path)

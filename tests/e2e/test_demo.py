@@ -40,7 +40,9 @@ def test_demo_writes_its_three_files(e2e_model: Path, tmp_path: Path) -> None:
     lines = done.stdout.splitlines()
     for name in ("answer.mid", "pianoroll.png", "answer.wav"):
         assert f"demo: wrote {out / name}" in lines, done.stdout
-    assert any(line.startswith("demo: answer: ") for line in lines)
+    # the model that answered, as the bridge's /antiphon/status reports it
+    said = f"demo: answer by the {Path(e2e_model).stem} model: "
+    assert any(line.startswith(said) for line in lines), done.stdout
     assert "demo: bridge stopped (SIGINT, exit 0)" in lines
     if "demo: started a dummy JACK server 'antiphon-demo' (48 kHz, 64-frame periods)" in lines:
         assert "demo: stopped the JACK server 'antiphon-demo'" in lines
