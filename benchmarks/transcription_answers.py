@@ -101,11 +101,8 @@ def answer_rows(
     from bridge.config import Settings
     from bridge.follow import Follower
     from bridge.generate import continue_notes
-    from bridge.model import load_model
 
-    chordal = load_model(REPO / "models" / "default.onnx")
-    melody = load_model(REPO / "models" / "melody.onnx")
-    follower = Follower(chordal, melody)
+    follower = Follower.from_dirs([REPO / "models"])  # every shipped model, as the bridge
     lock = Settings().key_lock
     beats = ANSWER_BARS * BEATS_PER_BAR
 

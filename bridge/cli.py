@@ -107,9 +107,9 @@ def _add_bridge(subparsers: Any) -> None:
         "--model",
         metavar="FILE|NAME|auto",
         help="model file, the name of a model in the model directories, or auto: "
-        "per answer, a single-line call gets the shipped melody model and a "
-        "chordal one the shipped chordal model (chorales: default, or classical) "
-        "under which it is likeliest (default: auto)",
+        "per answer, a single-line call gets models/melody.onnx and a chordal one "
+        "models/default.onnx (chorales) or models/classical.onnx, whichever finds it "
+        "likelier (default: auto)",
     )
     g.add_argument(
         "--model-dir",
