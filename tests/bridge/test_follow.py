@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,9 @@ def test_key_settings_are_validated() -> None:
 def auto_rig(shipped, sink, events, fake_clock, until):
     engines: list[Engine] = []
 
-    def make(auto: bool = True, follower: bool = True, **settings: Any) -> Rig:
+    def make(
+        auto: bool = True, follower: bool = True, shipped: Path = shipped, **settings: Any
+    ) -> Rig:
         values: dict[str, Any] = {"length": 12, "seed": 3, "bpm": 120.0} | settings
         found = Follower.from_dirs([shipped]) if follower else None
         model = found.chordal if found else load_model(shipped / "default.onnx")
@@ -200,6 +203,42 @@ def test_engine_auto_picks_per_call_and_reports_the_key(auto_rig, sink) -> None:
     rig.play_out()
     status = rig.engine.status()
     assert (status["answer_model"], status["heard_key"]) == ("default", "C")
+
+
+@pytest.fixture(scope="module")
+def shipped_three(shipped: Path, model_builder, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``shipped`` plus a ``classical`` chordal model."""
+    folder = tmp_path_factory.mktemp("shipped3")
+    for name in ("default", "melody"):
+        (folder / f"{name}.onnx").write_bytes((shipped / f"{name}.onnx").read_bytes())
+    model_builder(folder / "classical.onnx", seed=CLASSICAL_SEED)
+    return folder
+
+
+CLASSICAL_SEED = 16  # a tiny model under which CHORDS are likelier than under "default"
+CHORDS = ((60, 64, 67), (65, 69, 72), (67, 71, 74), (60, 64, 67))
+
+
+def test_engine_auto_sends_chords_to_the_likeliest_chordal_model(
+    auto_rig, shipped_three: Path, caplog: pytest.LogCaptureFixture, until
+) -> None:
+    caplog.set_level(logging.INFO, logger="bridge.engine")
+    rig = auto_rig(shipped=shipped_three)
+    for chord in CHORDS:
+        _play_chord(rig, chord)
+        rig.advance(0.25)
+    rig.advance(0.5)
+    rig.play_out()
+    heard = list(rig.engine._last_call)  # the quantized call the engine answered
+    judge = Follower.from_dirs([shipped_three])
+    scores = {}
+    for model in judge.chordals:
+        chunks, _ = call_chunks(model.scheme, heard, first=True)
+        scores[model.name] = run_chunks(model, chunks, score=True)[-1][2]
+    # this call is likelier under the tiny "classical" than under the tiny "default"
+    assert min(scores, key=scores.__getitem__) == "classical", (scores, heard)
+    assert rig.engine.status()["answer_model"] == "classical"
+    assert until(lambda: any(" by classical in " in r.getMessage() for r in caplog.records))
 
 
 def test_engine_swaps_between_a_named_model_and_auto(auto_rig) -> None:
