@@ -109,6 +109,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="sampling temperatures for the quality section (default 0.05,0.8,1.0,1.2)",
     )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help=f"first random seed of the sampled answers; call i uses seed + i (default "
+        f"{d.rng_seed}): another seed shows how far sampling alone moves the figures",
+    )
     return p
 
 
@@ -125,6 +132,7 @@ def options_from(args: argparse.Namespace) -> Options:
         ("launches", "launches"),
         ("train_seconds", "train_seconds"),
         ("pieces", "quality_pieces"),
+        ("seed", "rng_seed"),
     ):
         value = getattr(args, flag)
         if value is not None:

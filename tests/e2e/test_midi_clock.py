@@ -130,7 +130,7 @@ def test_answer_tempo_follows_midi_clock(
     tools: Callable[..., Tool],
     osc_listener: OscClient,
 ) -> None:
-    results = {}
+    results, heard = {}, {}
     for bpm in (90.0, 140.0):
         answer, beat0, status = _answer_under_clock(
             bpm,
@@ -158,10 +158,14 @@ def test_answer_tempo_follows_midi_clock(
             f"{status.get('late_notes')}; bridge log:\n{log}"
         )
         results[bpm] = answer
+        heard[bpm] = [line for line in log.splitlines() if " answer " in f" {line}"]
 
     slow, fast = results[90.0], results[140.0]
+    # what each bridge heard and answered ("answer 1: call N events, …"): an answer can only be
+    # the same if the call was quantized the same
     assert chords(slow) == chords(fast), (
-        "same seed and same phrase must give the same answer at both tempos"
+        "same seed and same phrase must give the same answer at both tempos; the bridges "
+        f"logged:\n90 BPM: {heard[90.0]}\n140 BPM: {heard[140.0]}"
     )
     ioi_slow = intervals([n.onset for n in slow])
     ioi_fast = intervals([n.onset for n in fast])

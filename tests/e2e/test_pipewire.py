@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 from e2e_support import require
@@ -41,9 +43,17 @@ peer.play(notes)
 sys.stdout.write("played\n"); sys.stdout.flush()
 sys.stdin.readline()  # the bridge has stopped: everything it sent is in
 heard = [m.bytes() for _, m in peer.received()]
+print(json.dumps(heard), flush=True)  # before closing: what was heard is out whatever happens
 peer.close()
-print(json.dumps(heard))
+sys.stdout.write("closed\n"); sys.stdout.flush()
 """
+
+
+def _line(pipe: IO[str], timeout: float, what: str) -> str:
+    """The next line of a child's output, or AssertionError after ``timeout`` seconds."""
+    ready, _, _ = select.select([pipe], [], [], timeout)
+    assert ready, f"no {what} within {timeout:g} s"
+    return pipe.readline()
 
 
 @pytest.fixture
@@ -90,17 +100,25 @@ def test_pw_jack_bridge_answers_a_call(pipewire: dict[str, str], tmp_path: Path)
             text=True,
         )
         assert peer.stdin is not None and peer.stdout is not None
-        assert peer.stdout.readline().strip() == "played"
+        assert _line(peer.stdout, 30, "'played' from the peer").strip() == "played"
         wait_for(lambda: "answer 1:" in bridge_log.read_text(), 20, "the answer's log line")
         time.sleep(4.0)  # six notes at 120 bpm
     finally:
         bridge.send_signal(signal.SIGINT)
         status = bridge.wait(timeout=20)
-    assert peer is not None and peer.stdin is not None and peer.stdout is not None
-    peer.stdin.write("go\n")
-    peer.stdin.flush()
-    heard = json.loads(peer.stdout.readline())
-    peer.wait(timeout=20)
+    try:
+        assert peer is not None and peer.stdin is not None and peer.stdout is not None
+        peer.stdin.write("go\n")
+        peer.stdin.flush()
+        heard = json.loads(_line(peer.stdout, 20, "notes heard from the peer"))
+        assert _line(peer.stdout, 20, "'closed' from the peer (its JACK client)").strip() == (
+            "closed"
+        )
+        peer.wait(timeout=20)
+    finally:
+        if peer is not None and peer.poll() is None:
+            peer.kill()  # never leave a client behind (it would outlive its PipeWire)
+            peer.wait(timeout=10)
     text = bridge_log.read_text()
     assert status == 0, text
     # the whole call, as one phrase; its first four events primed while it was played
