@@ -572,6 +572,12 @@ class Engine:
             self.heard_key = None if plan.key is None else str(plan.key)
             record.key = self.heard_key
         self.answer_model = record.model = model.name
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "answer %d: call (onset/pitch/duration/velocity in grid steps) %s",
+                answer_id,
+                " ".join(f"{n.onset}/{n.pitch}/{n.duration}/{n.velocity}" for n in call),
+            )
         self._last_call = tuple(call)
         self._count("answers")
         self.generator.submit(

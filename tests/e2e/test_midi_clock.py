@@ -52,6 +52,7 @@ def _answer_under_clock(
             temperature=0.8,
             silence=1,
             start="auto",
+            log_level="debug",  # the quantized call, for when the two answers differ
         )
     )
     bridge_in = peer.connect_out(f"{client}:Antiphon In")
@@ -158,7 +159,7 @@ def test_answer_tempo_follows_midi_clock(
             f"{status.get('late_notes')}; bridge log:\n{log}"
         )
         results[bpm] = answer
-        heard[bpm] = [line for line in log.splitlines() if " answer " in f" {line}"]
+        heard[bpm] = [line for line in log.splitlines() if "answer 1:" in line]
 
     slow, fast = results[90.0], results[140.0]
     # what each bridge heard and answered ("answer 1: call N events, …"): an answer can only be
