@@ -26,6 +26,21 @@ from support.waiting import wait_for
 pytestmark = pytest.mark.jack
 
 SEED_PHRASE = "blues_riff"
+STEPS_PER_BEAT = 4  # the shipped models' grid
+
+
+def steady_phrase(name: str) -> list[tuple[float, int, float, int]]:
+    """The example phrase with every duration a whole number of grid steps less 0.2 step: 0.3
+    step (32 ms at 140 BPM) from the nearest rounding boundary.  The riff as written holds notes
+    for 1.6 and 6.4 steps, 0.1 step (11 ms) from a boundary, so a note-on a few periods late on
+    a busy machine changed a duration token of the call — and a model that listens then answers
+    differently (CI failed twice so; measured offline: a ±13 ms change of one duration changes
+    6 of 6 answers of the shipped chorale model)."""
+    out = []
+    for onset, pitch, duration, velocity in phrase(name):
+        steps = max(1, round(duration * STEPS_PER_BEAT))
+        out.append((onset, pitch, (steps - 0.2) / STEPS_PER_BEAT, velocity))
+    return out
 
 
 def _answer_under_clock(
@@ -94,7 +109,7 @@ def _answer_under_clock(
     beat0 = start + phase  # the first tick after Start is beat 0
     first_beat = math.ceil((peer.now() + 0.3 - beat0) / beat)
     phrase_at = beat0 + first_beat * beat
-    _, end = peer.play(phrase_messages(phrase(SEED_PHRASE), bpm), at=phrase_at)
+    _, end = peer.play(phrase_messages(steady_phrase(SEED_PHRASE), bpm), at=phrase_at)
 
     osc.wait("/antiphon/answer/end", 60 + (end - peer.now()))
     time.sleep(0.05)
