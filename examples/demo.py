@@ -163,8 +163,8 @@ class AnswerEvents:
         self.port: int = self.sock.getsockname()[1]
         self.notes = 0
 
-    def wait_end(self, timeout: float) -> bool:
-        """True once ``/antiphon/answer/end`` arrives; counts ``/antiphon/note`` meanwhile."""
+    def _messages(self, timeout: float) -> Iterator[Any]:
+        """Every OSC message that arrives within ``timeout`` seconds (bad datagrams skipped)."""
         from pythonosc.osc_packet import OscPacket
 
         deadline = time.monotonic() + timeout
@@ -177,33 +177,26 @@ class AnswerEvents:
                 messages = [m.message for m in OscPacket(data).messages]
             except Exception:
                 continue
-            for msg in messages:
-                if msg.address == "/antiphon/note":
-                    self.notes += 1
-                elif msg.address == "/antiphon/answer/end":
-                    return True
+            yield from messages
+
+    def wait_end(self, timeout: float) -> bool:
+        """True once ``/antiphon/answer/end`` arrives; counts ``/antiphon/note`` meanwhile."""
+        for msg in self._messages(timeout):
+            if msg.address == "/antiphon/note":
+                self.notes += 1
+            elif msg.address == "/antiphon/answer/end":
+                return True
         return False
 
     def ask_status(self, host: str, port: int, timeout: float = 2.0) -> dict[str, Any]:
         """The bridge's ``/antiphon/status`` reply (key, value, …) as a dict; {} if none came."""
         from pythonosc.osc_message_builder import OscMessageBuilder
-        from pythonosc.osc_packet import OscPacket
 
         self.sock.sendto(OscMessageBuilder("/antiphon/status").build().dgram, (host, port))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            try:
-                messages = [m.message for m in OscPacket(data).messages]
-            except Exception:
-                continue
-            for msg in messages:
-                if msg.address == "/antiphon/status":
-                    values = list(msg.params)
-                    return dict(zip(values[::2], values[1::2], strict=False))
+        for msg in self._messages(timeout):
+            if msg.address == "/antiphon/status":
+                values = list(msg.params)
+                return dict(zip(values[::2], values[1::2], strict=False))
         return {}
 
     def close(self) -> None:
