@@ -352,6 +352,7 @@ class Engine:
             "answer_model": self.answer_model,
             "heard_key": self.heard_key,
             "tempo_bpm": round(self.tempo.bpm, 2),
+            "beat": round(self.tempo.beat_at(self._clock()), 3),
             "clock_running": self.tempo.clock_running,
             "clock_ticks_lost": self.tempo.ticks_lost,
             "clock_timeline_shifts": self.tempo.timeline_shifts,

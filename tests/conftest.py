@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -187,12 +188,30 @@ def antiphon() -> Callable[..., subprocess.CompletedProcess[str]]:
     return run_antiphon
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the test item (``item.failed_phase``), so fixtures can tell
+    in their teardown that the test failed."""
+    report = yield
+    if report.failed:
+        item.failed_phase = report.when  # type: ignore[attr-defined]
+    return report
+
+
+BRIDGE_LOG_TAIL = 60
+"""Lines of each bridge's log printed when a test that started bridges fails."""
+
+
 @pytest.fixture
-def bridge_process(tmp_path: Path) -> Iterator[Callable[..., BridgeProcess]]:
+def bridge_process(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., BridgeProcess]]:
     """``bridge_process(*flags)`` starts ``antiphon bridge``; any left running are stopped after.
 
     The test itself should call ``bridge.stop()`` and check the exit status; teardown only makes
-    sure no bridge (and so no JACK client) outlives its test.
+    sure no bridge (and so no JACK client) outlives its test.  When the test failed, the end of
+    every bridge's log is printed (pytest shows it under "Captured stdout teardown"), so a
+    failure in CI says what the bridge heard and played.
     """
     started: list[BridgeProcess] = []
 
@@ -205,3 +224,7 @@ def bridge_process(tmp_path: Path) -> Iterator[Callable[..., BridgeProcess]]:
     for bridge in started:
         if bridge.process.poll() is None:
             bridge.stop()
+    if getattr(request.node, "failed_phase", None):
+        for index, bridge in enumerate(started):
+            tail = bridge.log().splitlines()[-BRIDGE_LOG_TAIL:]
+            print(f"---- bridge {index} log (last {len(tail)} lines) ----", *tail, sep="\n")

@@ -480,7 +480,10 @@ def test_panic_and_stop_answer(make_rig, sink) -> None:
 
 
 def test_status_reports_settings_and_state(make_rig, tiny_model_path: Path) -> None:
-    status = make_rig(length=16).engine.status()
+    rig = make_rig(length=16)
+    status = rig.engine.status()
     assert status["length"] == 16 and status["model"] == tiny_model_path.stem
     for key in ("tempo_bpm", "clock_running", "answering", "last_latency_ms", "dropped"):
         assert key in status
+    rig.clock.advance(0.75)  # at 120 BPM: a beat and a half further on the grid
+    assert rig.engine.status()["beat"] == pytest.approx(status["beat"] + 1.5, abs=1e-3)

@@ -1,8 +1,16 @@
-"""The real bridge process on the dummy JACK server, with real MIDI and OSC peers.
+"""The real bridge process on a dummy JACK server, with real MIDI and OSC peers.
 
 ``antiphon bridge`` runs as a subprocess (its backend chosen automatically: only a JACK server is
 reachable here).  A python-rtmidi JACK client plays a phrase into "Antiphon In", another records
-"Antiphon Out"; python-osc talks to the OSC port.  The model is the random tiny test model with its
+"Antiphon Out"; python-osc talks to the OSC port.
+
+These tests count every message (every note-on has its note-off), so they are about delivery,
+not timing under load: the server runs in synchronous mode (``jackd -S``, this module's own
+``antiphon-sync``), where a client that is late for a cycle delays the cycle instead of losing
+its input, and the recorder is a polled queue (RtMidi's C++ callback fills it; a thread here
+drains it), never a Python callback in JACK's thread, which is late whenever another thread holds
+the GIL.  On the shared asynchronous server a late recorder lost two note-offs the bridge had
+sent (CI, stop 17).  The model is the random tiny test model with its
 output bias pushed towards short shifts and durations (and away from rests), so answers are quick
 to play; it is still a random model, so tests check structure (counts, note-offs, determinism),
 not musical quality.
@@ -13,6 +21,7 @@ attached as junit properties.
 
 from __future__ import annotations
 
+import math
 import re
 import signal
 import socket
@@ -27,7 +36,7 @@ import mido
 import pytest
 import rtmidi
 from pythonosc.osc_message import OscMessage
-from reliability_support import quick_model, unmatched
+from reliability_support import JackServer, private_server, quick_model, unmatched
 from support.osc import OscClient
 
 from bridge.ports import find_port
@@ -50,6 +59,21 @@ START = (
 
 StartBridge = Callable[..., Any]
 
+SYNC_SERVER = "antiphon-sync"
+"""This module's server (jackd2 has 8 name slots: a fixed name, shared with the other modules
+that need a synchronous server, one module at a time)."""
+
+POLL_S = 0.001
+"""How often the recorder drains RtMidi's queue: the resolution of its timestamps."""
+
+
+@pytest.fixture(scope="module")
+def sync_jack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JackServer]:
+    """A synchronous dummy JACK server, ``JACK_DEFAULT_SERVER`` pointing at it meanwhile."""
+    log = tmp_path_factory.mktemp("jack") / "jackd-sync.log"
+    with private_server(SYNC_SERVER, log, sync=True) as server:
+        yield server
+
 
 # ---- a quick random model -----------------------------------------------------------------------
 
@@ -65,15 +89,44 @@ def model_dir(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -
 # ---- MIDI peers ------------------------------------------------------------------------------
 
 
+class Recording:
+    """Everything an RtMidi input receives, drained from its queue by a thread of its own
+    (:meth:`stop` joins it), each message stamped with ``time.monotonic()`` when drained."""
+
+    def __init__(self, rt: Any) -> None:
+        self._rt = rt
+        self.messages: list[tuple[float, mido.Message]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drain, name="rtmidi-recorder", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while not self._stop.is_set():
+            while (event := self._rt.get_message()) is not None:
+                message = mido.Message.from_bytes(event[0])
+                with self._lock:
+                    self.messages.append((time.monotonic(), message))
+            self._stop.wait(POLL_S)
+
+    def since(self, t: float) -> list[tuple[float, mido.Message]]:
+        with self._lock:
+            return [(when, m) for when, m in self.messages if when >= t]
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 class Peer:
-    """A python-rtmidi JACK client connected to one of the bridge's ports."""
+    """A python-rtmidi JACK client connected to one of the bridge's ports: a player
+    (``kind="out"``) or a recorder (``kind="in"``, its messages in :attr:`recording`)."""
 
     def __init__(self, kind: str, client: str, target: str) -> None:
         self.rt: Any = (rtmidi.MidiOut if kind == "out" else rtmidi.MidiIn)(
             rtapi=rtmidi.API_UNIX_JACK, name=client
         )
-        self.messages: list[tuple[float, mido.Message]] = []
-        self._lock = threading.Lock()
+        self.recording: Recording | None = None
         deadline = time.monotonic() + 10
         while True:
             names = self.rt.get_ports()
@@ -85,16 +138,11 @@ class Peer:
             time.sleep(0.05)
         if kind == "in":
             self.rt.ignore_types(sysex=True, timing=True, active_sense=True)
-            self.rt.set_callback(self._record)
-
-    def _record(self, event: tuple[list[int], float], data: object = None) -> None:
-        t = time.monotonic()
-        with self._lock:
-            self.messages.append((t, mido.Message.from_bytes(event[0])))
+            self.recording = Recording(self.rt)
 
     def since(self, t: float) -> list[tuple[float, mido.Message]]:
-        with self._lock:
-            return [(when, m) for when, m in self.messages if when >= t]
+        assert self.recording is not None, "only a recorder records"
+        return self.recording.since(t)
 
     def send(self, msg: mido.Message) -> None:
         self.rt.send_message(msg.bytes())
@@ -102,20 +150,22 @@ class Peer:
     def close(self) -> None:
         if self.rt.is_deleted:  # deleting twice crashes RtMidi
             return
-        if hasattr(self.rt, "cancel_callback"):
-            self.rt.cancel_callback()
+        if self.recording is not None:
+            self.recording.stop()
         self.rt.close_port()
         self.rt.delete()
 
 
 @pytest.fixture
-def peers(jack_server: str) -> Iterator[Callable[[], tuple[Peer, Peer]]]:
+def peers(sync_jack: JackServer) -> Iterator[Callable[[], tuple[Peer, Peer]]]:
     made: list[Peer] = []
 
     def connect() -> tuple[Peer, Peer]:
-        player = Peer("out", "antiphon-it-player", "Antiphon In")
+        # the input client first: an RtMidi output client opened before an input client
+        # leaves the input unscheduled in about half the tries (jackd 1.9.21)
         recorder = Peer("in", "antiphon-it-recorder", "Antiphon Out")
-        made.extend([player, recorder])
+        player = Peer("out", "antiphon-it-player", "Antiphon In")
+        made.extend([recorder, player])
         return player, recorder
 
     yield connect
@@ -123,9 +173,30 @@ def peers(jack_server: str) -> Iterator[Callable[[], tuple[Peer, Peer]]]:
         peer.close()
 
 
-def play_phrase(player: Peer) -> float:
-    """Play :data:`PHRASE` in real time; returns the moment the last note-off was sent."""
-    start = time.monotonic()
+def next_beat(osc: OscClient, *, lead_beats: float = 0.5) -> float:
+    """When (``time.monotonic()``) the bridge's grid reaches its next beat at least
+    ``lead_beats`` from now, from the ``beat`` ``/antiphon/status`` reports (the quickest of
+    three round trips; the reply is taken as made halfway through)."""
+    replies = []
+    for _ in range(3):
+        sent = time.monotonic()
+        beat = float(osc.status()["beat"])
+        back = time.monotonic()
+        replies.append((back - sent, (sent + back) / 2, beat))
+    _, at, beat = min(replies)
+    return at + (math.ceil(beat + lead_beats) - beat) * SPB
+
+
+def play_phrase(player: Peer, osc: OscClient) -> float:
+    """Play :data:`PHRASE` in real time from the bridge's next beat; returns the moment the
+    last note-off was sent.
+
+    The bridge quantizes a call on its own beat grid, which runs from its start: a phrase begun
+    anywhere can have its onsets near the middle between two grid
+    steps, where a few milliseconds of scheduling decide which step they take, so two bridges
+    would hear the same phrase as different calls.  Begun on the beat, every onset is half a
+    step (83 ms) from a rounding boundary."""
+    start = next_beat(osc)
     events = []
     for beat, pitch in PHRASE:
         events.append((beat * SPB, mido.Message("note_on", note=pitch, velocity=90)))
@@ -159,8 +230,10 @@ def wait_answer(
     )
 
 
-def answer_of(player: Peer, recorder: Peer) -> tuple[float, list[tuple[float, mido.Message]]]:
-    phrase_end = play_phrase(player)
+def answer_of(
+    player: Peer, recorder: Peer, osc: OscClient
+) -> tuple[float, list[tuple[float, mido.Message]]]:
+    phrase_end = play_phrase(player, osc)
     return phrase_end, wait_answer(recorder, phrase_end)
 
 
@@ -202,7 +275,7 @@ def test_a_phrase_is_answered_on_antiphon_out_with_every_note_off(
         assert "backend jack" in bridge.ready_line  # chosen automatically
         assert {"Antiphon:Antiphon In", "Antiphon:Antiphon Out"} <= set(jack_port_names())
         player, recorder = peers()
-        phrase_end, answer = answer_of(player, recorder)
+        phrase_end, answer = answer_of(player, recorder, OscClient(bridge.osc_port))
         ons = note_ons(answer)
         assert len(ons) >= 8  # 8 note events, each a note or a chord
         assert unmatched(answer) == []
@@ -250,10 +323,10 @@ def test_osc_length_and_temperature_change_the_next_answer(
     first = bridge_process(*flags)
     player, recorder = peers()
     osc = OscClient(first.osc_port)
-    _, a0 = answer_of(player, recorder)
+    _, a0 = answer_of(player, recorder, osc)
     osc.send("/antiphon/length", 12)
     assert osc.status()["length"] == 12
-    _, a1 = answer_of(player, recorder)
+    _, a1 = answer_of(player, recorder, osc)
     assert first.stop(signal.SIGINT) == 0
     player.close()
     recorder.close()
@@ -261,12 +334,12 @@ def test_osc_length_and_temperature_change_the_next_answer(
     second = bridge_process(*flags)
     player, recorder = peers()
     osc = OscClient(second.osc_port)
-    _, b0 = answer_of(player, recorder)
+    _, b0 = answer_of(player, recorder, osc)
     osc.send("/antiphon/length", 12)
     osc.send("/antiphon/temperature", 0.3)
     status = osc.status()
     assert (status["length"], status["temperature"]) == (12, pytest.approx(0.3))
-    _, b1 = answer_of(player, recorder)
+    _, b1 = answer_of(player, recorder, osc)
     assert second.stop(signal.SIGTERM) == 0
 
     print(
@@ -332,7 +405,7 @@ def test_sigint_while_answering_ends_every_note_and_closes_the_ports(
         "--model", str(model_dir / "quick.onnx"), "--length", "200", "--seed", "5", *START
     )
     player, recorder = peers()
-    phrase_end = play_phrase(player)
+    phrase_end = play_phrase(player, OscClient(bridge.osc_port))
     deadline = time.monotonic() + 20
     while len(note_ons(recorder.since(phrase_end))) < 3:
         assert time.monotonic() < deadline, "the answer never started"
@@ -348,7 +421,7 @@ def test_sigint_while_answering_ends_every_note_and_closes_the_ports(
 def test_a_taken_osc_port_fails_cleanly_and_leaves_no_port(
     antiphon: Callable[..., Any],
     model_dir: Path,
-    jack_server: str,
+    sync_jack: JackServer,
 ) -> None:
     taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     taken.bind(("127.0.0.1", 0))
@@ -371,18 +444,15 @@ def test_a_taken_osc_port_fails_cleanly_and_leaves_no_port(
 def test_existing_ports_instead_of_virtual_ones(
     bridge_process: StartBridge,
     model_dir: Path,
-    jack_server: str,
+    sync_jack: JackServer,
 ) -> None:
     """The Windows/loopMIDI way: --in/--out name ports that exist (here two virtual ports of a
     stand-in "loopMIDI" client); the bridge connects its own client ports to them."""
+    loop_out = rtmidi.MidiIn(rtapi=rtmidi.API_UNIX_JACK, name="loopMIDI B")  # input first
+    loop_out.open_virtual_port("loop B")  # the bridge plays into this
+    heard = Recording(loop_out)
     loop_in = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name="loopMIDI A")
     loop_in.open_virtual_port("loop A")  # the DAW plays into this; the bridge reads it
-    loop_out = rtmidi.MidiIn(rtapi=rtmidi.API_UNIX_JACK, name="loopMIDI B")
-    heard: list[tuple[float, mido.Message]] = []
-    loop_out.set_callback(
-        lambda e, d=None: heard.append((time.monotonic(), mido.Message.from_bytes(e[0])))
-    )
-    loop_out.open_virtual_port("loop B")  # the bridge plays into this
     try:
         bridge = bridge_process(
             "--model",
@@ -409,17 +479,17 @@ def test_existing_ports_instead_of_virtual_ones(
             def __init__(self) -> None:
                 self.rt = loop_in
 
-        phrase_end = play_phrase(Wrapped())
+        phrase_end = play_phrase(Wrapped(), OscClient(bridge.osc_port))
         deadline = time.monotonic() + 30
         while True:
-            answer = [(t, m) for t, m in heard if t >= phrase_end]
+            answer = heard.since(phrase_end)
             if len(note_ons(answer)) >= 4 and not unmatched(answer):
                 break
             assert time.monotonic() < deadline, f"no answer on loop B: {answer}"
             time.sleep(0.02)
         assert bridge.stop(signal.SIGINT) == 0
     finally:
-        loop_out.cancel_callback()
+        heard.stop()
         for port in (loop_in, loop_out):
             port.close_port()
             port.delete()
