@@ -190,8 +190,8 @@ def antiphon() -> Callable[..., subprocess.CompletedProcess[str]]:
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """Keep each phase's report on the test item (``item.failed_phase``), so fixtures can tell
-    in their teardown that the test failed."""
+    """Mark the test item with the phase that failed (``item.failed_phase``: setup or call), so
+    fixtures can tell in their teardown that the test failed."""
     report = yield
     if report.failed:
         item.failed_phase = report.when  # type: ignore[attr-defined]
